@@ -1,0 +1,159 @@
+package config
+
+import "time"
+
+// Config is handoff's whole configuration. Default returns its built-in
+// values, Load layers a file, the environment and flags over them, and
+// Validate checks the result.
+type Config struct {
+	// Listen is the HTTP address, host:port.
+	Listen string `koanf:"listen"`
+	// PublicURL is the externally visible base URL (scheme://host[:port]),
+	// used for OAuth2 callback URLs. Empty: derived from Listen.
+	PublicURL string `koanf:"public_url"`
+	// Project is the one project id this daemon serves.
+	Project string `koanf:"project"`
+	// Data is the directory for the embedded store and generated files.
+	Data      string     `koanf:"data"`
+	Store     Store      `koanf:"store"`
+	Tokens    Tokens     `koanf:"tokens"`
+	Sessions  Sessions   `koanf:"sessions"`
+	CORS      CORS       `koanf:"cors"`
+	HTTP      HTTP       `koanf:"http"`
+	Limits    Limits     `koanf:"limits"`
+	Log       Log        `koanf:"log"`
+	Redirect  Redirect   `koanf:"redirect"`
+	Providers []Provider `koanf:"providers"`
+}
+
+// Store selects and configures the storage backend.
+type Store struct {
+	Driver        string        `koanf:"driver"`         // bolt | postgres
+	Path          string        `koanf:"path"`           // bolt file; default <data>/handoff.db
+	DSN           string        `koanf:"dsn"`            // postgres connection string
+	DSNFile       string        `koanf:"dsn_file"`       // read into DSN by Load
+	MaxConns      int           `koanf:"max_conns"`      // postgres pool size
+	SweepInterval time.Duration `koanf:"sweep_interval"` // how often expired tokens and sessions are swept; default 1m
+
+	dsnFromFile bool // DSN was read from DSNFile by Load
+}
+
+// Tokens are the defaults and rules of one-time tokens.
+type Tokens struct {
+	Length      int           `koanf:"length"`       // 4..128, default 6
+	Expire      time.Duration `koanf:"expire"`       // 60s..1y, default 15m
+	MaxAttempts int           `koanf:"max_attempts"` // default 10
+	Pepper      string        `koanf:"pepper"`       // optional; hex or text
+	PepperFile  string        `koanf:"pepper_file"`  // read into Pepper by Load
+
+	pepperFromFile bool // Pepper was read from PepperFile by Load
+}
+
+// Sessions are the rules of sessions.
+type Sessions struct {
+	Duration   time.Duration `koanf:"duration"`     // default 8760h (1 year)
+	MaxPerUser int           `koanf:"max_per_user"` // default 10; -1 unlimited
+}
+
+// CORS lists the origins allowed to call the client API from a browser.
+type CORS struct {
+	Origins []string `koanf:"origins"`
+}
+
+// HTTP holds server timeouts and limits.
+type HTTP struct {
+	ReadTimeout     time.Duration `koanf:"read_timeout"`     // default 10s
+	WriteTimeout    time.Duration `koanf:"write_timeout"`    // default 30s
+	IdleTimeout     time.Duration `koanf:"idle_timeout"`     // default 120s
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"` // default 15s
+	MaxBodyBytes    int64         `koanf:"max_body_bytes"`   // default 65536
+	TrustProxy      bool          `koanf:"trust_proxy"`      // honour X-Forwarded-For
+}
+
+// Limits are the abuse limits of client routes (Appwrite's defaults).
+type Limits struct {
+	Enabled      bool `koanf:"enabled"`       // default true
+	SessionToken int  `koanf:"session_token"` // POST /account/sessions/token per IP+user per hour; default 10
+	OAuth2       int  `koanf:"oauth2"`        // GET /account/tokens/oauth2 per IP per hour; default 50
+	JWT          int  `koanf:"jwt"`           // POST /account/jwts per user per minute; default 120
+	Verify       int  `koanf:"verify"`        // POST /providers/{name}/verify per IP per hour; default 60
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `koanf:"level"`  // debug | info | warn | error; default info
+	Format string `koanf:"format"` // text | json; default text
+}
+
+// Redirect lists where the OAuth2 token flow may send browsers back to.
+type Redirect struct {
+	// Allow holds allowed success/failure URL prefixes (scheme://host[:port][/path]).
+	Allow []string `koanf:"allow"`
+}
+
+// Provider is one configured verifier. Load fills unset fields from
+// Provider.WithDefaults.
+type Provider struct {
+	// Name is the provider's id in URLs such as /v1/providers/{name}/verify.
+	Name    string         `koanf:"name"`
+	Kind    string         `koanf:"kind"`   // a built-in kind; or empty with Plugin set
+	Plugin  *Plugin        `koanf:"plugin"` // a third-party plugin binary
+	Config  map[string]any `koanf:"config"` // decoded by the plugin itself
+	Guards  []string       `koanf:"guards"` // names of guard providers run first
+	Users   Users          `koanf:"users"`
+	Deliver Deliver        `koanf:"deliver"`
+	Timeout time.Duration  `koanf:"timeout"` // per call; default 5s
+	Token   TokenOverride  `koanf:"token"`
+}
+
+// Plugin locates a third-party plugin binary, pinned by its SHA-256.
+type Plugin struct {
+	Path   string            `koanf:"path"`
+	SHA256 string            `koanf:"sha256"`
+	Args   []string          `koanf:"args"`
+	Env    map[string]string `koanf:"env"`
+}
+
+// Users is what a provider may do with an identity it has not seen.
+type Users struct {
+	Create      bool `koanf:"create"`
+	LinkByEmail bool `koanf:"link_by_email"`
+}
+
+// TokenOverride sets a provider's own token length and expiry.
+type TokenOverride struct {
+	Length int           `koanf:"length"`
+	Expire time.Duration `koanf:"expire"`
+}
+
+// Deliver says how a minted secret reaches the user.
+type Deliver struct {
+	Via     string  `koanf:"via"` // response | redirect | webhook | email; default response
+	Webhook Webhook `koanf:"webhook"`
+	Email   Email   `koanf:"email"`
+}
+
+// Webhook posts the secret to the app's backend, signed per Standard Webhooks.
+type Webhook struct {
+	URL        string        `koanf:"url"`
+	Secret     string        `koanf:"secret"`      // whsec_<base64>
+	SecretFile string        `koanf:"secret_file"` // read into Secret by Load
+	Timeout    time.Duration `koanf:"timeout"`     // per attempt; default 5s
+	Attempts   int           `koanf:"attempts"`    // default 5
+
+	secretFromFile bool // Secret was read from SecretFile by Load
+}
+
+// Email sends the secret by SMTP.
+type Email struct {
+	SMTP         string `koanf:"smtp"` // host:port
+	Username     string `koanf:"username"`
+	Password     string `koanf:"password"`
+	PasswordFile string `koanf:"password_file"` // read into Password by Load
+	TLS          string `koanf:"tls"`           // none | starttls | tls; default starttls
+	From         string `koanf:"from"`
+	Subject      string `koanf:"subject"`
+	Template     string `koanf:"template"` // text/template; fields .Secret .UserID .Expire .Provider
+
+	passwordFromFile bool // Password was read from PasswordFile by Load
+}

@@ -1,0 +1,362 @@
+package config
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Problem is one thing wrong with a configuration, at a key path such as
+// providers[1].deliver.webhook.url. Key is empty for problems that belong
+// to no key.
+type Problem struct {
+	Key     string
+	Message string
+}
+
+// String returns "key: message".
+func (p Problem) String() string {
+	if p.Key == "" {
+		return p.Message
+	}
+	return p.Key + ": " + p.Message
+}
+
+// Problems is every problem found in a configuration. Load and Validate
+// return it as their error; use errors.As to list the problems one by one.
+type Problems []Problem
+
+// Error returns one line per problem, "key: message".
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Limits of the values Validate accepts.
+const (
+	MinTokenLength   = 4
+	MaxTokenLength   = 128
+	MinTokenExpire   = 60 * time.Second
+	MaxTokenExpire   = 31536000 * time.Second
+	MaxAttempts      = 100 // NIST SP 800-63B allows at most 100 consecutive failures
+	MinSession       = time.Minute
+	MinMaxBodyBytes  = 1 << 10
+	MaxMaxBodyBytes  = 64 << 20
+	MinPepperLength  = 16
+	MaxWebhookTries  = 100
+	webhookSecretPfx = "whsec_"
+)
+
+// idPattern is a project or provider id: 1 to 36 characters of
+// a-z A-Z 0-9 . _ -, not starting with . _ or - (Appwrite's custom ids).
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,35}$`)
+
+const idRule = "must be 1 to 36 characters of a-z, A-Z, 0-9, '.', '_' and '-', not starting with '.', '_' or '-'"
+
+// Validate checks the whole configuration and reports every problem it
+// finds, not just the first, as Problems (nil when there are none).
+func (c Config) Validate() error {
+	v := &validator{}
+
+	v.hostPort("listen", c.Listen)
+	if c.PublicURL != "" {
+		v.httpURL("public_url", c.PublicURL, false)
+	}
+	v.id("project", c.Project)
+	if c.Data == "" {
+		v.add("data", "is required")
+	}
+
+	v.store(c.Store)
+	v.tokens(c.Tokens)
+
+	if c.Sessions.Duration < MinSession {
+		v.add("sessions.duration", "must be at least %s, got %s", MinSession, c.Sessions.Duration)
+	}
+	if c.Sessions.MaxPerUser < -1 {
+		v.add("sessions.max_per_user", "must be -1 (no limit) or more, got %d", c.Sessions.MaxPerUser)
+	}
+
+	for i, o := range c.CORS.Origins {
+		v.httpURL(fmt.Sprintf("cors.origins[%d]", i), o, true)
+	}
+
+	v.positive("http.read_timeout", c.HTTP.ReadTimeout)
+	v.positive("http.write_timeout", c.HTTP.WriteTimeout)
+	v.positive("http.idle_timeout", c.HTTP.IdleTimeout)
+	v.positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	if c.HTTP.MaxBodyBytes < MinMaxBodyBytes || c.HTTP.MaxBodyBytes > MaxMaxBodyBytes {
+		v.add("http.max_body_bytes", "must be between %d (1KiB) and %d (64MiB), got %d", MinMaxBodyBytes, MaxMaxBodyBytes, c.HTTP.MaxBodyBytes)
+	}
+
+	for _, l := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.session_token", c.Limits.SessionToken},
+		{"limits.oauth2", c.Limits.OAuth2},
+		{"limits.jwt", c.Limits.JWT},
+		{"limits.verify", c.Limits.Verify},
+	} {
+		if l.n < 0 {
+			v.add(l.key, "must not be negative, got %d", l.n)
+		}
+	}
+
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+
+	for i, a := range c.Redirect.Allow {
+		v.httpURL(fmt.Sprintf("redirect.allow[%d]", i), a, false)
+	}
+
+	v.providers(c.Providers)
+
+	if len(v.ps) == 0 {
+		return nil
+	}
+	return v.ps
+}
+
+type validator struct{ ps Problems }
+
+func (v *validator) add(key, format string, args ...any) {
+	v.ps = append(v.ps, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) store(s Store) {
+	switch s.Driver {
+	case "bolt":
+	case "postgres":
+		if s.DSN == "" {
+			v.add("store.dsn", "is required when store.driver is postgres (or set store.dsn_file)")
+		}
+		if s.MaxConns < 1 {
+			v.add("store.max_conns", "must be at least 1, got %d", s.MaxConns)
+		}
+	default:
+		v.add("store.driver", "must be bolt or postgres, got %q", s.Driver)
+	}
+	v.bothSet("store.dsn", s.DSN, s.DSNFile, s.dsnFromFile)
+	v.positive("store.sweep_interval", s.SweepInterval)
+}
+
+func (v *validator) tokens(t Tokens) {
+	v.tokenLength("tokens.length", t.Length)
+	v.tokenExpire("tokens.expire", t.Expire)
+	if t.MaxAttempts < 1 || t.MaxAttempts > MaxAttempts {
+		v.add("tokens.max_attempts", "must be between 1 and %d (NIST SP 800-63B allows at most %d), got %d", MaxAttempts, MaxAttempts, t.MaxAttempts)
+	}
+	if t.Pepper != "" && len(t.Pepper) < MinPepperLength {
+		v.add("tokens.pepper", "must be at least %d characters (or leave it empty to have one generated)", MinPepperLength)
+	}
+	v.bothSet("tokens.pepper", t.Pepper, t.PepperFile, t.pepperFromFile)
+}
+
+func (v *validator) tokenLength(key string, n int) {
+	if n < MinTokenLength || n > MaxTokenLength {
+		v.add(key, "must be between %d and %d, got %d", MinTokenLength, MaxTokenLength, n)
+	}
+}
+
+func (v *validator) tokenExpire(key string, d time.Duration) {
+	switch {
+	case d < MinTokenExpire || d > MaxTokenExpire:
+		v.add(key, "must be between %s and %s (60 to 31536000 seconds), got %s", MinTokenExpire, MaxTokenExpire, d)
+	case d%time.Second != 0:
+		v.add(key, "must be whole seconds, got %s", d)
+	}
+}
+
+func (v *validator) providers(ps []Provider) {
+	first := map[string]int{} // name → index of its first entry
+	for i, p := range ps {
+		if _, dup := first[p.Name]; !dup && p.Name != "" {
+			first[p.Name] = i
+		}
+	}
+	for i, p := range ps {
+		key := fmt.Sprintf("providers[%d]", i)
+		switch j, seen := first[p.Name]; {
+		case p.Name == "":
+			v.add(key+".name", "is required")
+		case !idPattern.MatchString(p.Name):
+			v.add(key+".name", "%s, got %q", idRule, p.Name)
+		case seen && j != i:
+			v.add(key+".name", "%q is already the name of providers[%d]", p.Name, j)
+		}
+
+		switch {
+		case p.Kind == "" && p.Plugin == nil:
+			v.add(key, "set kind (a built-in provider) or plugin (an external one)")
+		case p.Kind != "" && p.Plugin != nil:
+			v.add(key, "set kind or plugin, not both")
+		case p.Plugin != nil:
+			if p.Plugin.Path == "" {
+				v.add(key+".plugin.path", "is required")
+			}
+			if b, err := hex.DecodeString(p.Plugin.SHA256); err != nil || len(b) != 32 {
+				v.add(key+".plugin.sha256", "must be the plugin binary's SHA-256 as 64 hex digits")
+			}
+		}
+
+		for j, g := range p.Guards {
+			gkey := fmt.Sprintf("%s.guards[%d]", key, j)
+			if _, ok := first[g]; !ok {
+				v.add(gkey, "no provider is named %q", g)
+			} else if g == p.Name {
+				v.add(gkey, "a provider cannot guard itself")
+			}
+		}
+
+		v.positive(key+".timeout", p.Timeout)
+		if p.Token.Length != 0 {
+			v.tokenLength(key+".token.length", p.Token.Length)
+		}
+		if p.Token.Expire != 0 {
+			v.tokenExpire(key+".token.expire", p.Token.Expire)
+		}
+		v.deliver(key+".deliver", p.Deliver)
+	}
+}
+
+func (v *validator) deliver(key string, d Deliver) {
+	switch d.Via {
+	case "", "response", "redirect":
+	case "webhook":
+		v.webhook(key+".webhook", d.Webhook)
+	case "email":
+		v.email(key+".email", d.Email)
+	default:
+		v.add(key+".via", "must be response, redirect, webhook or email, got %q", d.Via)
+	}
+	// Secrets given twice are wrong whichever way the secret is delivered.
+	v.bothSet(key+".webhook.secret", d.Webhook.Secret, d.Webhook.SecretFile, d.Webhook.secretFromFile)
+	v.bothSet(key+".email.password", d.Email.Password, d.Email.PasswordFile, d.Email.passwordFromFile)
+}
+
+func (v *validator) webhook(key string, w Webhook) {
+	if w.URL == "" {
+		v.add(key+".url", "is required when deliver.via is webhook")
+	} else {
+		v.httpURL(key+".url", w.URL, false)
+	}
+	switch {
+	case w.Secret == "":
+		v.add(key+".secret", "is required when deliver.via is webhook (or set secret_file)")
+	case !validWebhookSecret(w.Secret):
+		v.add(key+".secret", "must be %q followed by base64 (a Standard Webhooks secret)", webhookSecretPfx)
+	}
+	v.positive(key+".timeout", w.Timeout)
+	if w.Attempts < 1 || w.Attempts > MaxWebhookTries {
+		v.add(key+".attempts", "must be between 1 and %d, got %d", MaxWebhookTries, w.Attempts)
+	}
+}
+
+func validWebhookSecret(s string) bool {
+	rest, ok := strings.CutPrefix(s, webhookSecretPfx)
+	if !ok || rest == "" {
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(rest)
+	return err == nil
+}
+
+func (v *validator) email(key string, e Email) {
+	if e.SMTP == "" {
+		v.add(key+".smtp", "is required when deliver.via is email")
+	} else {
+		v.hostPort(key+".smtp", e.SMTP)
+	}
+	if e.From == "" {
+		v.add(key+".from", "is required when deliver.via is email")
+	} else if _, err := mail.ParseAddress(e.From); err != nil {
+		v.add(key+".from", "must be an email address, got %q", e.From)
+	}
+	v.oneOf(key+".tls", e.TLS, "none", "starttls", "tls")
+	if e.Template != "" {
+		if _, err := template.New("email").Parse(e.Template); err != nil {
+			v.add(key+".template", "%v", err)
+		}
+	}
+}
+
+// bothSet reports a secret given inline and as a file. A secret that Load
+// read from its file does not count as inline.
+func (v *validator) bothSet(key, secret, file string, fromFile bool) {
+	if secret != "" && file != "" && !fromFile {
+		v.add(key+"_file", "set %s or %s_file, not both", lastKey(key), lastKey(key))
+	}
+}
+
+func lastKey(key string) string {
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		return key[i+1:]
+	}
+	return key
+}
+
+func (v *validator) id(key, s string) {
+	if !idPattern.MatchString(s) {
+		v.add(key, "%s, got %q", idRule, s)
+	}
+}
+
+func (v *validator) hostPort(key, s string) {
+	_, port, err := net.SplitHostPort(s)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		v.add(key, "must be host:port, got %q", s)
+	}
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.add(key, "must be more than 0, got %s", d)
+	}
+}
+
+func (v *validator) oneOf(key, s string, allowed ...string) {
+	for _, a := range allowed {
+		if s == a {
+			return
+		}
+	}
+	v.add(key, "must be %s, got %q", orList(allowed), s)
+}
+
+func orList(xs []string) string {
+	if len(xs) == 1 {
+		return xs[0]
+	}
+	return strings.Join(xs[:len(xs)-1], ", ") + " or " + xs[len(xs)-1]
+}
+
+// httpURL checks an absolute http(s) URL; an origin has nothing after
+// the host and port.
+func (v *validator) httpURL(key, s string, origin bool) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		v.add(key, "must be an absolute http or https URL, got %q", s)
+	case u.User != nil:
+		v.add(key, "must not hold a user or password, got %q", s)
+	case origin && (u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || strings.HasSuffix(s, "#")):
+		v.add(key, "must be an origin, scheme://host[:port] with no path, got %q", s)
+	case u.Fragment != "" || strings.HasSuffix(s, "#"):
+		v.add(key, "must not have a #fragment, got %q", s)
+	}
+}

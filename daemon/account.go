@@ -1,0 +1,234 @@
+package daemon
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/handoffd/handoff/tokenstore"
+)
+
+// createSession is account.createSession: it exchanges {userId, secret} for
+// a session. Every refusal of the secret looks the same (401
+// user_invalid_token). Limited to sessions.token per hour per IP and user,
+// reset on success; API key callers are not limited.
+func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if c.user != nil {
+		return errSessionExists
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	userID, err := p.id("userId")
+	if err != nil {
+		return err
+	}
+	secret, err := p.text("secret", 256)
+	if err != nil {
+		return err
+	}
+	limitKey := "session_token:" + c.ip + ":" + userID
+	if c.key == nil && d.cfg.Limits.Enabled && !d.limits.hit(w, limitKey, d.cfg.Limits.SessionToken, time.Hour, time.Now()) {
+		return errRateLimit
+	}
+	s, cred, err := d.core.Exchange(r.Context(), userID, secret, tokenstore.Client{IP: c.ip, UserAgent: d.userAgent(r, c)})
+	if err != nil {
+		return err
+	}
+	d.limits.reset(limitKey)
+	d.setSessionCookies(w, r, cred, s.Expire)
+	shown := ""
+	if c.key != nil {
+		shown = cred
+	}
+	writeJSON(w, http.StatusCreated, newSessionModel(s, true, shown))
+	return nil
+}
+
+// userAgent honours X-Forwarded-User-Agent only for API key callers, as
+// Appwrite does.
+func (d *Daemon) userAgent(r *http.Request, c *caller) string {
+	if c.key != nil {
+		if ua := r.Header.Get("X-Forwarded-User-Agent"); ua != "" {
+			return ua
+		}
+	}
+	return r.UserAgent()
+}
+
+func (d *Daemon) getAccount(w http.ResponseWriter, r *http.Request, c *caller) error {
+	writeJSON(w, http.StatusOK, newUserModel(*c.user))
+	return nil
+}
+
+func (d *Daemon) listSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+	return d.writeSessions(w, r, c.user.ID, c.session.ID)
+}
+
+// sessionParam resolves a sessionId path value, where "current" is the
+// caller's own session.
+func sessionParam(r *http.Request, c *caller) string {
+	if id := r.PathValue("sessionId"); id != "current" {
+		return id
+	}
+	return c.session.ID
+}
+
+func (d *Daemon) getSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+	id := sessionParam(r, c)
+	s, err := d.core.SessionByID(r.Context(), c.user.ID, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newSessionModel(s, s.ID == c.session.ID, ""))
+	return nil
+}
+
+func (d *Daemon) deleteSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if !d.allow(w, "delete_session:"+c.ip, 100, time.Hour) {
+		return errRateLimit
+	}
+	id := sessionParam(r, c)
+	if err := d.core.DeleteSession(r.Context(), c.user.ID, id); err != nil {
+		return err
+	}
+	if id == c.session.ID {
+		d.clearSessionCookies(w, r)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (d *Daemon) deleteSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if !d.allow(w, "delete_sessions:"+c.ip, 100, time.Hour) {
+		return errRateLimit
+	}
+	if _, err := d.core.DeleteSessions(r.Context(), c.user.ID); err != nil {
+		return err
+	}
+	d.clearSessionCookies(w, r)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// createJWT is account.createJWT: a JWT for the caller's session, signed
+// with the daemon's Ed25519 key (see /.well-known/jwks.json).
+func (d *Daemon) createJWT(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if c.viaJWT {
+		return errJWTCreation
+	}
+	if c.session == nil {
+		return errSessionNotFound
+	}
+	if !d.allow(w, "jwt:"+c.user.ID, d.cfg.Limits.JWT, time.Minute) {
+		return errRateLimit
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	secs, err := p.intRange("duration", int(tokenstore.DefaultJWTDuration/time.Second), 0, int(tokenstore.MaxJWTDuration/time.Second))
+	if err != nil {
+		return err
+	}
+	d0 := time.Duration(secs) * time.Second
+	if secs == 0 {
+		d0 = tokenstore.DefaultJWTDuration
+	}
+	jwt, err := d.core.IssueJWT(*c.session, d0)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, jwtModel{JWT: jwt})
+	return nil
+}
+
+// allow applies a limit when limits are on.
+func (d *Daemon) allow(w http.ResponseWriter, key string, limit int, period time.Duration) bool {
+	return !d.cfg.Limits.Enabled || d.limits.hit(w, key, limit, period, time.Now())
+}
+
+// setSessionCookies sets Appwrite's two session cookies and, for callers a
+// browser would not give the cookies to (no Origin, or a cross-site one),
+// X-Fallback-Cookies.
+func (d *Daemon) setSessionCookies(w http.ResponseWriter, r *http.Request, cred string, expire time.Time) {
+	name := d.cookieName()
+	value := url.QueryEscape(cred) // as Swoole's cookie(): = + / percent-encoded
+	attrs := "; expires=" + expire.UTC().Format(http.TimeFormat) + "; path=/" + cookieDomain(r) + secureAttr(r, d.cfg.HTTP.TrustProxy) + "; httponly"
+	h := w.Header()
+	h.Add("Set-Cookie", name+"_legacy="+value+attrs)
+	h.Add("Set-Cookie", name+"="+value+attrs+"; samesite=None")
+	if !sameSite(r) {
+		fallback, _ := json.Marshal(map[string]string{name: cred})
+		h.Set("X-Fallback-Cookies", string(fallback))
+	}
+}
+
+// clearSessionCookies expires both session cookies (and the fallback).
+func (d *Daemon) clearSessionCookies(w http.ResponseWriter, r *http.Request) {
+	name := d.cookieName()
+	attrs := "=; expires=" + time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat) + "; path=/" + cookieDomain(r) + secureAttr(r, d.cfg.HTTP.TrustProxy) + "; httponly"
+	h := w.Header()
+	h.Add("Set-Cookie", name+"_legacy"+attrs)
+	h.Add("Set-Cookie", name+attrs+"; samesite=None")
+	if !sameSite(r) {
+		h.Set("X-Fallback-Cookies", "[]")
+	}
+}
+
+// cookieDomain is "; domain=.<host>" except for localhost and IP hosts,
+// which get host-only cookies.
+func cookieDomain(r *http.Request) string {
+	host := hostOnly(r.Host)
+	if host == "" || host == "localhost" || net.ParseIP(host) != nil {
+		return ""
+	}
+	return "; domain=." + host
+}
+
+func secureAttr(r *http.Request, trustProxy bool) string {
+	if r.TLS != nil || trustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return "; secure"
+	}
+	return ""
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return strings.Trim(h, "[]")
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// sameSite reports whether the request's Origin (or Referer) shares the
+// API host's registrable domain, approximated as its last two labels (the
+// whole host for IPs and localhost). No Origin at all is not same-site.
+func sameSite(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		origin = r.Header.Get("Referer")
+	}
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return registrable(hostOnly(u.Host)) == registrable(hostOnly(r.Host))
+}
+
+func registrable(host string) string {
+	if net.ParseIP(host) != nil {
+		return host
+	}
+	labels := strings.Split(strings.ToLower(host), ".")
+	if len(labels) <= 2 {
+		return strings.Join(labels, ".")
+	}
+	return strings.Join(labels[len(labels)-2:], ".")
+}

@@ -1,0 +1,230 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/handoffd/handoff/config"
+	"github.com/handoffd/handoff/providers"
+	"github.com/handoffd/handoff/providers/sdk"
+	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/bolt"
+)
+
+// Options are what New needs besides the config.
+type Options struct {
+	Config config.Config
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Notice receives the one-time message with the first API key (stderr).
+	Notice io.Writer
+	// Builtins are the plugin kinds built into this binary, served out of
+	// process by re-executing it (main.go's explicit map).
+	Builtins map[string]sdk.Factory
+	// Executable is the binary to re-execute for built-ins; empty is this
+	// process's own.
+	Executable string
+	// RuntimeDir holds the plugins' sockets; empty is the host's default
+	// ($XDG_RUNTIME_DIR/handoff, else a per-user dir under the temp dir).
+	RuntimeDir string
+}
+
+// Daemon is one running handoff.
+type Daemon struct {
+	cfg     config.Config
+	log     *slog.Logger
+	notice  io.Writer
+	core    *tokenstore.Core
+	limits  *limiter
+	metrics *metrics
+	handler http.Handler
+
+	host      *providers.Host
+	providers map[string]*provider
+	bg        *background
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the store and the token core and builds the HTTP handler. On
+// an error everything opened so far is closed again.
+func New(ctx context.Context, opts Options) (*Daemon, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, limits: newLimiter(), metrics: newMetrics(), bg: newBackground()}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.notice == nil {
+		d.notice = io.Discard
+	}
+	core, err := OpenCore(ctx, d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.core = core
+	if _, err := BootstrapKey(ctx, core, d.notice); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.startProviders(ctx, opts); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.handler = d.routes()
+	return d, nil
+}
+
+// OpenCore opens the configured store and the token core on it. Closing
+// core.Store() releases it.
+func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) {
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	core, err := tokenstore.New(ctx, store, tokenstore.Options{
+		TokenLength:     cfg.Tokens.Length,
+		TokenExpire:     cfg.Tokens.Expire,
+		MaxAttempts:     cfg.Tokens.MaxAttempts,
+		SessionDuration: cfg.Sessions.Duration,
+		MaxSessions:     cfg.Sessions.MaxPerUser,
+		Pepper:          []byte(cfg.Tokens.Pepper),
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open token core: %w", err)
+	}
+	return core, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config) (tokenstore.Store, error) {
+	switch cfg.Store.Driver {
+	case "", "bolt":
+		return bolt.Open(cfg.StorePath(), bolt.Options{Timeout: time.Second})
+	}
+	return nil, fmt.Errorf("store driver %q is not supported", cfg.Store.Driver)
+}
+
+// BootstrapKey creates an API key with every scope when the store has
+// none, and prints it once to w. It reports whether it made one.
+func BootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer) (bool, error) {
+	keys, err := core.ListKeys(ctx)
+	if err != nil || len(keys) > 0 {
+		return false, err
+	}
+	_, secret, err := core.CreateKey(ctx, "bootstrap", Scopes, time.Time{})
+	if err != nil {
+		return false, fmt.Errorf("create the first api key: %w", err)
+	}
+	fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes (shown once, keep it safe):\n\n    %s\n\nManage keys with `handoff keys list|create|revoke`.\n\n", secret)
+	return true, nil
+}
+
+// Core returns the token core.
+func (d *Daemon) Core() *tokenstore.Core { return d.core }
+
+// Handler returns the HTTP handler.
+func (d *Daemon) Handler() http.Handler { return d.handler }
+
+// Run listens on the configured address and serves until ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return d.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: in-flight
+// requests get up to http.shutdown_timeout to finish. It closes ln.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           d.handler,
+		ReadTimeout:       d.cfg.HTTP.ReadTimeout,
+		ReadHeaderTimeout: min(d.cfg.HTTP.ReadTimeout, 5*time.Second),
+		WriteTimeout:      d.cfg.HTTP.WriteTimeout,
+		IdleTimeout:       d.cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go d.core.RunSweeper(sweepCtx, d.cfg.Store.SweepInterval, func(err error) {
+		d.log.Warn("sweep expired records", "err", err.Error())
+	})
+	go d.refreshSigningKeys(sweepCtx, time.Minute)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	d.log.Info("handoff serving", "addr", ln.Addr().String(), "project", d.cfg.Project, "store", d.cfg.Store.Driver)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	d.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), d.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ping checks that the store answers.
+func (d *Daemon) ping(ctx context.Context) error {
+	if p, ok := d.core.Store().(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return d.core.Store().View(ctx, func(tokenstore.Tx) error { return nil })
+}
+
+// Close releases the store. It is safe to call more than once.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.bg.Close()
+		if d.host != nil {
+			d.host.Close()
+		}
+		if d.core != nil {
+			d.closeErr = d.core.Store().Close()
+		}
+	})
+	return d.closeErr
+}
+
+func levelFor(status int) slog.Level {
+	if status >= 500 {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+// refreshSigningKeys re-reads the JWT signing keys every interval, so a key
+// rotated through another replica (handoff keys rotate-signing) is used
+// here too.
+func (d *Daemon) refreshSigningKeys(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.core.ReloadSigningKeys(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("reload signing keys", "err", err.Error())
+			}
+		}
+	}
+}

@@ -1,0 +1,560 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/handoffd/handoff/config"
+	"github.com/handoffd/handoff/providers"
+	"github.com/handoffd/handoff/providers/sdk"
+	"github.com/handoffd/handoff/tokenstore"
+)
+
+// provider is a configured verifier with its delivery.
+type provider struct {
+	cfg     config.Provider
+	refused string // why the daemon will not use a provider that runs
+	plugin  *providers.Provider
+	webhook *webhookSender
+	email   *emailSender
+}
+
+// flowNamespace keeps redirect flows in flight, in the store's KV space,
+// so any replica can finish a flow another began.
+const flowNamespace = "_flows"
+
+// flowTTL is how long a browser has at the IdP.
+const flowTTL = 10 * time.Minute
+
+// flow is a redirect flow between Begin and the callback.
+type flow struct {
+	Provider string `json:"provider"`
+	Success  string `json:"success"`
+	Failure  string `json:"failure"`
+	State    []byte `json:"state"`
+}
+
+var (
+	errInvalidCredentials = &apiError{401, "user_invalid_credentials", "Invalid credentials. Please check the payload and try again."}
+	errUnlinked           = &apiError{401, "user_unauthorized", "No user is linked to this identity, and the provider may not create one."}
+	errUnsupported        = &apiError{400, "provider_unsupported", "The provider does not support this operation."}
+	errDelivery           = &apiError{503, "provider_delivery_failed", "The code could not be delivered. Please try again later."}
+	errInvalidSuccessURL  = &apiError{400, "project_invalid_success_url", "Invalid redirect URL for OAuth success."}
+	errInvalidFailureURL  = &apiError{400, "project_invalid_failure_url", "Invalid redirect URL for OAuth failure."}
+	errFlowNotFound       = &apiError{400, "user_oauth2_bad_request", "The sign-in flow is unknown, used or expired. Please start again."}
+)
+
+// mapProviderError maps the plugin contract's error codes to answers.
+func mapProviderError(err error) *apiError {
+	var msg string
+	var ce *sdk.Error
+	if errors.As(err, &ce) {
+		msg = ce.Message
+	}
+	with := func(e *apiError) *apiError {
+		if msg == "" {
+			return e
+		}
+		return &apiError{e.Status, e.Type, msg}
+	}
+	switch {
+	case errors.Is(err, sdk.ErrInvalidCredentials):
+		return with(errInvalidCredentials)
+	case errors.Is(err, sdk.ErrInvalidRequest):
+		return with(&apiError{400, "general_argument_invalid", "The payload is invalid."})
+	case errors.Is(err, sdk.ErrUnavailable):
+		return errUnavailable
+	case errors.Is(err, providers.ErrUnsupported):
+		return errUnsupported
+	case errors.Is(err, tokenstore.ErrIdentityUnlinked):
+		return errUnlinked
+	case errors.Is(err, errUnavailableSMTP):
+		return errDelivery
+	}
+	return nil
+}
+
+func (d *Daemon) providerRoutes(api func(pattern, scope string, h handlerFunc)) {
+	api("GET /v1/providers", "public", d.listProviders)
+	api("POST /v1/providers/{name}/verify", "sessions.write", d.verify)
+	api("GET /v1/account/tokens/oauth2/{name}", "sessions.write", d.beginOAuth2)
+	api("GET /v1/account/sessions/oauth2/callback/{name}/{project}", "public", d.completeOAuth2)
+	api("POST /v1/account/sessions/oauth2/callback/{name}/{project}", "public", d.completeOAuth2)
+	api("POST /v1/users/{userId}/providers/{name}", "users.write", d.enroll)
+}
+
+// startProviders launches every configured provider's plugin. A provider
+// that fails is reported and left out; the rest serve.
+func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
+	d.providers = map[string]*provider{}
+	if len(d.cfg.Providers) == 0 {
+		return nil
+	}
+	d.host = providers.New(providers.Options{
+		Builtins:   opts.Builtins,
+		Executable: opts.Executable,
+		KV:         func(name string) providers.KV { return kvAdapter{d.core.KV("provider/" + name)} },
+		Logger:     d.log,
+		RuntimeDir: opts.RuntimeDir,
+	})
+	specs := make([]providers.Spec, 0, len(d.cfg.Providers))
+	for _, pc := range d.cfg.Providers {
+		raw, err := json.Marshal(pc.Config)
+		if err != nil {
+			return fmt.Errorf("provider %s: config: %w", pc.Name, err)
+		}
+		spec := providers.Spec{Name: pc.Name, Kind: pc.Kind, Config: raw, Timeout: pc.Timeout}
+		if pc.Plugin != nil {
+			spec.External = &providers.External{Path: pc.Plugin.Path, SHA256: pc.Plugin.SHA256, Args: pc.Plugin.Args, Env: pc.Plugin.Env}
+		}
+		specs = append(specs, spec)
+		p := &provider{cfg: pc}
+		switch pc.Deliver.Via {
+		case "webhook":
+			if p.webhook, err = newWebhookSender(pc.Deliver.Webhook); err != nil {
+				return fmt.Errorf("provider %s: %w", pc.Name, err)
+			}
+		case "email":
+			if p.email, err = newEmailSender(pc.Deliver.Email); err != nil {
+				return fmt.Errorf("provider %s: %w", pc.Name, err)
+			}
+		}
+		d.providers[pc.Name] = p
+	}
+	if err := d.host.Start(ctx, specs); err != nil {
+		d.log.Error("some providers did not start; the rest serve", "err", err.Error())
+	}
+	for _, st := range d.host.Status() {
+		p, ok := d.providers[st.Name]
+		if !ok {
+			continue
+		}
+		p.plugin, _ = d.host.Provider(st.Name)
+		if st.Health == providers.HealthUp && !st.ProvesIdentity && (p.cfg.Deliver.Via == "response" || p.cfg.Deliver.Via == "") {
+			d.log.Error("provider refused: it does not prove identity on its own, so it may only deliver out of band (webhook or email)", "provider", st.Name)
+			p.plugin, p.refused = nil, "it does not prove identity on its own, so it may only deliver by webhook or email"
+		}
+	}
+	return nil
+}
+
+// lookupProvider finds a configured provider; one that did not start
+// answers 503.
+func (d *Daemon) lookupProvider(name string) (*provider, error) {
+	p, ok := d.providers[name]
+	if !ok {
+		return nil, errProviderNotFound
+	}
+	if p.plugin == nil {
+		return nil, errUnavailable
+	}
+	return p, nil
+}
+
+type providerInfo struct {
+	Name      string   `json:"name"`
+	Kind      string   `json:"kind"`
+	Flows     []string `json:"flows"`
+	Health    string   `json:"health"`
+	Deliver   string   `json:"deliver"`
+	Restarts  *int     `json:"restarts,omitempty"`
+	LastError *string  `json:"lastError,omitempty"`
+}
+
+func (d *Daemon) providerStatus(detail bool) []providerInfo {
+	out := []providerInfo{}
+	if d.host == nil {
+		return out
+	}
+	for _, st := range d.host.Status() {
+		p, ok := d.providers[st.Name]
+		if !ok {
+			continue
+		}
+		info := providerInfo{Name: st.Name, Kind: p.cfg.Kind, Flows: st.Flows, Health: st.Health, Deliver: p.cfg.Deliver.Via}
+		if info.Kind == "" {
+			info.Kind = "plugin"
+		}
+		if info.Flows == nil {
+			info.Flows = []string{}
+		}
+		if p.refused != "" {
+			info.Health = providers.HealthFailed
+		}
+		if detail {
+			restarts, lastErr := st.Restarts, st.LastError
+			if p.refused != "" {
+				lastErr = p.refused
+			}
+			info.Restarts, info.LastError = &restarts, &lastErr
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+func (d *Daemon) providerHealth() []providerInfo { return d.providerStatus(false) }
+
+// listProviders answers GET /v1/providers: name, kind, flows and health;
+// API key callers also see restarts and the last error.
+func (d *Daemon) listProviders(w http.ResponseWriter, r *http.Request, c *caller) error {
+	list := d.providerStatus(c.key != nil && c.key.HasScope("providers.read"))
+	writeJSON(w, http.StatusOK, map[string]any{"total": len(list), "providers": list})
+	return nil
+}
+
+func (d *Daemon) sdkRequest(r *http.Request, c *caller, payload json.RawMessage) sdk.Request {
+	return sdk.Request{Payload: payload, ClientIP: c.ip, UserAgent: r.UserAgent(), RequestID: tokenstore.NewID()}
+}
+
+// verify is the direct flow: guards, the verifier, the identity's user, a
+// minted secret, and its delivery.
+func (d *Daemon) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := d.lookupProvider(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if c.key == nil && !d.allow(w, "verify:"+c.ip, d.cfg.Limits.Verify, time.Hour) {
+		return errRateLimit
+	}
+	payload, err := readPayload(r)
+	if err != nil {
+		return err
+	}
+	req := d.sdkRequest(r, c, payload)
+	for _, g := range p.cfg.Guards {
+		guard, err := d.lookupProvider(g)
+		if err != nil {
+			return err
+		}
+		if err := guard.plugin.Check(r.Context(), req); err != nil {
+			return err
+		}
+	}
+	id, err := p.plugin.Verify(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	user, err := d.resolve(r.Context(), p, id)
+	if err != nil {
+		return err
+	}
+	return d.mintAndDeliver(w, r, c, p, user)
+}
+
+// readPayload reads a verify or enroll body: a JSON object, passed to the
+// plugin as it is.
+func readPayload(r *http.Request) (json.RawMessage, error) {
+	var raw json.RawMessage
+	err := json.NewDecoder(r.Body).Decode(&raw)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, errBodyTooLarge
+	case err != nil && err.Error() == "EOF":
+		return json.RawMessage("{}"), nil
+	case err != nil || len(raw) == 0 || raw[0] != '{':
+		return nil, errorf(400, "general_argument_invalid", "The request body must be a JSON object.")
+	}
+	return raw, nil
+}
+
+func (d *Daemon) resolve(ctx context.Context, p *provider, id sdk.Identity) (tokenstore.User, error) {
+	if id.Subject == "" {
+		d.log.Error("provider returned an identity without a subject", "provider", p.cfg.Name)
+		return tokenstore.User{}, errServer
+	}
+	user, _, err := d.core.ResolveIdentity(ctx, tokenstore.Identity{
+		Provider: p.cfg.Name, Subject: id.Subject, Email: id.Email, EmailVerified: id.EmailVerified,
+		Phone: id.Phone, Name: id.Name, Claims: id.Claims,
+	}, tokenstore.LinkPolicy{Create: p.cfg.Users.Create, LinkByEmail: p.cfg.Users.LinkByEmail})
+	if err != nil {
+		return user, err
+	}
+	if !user.Status {
+		return user, errUserBlocked
+	}
+	return user, nil
+}
+
+// mintAndDeliver mints the user's secret and sends it the provider's way.
+func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User) error {
+	t, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{
+		UserID: user.ID, Length: p.cfg.Token.Length, Expire: p.cfg.Token.Expire,
+		Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent(),
+	})
+	if err != nil {
+		return err
+	}
+	msg := newDelivery(t, secret, p.cfg.Name, user)
+	switch p.cfg.Deliver.Via {
+	case "webhook":
+		if err := p.webhook.send(r.Context(), d.bg, msg); err != nil {
+			d.log.Warn("webhook delivery failed", "provider", p.cfg.Name, "user", user.ID, "err", err.Error())
+			return errDelivery
+		}
+		secret = ""
+	case "email":
+		if err := p.email.send(r.Context(), msg); err != nil {
+			return err
+		}
+		secret = ""
+	}
+	writeJSON(w, http.StatusCreated, newTokenModel(t, secret))
+	return nil
+}
+
+// beginOAuth2 starts the redirect flow (Appwrite's createOAuth2Token): it
+// checks the success and failure URLs, asks the plugin for the IdP's
+// authorize URL, keeps the flow under its OAuth2 state and redirects.
+func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := d.lookupProvider(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if !d.allow(w, "oauth2:"+c.ip, d.cfg.Limits.OAuth2, time.Hour) {
+		return errRateLimit
+	}
+	q := r.URL.Query()
+	f := flow{Provider: p.cfg.Name, Success: q.Get("success"), Failure: q.Get("failure")}
+	if !d.redirectAllowed(f.Success) {
+		return errInvalidSuccessURL
+	}
+	if !d.redirectAllowed(f.Failure) {
+		return errInvalidFailureURL
+	}
+	pr, _ := readParams(r)
+	scopes, err := pr.list("scopes")
+	if err != nil {
+		return err
+	}
+	res, err := p.plugin.Begin(r.Context(), sdk.BeginRequest{CallbackURL: d.callbackURL(r, p.cfg.Name), Scopes: scopes, RequestID: tokenstore.NewID()})
+	if err != nil {
+		return err
+	}
+	auth, err := url.Parse(res.AuthURL)
+	if err != nil || auth.Query().Get("state") == "" {
+		d.log.Error("provider's authorize URL has no state parameter", "provider", p.cfg.Name)
+		return errServer
+	}
+	f.State = res.State
+	raw, _ := json.Marshal(f)
+	if err := d.core.KV(flowNamespace).Put(r.Context(), auth.Query().Get("state"), raw, flowTTL); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
+	w.Header().Set("Pragma", "no-cache")
+	http.Redirect(w, r, res.AuthURL, http.StatusMovedPermanently)
+	return nil
+}
+
+// completeOAuth2 is the IdP's callback: it takes the flow (once), asks the
+// plugin for the identity, mints and redirects to the success URL with
+// userId and secret, or to the failure URL with error.
+func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if r.PathValue("project") != d.cfg.Project {
+		return errProjectNotFound
+	}
+	p, err := d.lookupProvider(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if err := r.ParseForm(); err != nil {
+		return errorf(400, "general_argument_invalid", "The callback is not valid form data.")
+	}
+	state := r.Form.Get("state")
+	var f flow
+	if state == "" || len(state) > 512 {
+		return errFlowNotFound
+	}
+	raw, err := d.takeFlow(r.Context(), state)
+	if err != nil {
+		return err
+	}
+	if json.Unmarshal(raw, &f) != nil || f.Provider != p.cfg.Name {
+		return errFlowNotFound
+	}
+	fail := func(err error) error {
+		ae := d.toAPIError(r, err)
+		body, _ := json.Marshal(map[string]any{"message": ae.Message, "type": ae.Type, "code": ae.Status})
+		http.Redirect(w, r, withQuery(f.Failure, url.Values{"error": {string(body)}}), http.StatusMovedPermanently)
+		return nil
+	}
+	if e := r.Form.Get("error"); e != "" {
+		return fail(&apiError{401, "user_oauth2_provider_error", "The identity provider refused the sign-in: " + truncate(e, 100)})
+	}
+	id, err := p.plugin.Complete(r.Context(), sdk.CompleteRequest{Query: r.Form, State: f.State, CallbackURL: d.callbackURL(r, p.cfg.Name)})
+	if err != nil {
+		return fail(err)
+	}
+	user, err := d.resolve(r.Context(), p, id)
+	if err != nil {
+		return fail(err)
+	}
+	length, expire := p.cfg.Token.Length, p.cfg.Token.Expire
+	if length == 0 {
+		length = 64 // the secret travels in a URL: make it long, and short-lived
+	}
+	if expire == 0 {
+		expire = tokenstore.MinTokenExpire
+	}
+	_, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{UserID: user.ID, Length: length, Expire: expire, Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent()})
+	if err != nil {
+		return fail(err)
+	}
+	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
+	w.Header().Set("Pragma", "no-cache")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, withQuery(f.Success, url.Values{"userId": {user.ID}, "secret": {secret}}), http.StatusMovedPermanently)
+	return nil
+}
+
+// takeFlow reads and deletes a flow in one transaction, so a state is good
+// for one callback.
+func (d *Daemon) takeFlow(ctx context.Context, state string) ([]byte, error) {
+	var out []byte
+	err := d.core.KV(flowNamespace).Update(ctx, state, 0, func(old []byte) ([]byte, error) {
+		out = old
+		return nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, errFlowNotFound
+	}
+	return out, nil
+}
+
+// redirectAllowed reports whether u starts with an allowed prefix (and is
+// on the same origin as it: the prefix must end at a path boundary).
+func (d *Daemon) redirectAllowed(u string) bool {
+	parsed, err := url.Parse(u)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.User != nil {
+		return false
+	}
+	for _, allow := range d.cfg.Redirect.Allow {
+		a, err := url.Parse(allow)
+		if err != nil || a.Scheme != parsed.Scheme || !strings.EqualFold(a.Host, parsed.Host) {
+			continue
+		}
+		if p := strings.TrimSuffix(a.Path, "/"); parsed.Path == p || strings.HasPrefix(parsed.Path, p+"/") || p == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// callbackURL is where the IdP sends the browser back to.
+func (d *Daemon) callbackURL(r *http.Request, name string) string {
+	base := strings.TrimSuffix(d.cfg.PublicURL, "/")
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	return base + "/v1/account/sessions/oauth2/callback/" + url.PathEscape(name) + "/" + url.PathEscape(d.cfg.Project)
+}
+
+func withQuery(u string, add url.Values) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	q := parsed.Query()
+	for k, vs := range add {
+		q[k] = vs
+	}
+	parsed.RawQuery = q.Encode()
+	return parsed.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// enroll passes an enrollment payload (a password, a template, a TOTP
+// request) to the provider's plugin and links the user to the identity it
+// reports, so a later verify maps back to this user.
+func (d *Daemon) enroll(w http.ResponseWriter, r *http.Request, c *caller) error {
+	userID, err := pathID(r, "userId")
+	if err != nil {
+		return err
+	}
+	p, err := d.lookupProvider(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	payload, err := readPayload(r)
+	if err != nil {
+		return err
+	}
+	user, err := d.core.GetUser(r.Context(), userID)
+	if err != nil {
+		return err
+	}
+	res, err := p.plugin.Enroll(r.Context(), sdk.EnrollRequest{UserID: user.ID, Payload: payload})
+	if err != nil {
+		return err
+	}
+	if res.Subject == "" {
+		d.log.Error("provider enrolled without a subject", "provider", p.cfg.Name)
+		return errServer
+	}
+	if _, err := d.core.LinkIdentity(r.Context(), tokenstore.Identity{Provider: p.cfg.Name, Subject: res.Subject, UserID: user.ID}); err != nil {
+		return err
+	}
+	data := res.Data
+	if len(data) == 0 {
+		data = json.RawMessage("{}")
+	}
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(http.StatusCreated)
+	_, err = w.Write(data)
+	return err
+}
+
+// kvAdapter gives a plugin its namespace of the store's KV space.
+type kvAdapter struct{ kv tokenstore.KV }
+
+func (a kvAdapter) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := a.kv.Get(ctx, key)
+	if errors.Is(err, tokenstore.ErrNotFound) {
+		return nil, sdk.ErrNotFound
+	}
+	return v, err
+}
+
+func (a kvAdapter) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return a.kv.Put(ctx, key, value, ttl)
+}
+
+// Update makes CompareAndSwap in plugins atomic across replicas.
+func (a kvAdapter) Update(ctx context.Context, key string, ttl time.Duration, change func(old []byte) ([]byte, error)) error {
+	return a.kv.Update(ctx, key, ttl, change)
+}
+
+func (a kvAdapter) Delete(ctx context.Context, key string) error { return a.kv.Delete(ctx, key) }
+
+func (a kvAdapter) List(ctx context.Context, prefix, after string, limit int) ([]sdk.KVEntry, error) {
+	es, err := a.kv.List(ctx, prefix, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sdk.KVEntry, len(es))
+	for i, e := range es {
+		out[i] = sdk.KVEntry{Key: e.Key, Value: e.Value}
+	}
+	return out, nil
+}

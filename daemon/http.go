@@ -1,0 +1,193 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+)
+
+// handlerFunc is a route's handler: it gets the resolved caller and
+// returns an error for writeError to answer.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, c *caller) error
+
+// routes builds the HTTP handler.
+func (d *Daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	api := func(pattern, scope string, h handlerFunc) {
+		mux.Handle(pattern, d.api(scope, h))
+	}
+
+	// Users (server side, API key).
+	api("POST /v1/users", "users.write", d.createUser)
+	api("GET /v1/users", "users.read", d.listUsers)
+	api("GET /v1/users/{userId}", "users.read", d.getUser)
+	api("DELETE /v1/users/{userId}", "users.write", d.deleteUser)
+	api("POST /v1/users/{userId}/tokens", "users.write", d.createToken)
+	api("POST /v1/users/{userId}/sessions", "users.write", d.createUserSession)
+	api("GET /v1/users/{userId}/sessions", "users.read", d.listUserSessions)
+	api("DELETE /v1/users/{userId}/sessions", "users.write", d.deleteUserSessions)
+	api("DELETE /v1/users/{userId}/sessions/{sessionId}", "users.write", d.deleteUserSession)
+
+	// Account (client side, session).
+	api("POST /v1/account/sessions/token", "sessions.write", d.createSession)
+	api("GET /v1/account", "account", d.getAccount)
+	api("GET /v1/account/sessions", "account", d.listSessions)
+	api("GET /v1/account/sessions/{sessionId}", "account", d.getSession)
+	api("DELETE /v1/account/sessions/{sessionId}", "account", d.deleteSession)
+	api("DELETE /v1/account/sessions", "account", d.deleteSessions)
+	api("POST /v1/account/jwts", "account", d.createJWT)
+	api("POST /v1/account/jwt", "account", d.createJWT)
+
+	d.providerRoutes(api)
+
+	mux.HandleFunc("GET /healthz", d.healthz)
+	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.HandleFunc("GET /.well-known/jwks.json", d.jwks)
+	mux.HandleFunc("GET /metrics", d.serveMetrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		d.writeError(w, r, errRouteNotFound)
+	})
+	return d.middleware(mux)
+}
+
+// api wraps a route: resolve the caller, check the scope, run h, answer
+// its error.
+func (d *Daemon) api(scope string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := d.authenticate(r)
+		if err == nil {
+			err = requireScope(c, scope)
+		}
+		if err == nil {
+			err = h(w, r, c)
+		}
+		if err != nil {
+			d.writeError(w, r, err)
+		}
+	})
+}
+
+// statusWriter remembers the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// middleware adds what every request gets: a body limit, CORS, panic
+// recovery and an access log line. The log has the path but never the
+// query string, which may carry secrets (OAuth2 codes, delivered tokens).
+func (d *Daemon) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				d.log.Error("panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				if sw.status == 0 {
+					d.writeError(sw, r, errServer)
+				}
+			}
+			d.metrics.observe(r, sw.status, time.Since(start))
+			d.log.LogAttrs(r.Context(), levelFor(sw.status), "request",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", sw.status), slog.Duration("took", time.Since(start)))
+		}()
+		r.Body = http.MaxBytesReader(sw, r.Body, d.cfg.HTTP.MaxBodyBytes)
+		if d.cors(sw, r) {
+			return
+		}
+		if ver := header(r, "Response-Format"); ver != "" && newerVersion(ver, Version) {
+			sw.Header().Set("X-Appwrite-Warning", "The current SDK is built for Appwrite "+ver+". However, the current Appwrite server version is "+Version+". Please downgrade your SDK to match the Appwrite version: https://appwrite.io/docs/sdks")
+		}
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// cors answers preflights and sets CORS headers for allowed origins. It
+// reports whether the request is fully answered.
+func (d *Daemon) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !slices.Contains(d.cfg.CORS.Origins, origin) && !slices.Contains(d.cfg.CORS.Origins, "*") {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Expose-Headers", "X-Appwrite-Session, X-Fallback-Cookies")
+	h.Add("Vary", "Origin")
+	if r.Method != http.MethodOptions {
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE")
+	h.Set("Access-Control-Allow-Headers", "Origin, Cookie, Set-Cookie, X-Requested-With, Content-Type, Access-Control-Allow-Origin, Access-Control-Request-Headers, Accept, "+
+		"X-Appwrite-Project, X-Appwrite-Key, X-Appwrite-Locale, X-Appwrite-Mode, X-Appwrite-JWT, X-Appwrite-Response-Format, X-Appwrite-Timestamp, X-Appwrite-ID, X-Appwrite-Session, "+
+		"X-Nuvix-Project, X-Nuvix-Key, X-Nuvix-Locale, X-Nuvix-JWT, X-Nuvix-Response-Format, X-Nuvix-Session, "+
+		"X-SDK-Version, X-SDK-Name, X-SDK-Language, X-SDK-Platform, X-SDK-GraphQL, X-Fallback-Cookies, Range, Cache-Control, Expires, Pragma")
+	h.Set("Access-Control-Max-Age", "86400")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// newerVersion reports whether dotted version a is newer than b.
+func newerVersion(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y int
+		if i < len(as) {
+			fmt.Sscan(as[i], &x)
+		}
+		if i < len(bs) {
+			fmt.Sscan(bs[i], &y)
+		}
+		if x != y {
+			return x > y
+		}
+	}
+	return false
+}
+
+func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "pass"})
+}
+
+// readyz reports ready when the store answers within a second.
+func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := d.ping(ctx); err != nil {
+		d.log.Warn("not ready", "err", err.Error())
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "fail", "store": "unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "pass", "providers": d.providerHealth()})
+}
+
+func (d *Daemon) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(d.core.JWKS())
+}

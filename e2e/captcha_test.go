@@ -1,0 +1,311 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+)
+
+// capCall sends a JSON request to the daemon as a client (key "") or with
+// an API key, optionally with a session, and returns the status and the
+// decoded JSON answer.
+func capCall(t *testing.T, d *daemon, method, path, key, session string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, d.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Appwrite-Project", "default")
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("X-Appwrite-Key", key)
+	}
+	if session != "" {
+		req.Header.Set("X-Appwrite-Session", session)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]any{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: %d, not JSON: %s", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+func capWant(t *testing.T, what string, status, want int, body map[string]any) {
+	t.Helper()
+	if status != want {
+		t.Fatalf("%s: %d %v, want %d", what, status, body, want)
+	}
+}
+
+// capSiteverify is a Turnstile siteverify endpoint on loopback: tokens
+// starting with "pass" succeed (solved on app.example.com, action login),
+// "fail" ones fail with invalid-input-response, "down" ones get a 500.
+type capSiteverify struct {
+	*httptest.Server
+	mu    sync.Mutex
+	forms []url.Values
+}
+
+func newCapSiteverify(t *testing.T) *capSiteverify {
+	t.Helper()
+	s := &capSiteverify{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.forms = append(s.forms, r.PostForm)
+		s.mu.Unlock()
+		token := r.PostForm.Get("response")
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasPrefix(token, "pass"):
+			fmt.Fprintf(w, `{"success": true, "challenge_ts": %q, "hostname": "app.example.com", "error-codes": [], "action": "login", "cdata": "", "metadata": {"interactive": false}}`,
+				time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
+		case strings.HasPrefix(token, "down"):
+			http.Error(w, "internal", http.StatusInternalServerError)
+		default:
+			fmt.Fprint(w, `{"success": false, "error-codes": ["invalid-input-response"], "messages": []}`)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *capSiteverify) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.forms)
+}
+
+func (s *capSiteverify) last() url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.forms) == 0 {
+		return nil
+	}
+	return s.forms[len(s.forms)-1]
+}
+
+// capDelivery is what the daemon's webhook delivers.
+type capDelivery struct {
+	UserID   string `json:"userId"`
+	Secret   string `json:"secret"`
+	Expire   string `json:"expire"`
+	Provider string `json:"provider"`
+	Email    string `json:"email"`
+}
+
+// newCapWebhook is an app backend's webhook endpoint: it accepts only
+// deliveries signed per Standard Webhooks with secret, and passes them on.
+func newCapWebhook(t *testing.T, secret string) (*httptest.Server, <-chan capDelivery) {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan capDelivery, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := wh.Verify(body, r.Header); err != nil {
+			t.Errorf("webhook: signature does not verify: %v", err)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var d capDelivery
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Errorf("webhook: body %s: %v", body, err)
+		}
+		got <- d
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+func capReceive(t *testing.T, got <-chan capDelivery) capDelivery {
+	t.Helper()
+	select {
+	case d := <-got:
+		return d
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook got no delivery")
+	}
+	return capDelivery{}
+}
+
+const (
+	capTurnstileSecret = "1x0000000000000000000000000000000AA"
+	capWebhookSecret   = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwaGVsbG8K"
+)
+
+// TestCaptchaLogin is the seed's "captcha-protected login" through the
+// real daemon and the built-in captcha plugin: a client solves a
+// (Turnstile) captcha and posts its token with an email; the daemon
+// creates the user and delivers the one-time secret to the app's backend
+// by a signed webhook, never in the answer; the client exchanges it for a
+// session. A captcha provider configured to answer with the secret is
+// refused.
+func TestCaptchaLogin(t *testing.T) {
+	sv := newCapSiteverify(t)
+	hook, deliveries := newCapWebhook(t, capWebhookSecret)
+	d := startDaemon(t, fmt.Sprintf(`
+providers:
+  - name: captcha
+    kind: captcha
+    config:
+      provider: turnstile
+      secret: %[1]s
+      siteverify_url: %[2]s/turnstile/v0/siteverify
+      hostnames: [app.example.com]
+      action: login
+      timeout: 2s
+    users: {create: true}
+    deliver:
+      via: webhook
+      webhook:
+        url: %[3]s/hooks/handoff
+        secret: %[4]s
+        attempts: 1
+  - name: captcha-in-response
+    kind: captcha
+    config:
+      provider: turnstile
+      secret: %[1]s
+      siteverify_url: %[2]s/turnstile/v0/siteverify
+    users: {create: true}
+    deliver: {via: response}
+`, capTurnstileSecret, sv.URL, hook.URL, capWebhookSecret))
+
+	// The client signs in with a token and an email: 201, no secret.
+	status, token := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-1", "email": "Carol@Example.com"})
+	capWant(t, "verify", status, http.StatusCreated, token)
+	if token["secret"] != "" || token["userId"] == "" || token["$id"] == "" || token["expire"] == "" {
+		t.Fatalf("verify answered %v: want a token model with an empty secret", token)
+	}
+	form := sv.last()
+	if form.Get("secret") != capTurnstileSecret || form.Get("response") != "pass-1" || form.Get("remoteip") != "127.0.0.1" || form.Has("sitekey") {
+		t.Fatalf("siteverify got %v", form)
+	}
+
+	// The backend got the secret, signed; it hands it to the client.
+	del := capReceive(t, deliveries)
+	if del.UserID != token["userId"] || del.Secret == "" || del.Provider != "captcha" || del.Email != "carol@example.com" {
+		t.Fatalf("delivered %+v for token %v", del, token)
+	}
+	status, session := capCall(t, d, "POST", "/v1/account/sessions/token", d.Key, "", map[string]any{"userId": del.UserID, "secret": del.Secret})
+	capWant(t, "exchange", status, http.StatusCreated, session)
+	sessionSecret, _ := session["secret"].(string)
+	if sessionSecret == "" || session["userId"] != del.UserID {
+		t.Fatalf("exchange answered %v", session)
+	}
+	status, account := capCall(t, d, "GET", "/v1/account", "", sessionSecret, nil)
+	capWant(t, "account", status, http.StatusOK, account)
+	if account["$id"] != del.UserID || account["email"] != "carol@example.com" || account["emailVerification"] != false {
+		t.Fatalf("account %v, want user %s with an unverified email", account, del.UserID)
+	}
+
+	// A second sign-in with a new token finds the same user.
+	status, again := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-2", "email": "carol@example.com"})
+	capWant(t, "second verify", status, http.StatusCreated, again)
+	if d2 := capReceive(t, deliveries); d2.UserID != del.UserID || again["userId"] != del.UserID {
+		t.Fatalf("second sign-in went to %s / %v, want %s", d2.UserID, again["userId"], del.UserID)
+	}
+
+	// A replayed token is refused by handoff without asking the provider.
+	calls := sv.count()
+	status, replay := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-1", "email": "carol@example.com"})
+	capWant(t, "replay", status, http.StatusUnauthorized, replay)
+	if replay["type"] != "user_invalid_credentials" || !strings.Contains(fmt.Sprint(replay["message"]), "already used") || sv.count() != calls {
+		t.Fatalf("replay answered %v (siteverify calls %d → %d)", replay, calls, sv.count())
+	}
+	// A token the provider refuses; no token; the provider down.
+	status, failed := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "fail-1", "email": "carol@example.com"})
+	capWant(t, "refused token", status, http.StatusUnauthorized, failed)
+	if !strings.Contains(fmt.Sprint(failed["message"]), "invalid-input-response") {
+		t.Fatalf("refused token answered %v", failed)
+	}
+	status, missing := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"email": "carol@example.com"})
+	capWant(t, "no token", status, http.StatusBadRequest, missing)
+	status, down := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "down-1", "email": "carol@example.com"})
+	capWant(t, "siteverify down", status, http.StatusServiceUnavailable, down)
+	if down["type"] != "provider_unavailable" {
+		t.Fatalf("siteverify down answered %v", down)
+	}
+	select {
+	case extra := <-deliveries:
+		t.Fatalf("a refused sign-in was delivered: %+v", extra)
+	default:
+	}
+
+	// {captcha, userId}: the backend links its existing user once (enroll),
+	// then a sign-in naming the user delivers that user's secret.
+	status, frank := capCall(t, d, "POST", "/v1/users", d.Key, "", map[string]any{"userId": "unique()", "name": "Frank"})
+	capWant(t, "create user", status, http.StatusCreated, frank)
+	frankID, _ := frank["$id"].(string)
+	status, linked := capCall(t, d, "POST", "/v1/users/"+frankID+"/providers/captcha", d.Key, "", map[string]any{})
+	capWant(t, "enroll", status, http.StatusCreated, linked)
+	if linked["subject"] != frankID {
+		t.Fatalf("enroll answered %v", linked)
+	}
+	status, byID := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-4", "userId": frankID})
+	capWant(t, "verify by userId", status, http.StatusCreated, byID)
+	if d3 := capReceive(t, deliveries); d3.UserID != frankID || byID["userId"] != frankID || d3.Secret == "" {
+		t.Fatalf("sign-in by userId delivered %+v / %v, want %s", d3, byID, frankID)
+	}
+
+	// The captcha provider that would answer with the secret is refused.
+	status, list := capCall(t, d, "GET", "/v1/providers", d.Key, "", nil)
+	capWant(t, "list providers", status, http.StatusOK, list)
+	health := map[string]string{}
+	var lastErr string
+	for _, p := range list["providers"].([]any) {
+		p := p.(map[string]any)
+		health[p["name"].(string)] = p["health"].(string)
+		if p["name"] == "captcha-in-response" {
+			lastErr, _ = p["lastError"].(string)
+		}
+	}
+	if health["captcha"] != "up" || health["captcha-in-response"] != "failed" || !strings.Contains(lastErr, "identity") {
+		t.Fatalf("providers %v (captcha-in-response: %q), want captcha up and captcha-in-response refused", list, lastErr)
+	}
+	calls = sv.count()
+	status, refused := capCall(t, d, "POST", "/v1/providers/captcha-in-response/verify", "", "", map[string]any{"captcha": "pass-3", "email": "dave@example.com"})
+	capWant(t, "verify on the refused provider", status, http.StatusServiceUnavailable, refused)
+	if refused["type"] != "provider_unavailable" || sv.count() != calls {
+		t.Fatalf("the refused provider answered %v", refused)
+	}
+	if logs := d.logs.String(); strings.Contains(logs, capTurnstileSecret) || strings.Contains(logs, del.Secret) {
+		t.Fatal("a secret reached the daemon's log")
+	}
+}

@@ -1,0 +1,287 @@
+// Command handoff is a pluggable auth bridge: verifier plugins prove who
+// someone is, the token core mints a one-time secret, and clients exchange
+// it for a session with the REST calls of Appwrite's and Nuvix's SDKs.
+//
+// main only wires: it reads the command line, loads the config, hands the
+// built-in plugins to the daemon and turns signals into a context.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/handoffd/handoff/config"
+	"github.com/handoffd/handoff/daemon"
+	"github.com/handoffd/handoff/daemon/bench"
+	"github.com/handoffd/handoff/plugins/biometric"
+	"github.com/handoffd/handoff/plugins/captcha"
+	"github.com/handoffd/handoff/plugins/oidc"
+	"github.com/handoffd/handoff/plugins/password"
+	"github.com/handoffd/handoff/providers/sdk"
+	"github.com/handoffd/handoff/tokenstore"
+)
+
+// builtins are the verifier kinds inside this binary. Each still runs out
+// of process: the daemon re-executes `handoff plugin <kind>`, which serves
+// the kind's factory exactly as a third-party plugin's main does.
+var builtins = map[string]sdk.Factory{
+	"biometric": biometric.New,
+	"captcha":   captcha.New,
+	"oidc":      oidc.New,
+	"password":  password.New,
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `handoff: a pluggable auth bridge with Appwrite-compatible sessions.
+
+Usage:
+  handoff [serve] [--config F] [--listen ADDR] [--data DIR]   run the daemon
+  handoff keys create --name N --scopes a,b [--expire 720h]     create an API key (printed once)
+  handoff keys list                                             list API keys
+  handoff keys revoke ID                                        revoke an API key
+  handoff keys rotate-signing                                   make a new JWT signing key
+  handoff config check [--print]                                validate the config (and print it)
+  handoff bench [--scenario exchange] [--target URL --key K]    measure speed and memory (bench --help)
+  handoff version                                               print the version
+  handoff plugin KIND                                           serve a built-in plugin (started by the daemon)
+
+Every command takes --config F (default handoff.yaml when present) and
+--data DIR; every config key can be set by env, e.g. HANDOFF_STORE__PATH.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args, stderr)
+	case "keys":
+		err = keys(args, stdout)
+	case "config":
+		err = configCmd(args, stdout)
+	case "plugin":
+		err = servePlugin(args)
+	case "bench":
+		err = benchCmd(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "handoff", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "handoff:", err)
+		return 1
+	}
+	return 0
+}
+
+// flags are the flags every command shares.
+func flags(name string) (*pflag.FlagSet, *string) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	path := fs.String("config", "", "config file (YAML or TOML; default handoff.yaml when present)")
+	fs.String("listen", "", "HTTP listen address (listen)")
+	fs.String("data", "", "data directory (data)")
+	fs.String("project", "", "project id (project)")
+	return fs, path
+}
+
+func load(fs *pflag.FlagSet, path string) (config.Config, error) {
+	return config.Load(config.LoadOptions{Path: path, DefaultPath: "handoff.yaml", Flags: fs})
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs, path := flags("serve")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load(fs, *path)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.New(ctx, daemon.Options{Config: cfg, Logger: newLogger(cfg, stderr), Notice: stderr, Builtins: builtins})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Run(ctx)
+}
+
+// servePlugin is `handoff plugin <kind>`: the daemon starts it, never a
+// person. It serves the built-in kind over go-plugin until the daemon stops
+// it.
+func servePlugin(args []string) error {
+	if len(args) != 1 {
+		return errors.New("plugin: want one kind")
+	}
+	f, ok := builtins[args[0]]
+	if !ok {
+		return fmt.Errorf("plugin: no built-in kind %q", args[0])
+	}
+	sdk.Serve(f)
+	return nil
+}
+
+// benchCmd is `handoff bench`. It hands the bench this binary and its
+// built-in map, so a daemon the bench starts runs the real plugins.
+func benchCmd(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return bench.Main(ctx, args, bench.Options{Builtins: builtins, Executable: exe, Stdout: stdout, Stderr: stderr})
+}
+
+// withCore opens the configured store for a one-off command.
+func withCore(fs *pflag.FlagSet, path string, fn func(context.Context, *tokenstore.Core) error) error {
+	cfg, err := load(fs, path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	core, err := daemon.OpenCore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer core.Store().Close()
+	return fn(ctx, core)
+}
+
+func keys(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("keys: want create, list, revoke or rotate-signing")
+	}
+	sub, args := args[0], args[1:]
+	fs, path := flags("keys " + sub)
+	name := fs.String("name", "", "key name (create)")
+	scopes := fs.String("scopes", strings.Join(daemon.Scopes, ","), "comma-separated scopes (create): "+strings.Join(daemon.Scopes, ", "))
+	expire := fs.Duration("expire", 0, "lifetime of the key (create); 0 never expires")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return withCore(fs, *path, func(ctx context.Context, core *tokenstore.Core) error {
+		switch sub {
+		case "create":
+			if *name == "" {
+				return errors.New("keys create: --name is required")
+			}
+			list := strings.Split(*scopes, ",")
+			for _, s := range list {
+				if !slices.Contains(daemon.Scopes, s) {
+					return fmt.Errorf("keys create: unknown scope %q (known: %s)", s, strings.Join(daemon.Scopes, ", "))
+				}
+			}
+			var exp time.Time
+			if *expire > 0 {
+				exp = time.Now().Add(*expire)
+			}
+			_, secret, err := core.CreateKey(ctx, *name, list, exp)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, secret)
+		case "list":
+			ks, err := core.ListKeys(ctx)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tCREATED\tEXPIRES")
+			for _, k := range ks {
+				exp := "never"
+				if !k.Expire.IsZero() {
+					exp = tokenstore.FormatTime(k.Expire)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), tokenstore.FormatTime(k.CreatedAt), exp)
+			}
+			return tw.Flush()
+		case "revoke":
+			if fs.NArg() != 1 {
+				return errors.New("keys revoke: want one key ID (see keys list)")
+			}
+			if err := core.RevokeKey(ctx, fs.Arg(0)); errors.Is(err, tokenstore.ErrNotFound) {
+				return fmt.Errorf("keys revoke: no key with ID %q", fs.Arg(0))
+			} else if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "revoked", fs.Arg(0))
+		case "rotate-signing":
+			kid, err := core.RotateSigningKey(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "new signing key", kid)
+		default:
+			return fmt.Errorf("keys: unknown subcommand %q", sub)
+		}
+		return nil
+	})
+}
+
+func configCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "check" {
+		return errors.New("config: want check")
+	}
+	fs, path := flags("config check")
+	print := fs.Bool("print", false, "print the effective config (secrets redacted)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg, err := load(fs, *path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *print {
+		out, err := config.Effective(cfg)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(out)
+		return err
+	}
+	fmt.Fprintln(stdout, "config ok")
+	return nil
+}

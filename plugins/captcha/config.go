@@ -1,0 +1,235 @@
+package captcha
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/handoffd/handoff/providers/sdk"
+)
+
+// The providers, as the config's `provider` key names them.
+const (
+	HCaptcha  = "hcaptcha"
+	ReCAPTCHA = "recaptcha"
+	Turnstile = "turnstile"
+)
+
+// The providers' official siteverify endpoints: the defaults of
+// siteverify_url.
+const (
+	HCaptchaURL  = "https://api.hcaptcha.com/siteverify"
+	ReCAPTCHAURL = "https://www.google.com/recaptcha/api/siteverify"
+	TurnstileURL = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+)
+
+const (
+	// DefaultTimeout bounds one siteverify call.
+	DefaultTimeout = 5 * time.Second
+	// DefaultMinScore is Google's suggested starting threshold for
+	// reCAPTCHA v3.
+	DefaultMinScore = 0.5
+	// DefaultField is the payload field that holds the token.
+	DefaultField = "captcha"
+
+	maxTimeout = time.Minute
+)
+
+// Config is the captcha provider's config section.
+type Config struct {
+	// Provider is hcaptcha, recaptcha or turnstile. Required.
+	Provider string `json:"provider"`
+	// Secret is the site's secret key. Give it or SecretFile.
+	Secret string `json:"secret"`
+	// SecretFile is a file holding the secret key (surrounding whitespace
+	// is trimmed); read when the plugin starts.
+	SecretFile string `json:"secret_file"`
+	// Sitekey is sent to hCaptcha's siteverify, which then refuses tokens
+	// solved for another site key. hCaptcha only.
+	Sitekey string `json:"sitekey"`
+	// SiteverifyURL is where tokens are verified. Default: the provider's
+	// official endpoint.
+	SiteverifyURL string `json:"siteverify_url"`
+	// Hostnames the challenge must have been solved on (for reCAPTCHA on
+	// Android, the APK package name). Empty accepts any.
+	Hostnames []string `json:"hostnames"`
+	// Action is the action the widget must have been rendered with
+	// (reCAPTCHA v3, Turnstile). Empty accepts any.
+	Action string `json:"action"`
+	// MinScore is the lowest reCAPTCHA v3 score accepted, 0..1. Default
+	// 0.5; only reCAPTCHA v3 returns the score this means.
+	MinScore *float64 `json:"min_score"`
+	// Version is 2 or 3 for reCAPTCHA. Default 2.
+	Version int `json:"version"`
+	// Timeout bounds one siteverify call. Default 5s.
+	Timeout Duration `json:"timeout"`
+	// Field is the payload field holding the token. Default "captcha".
+	Field string `json:"field"`
+}
+
+// Duration is a config duration: a Go duration string ("5s", "1m") or a
+// whole number of seconds (5).
+type Duration struct {
+	time.Duration
+	bad string // what could not be read; Validate reports it
+}
+
+// UnmarshalJSON reads a duration string or a number of seconds. A value it
+// cannot read is kept for Validate to report under its key.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	d.bad = ""
+	b = bytes.TrimSpace(b)
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			if n, err2 := strconv.ParseInt(s, 10, 64); err2 == nil && n >= 0 && n <= math.MaxInt64/int64(time.Second) {
+				v, err = time.Duration(n)*time.Second, nil
+			}
+		}
+		if err != nil {
+			d.bad = strconv.Quote(s)
+			return nil
+		}
+		d.Duration = v
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		if i, err := n.Int64(); err == nil && i >= 0 && i <= math.MaxInt64/int64(time.Second) {
+			d.Duration = time.Duration(i) * time.Second
+			return nil
+		}
+	}
+	d.bad = string(b)
+	return nil
+}
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// DefaultConfig returns the defaults of every optional key.
+func DefaultConfig() Config {
+	return Config{Timeout: Duration{Duration: DefaultTimeout}, Field: DefaultField}
+}
+
+// ParseConfig decodes raw over the defaults, fills the provider-dependent
+// defaults (siteverify_url, version, min_score) and validates it. It does
+// not read secret_file; Configure does.
+func ParseConfig(raw json.RawMessage) (Config, error) {
+	cfg := DefaultConfig()
+	if err := sdk.DecodeConfig(raw, &cfg); err != nil {
+		return Config{}, err
+	}
+	cfg.Provider = strings.ToLower(strings.TrimSpace(cfg.Provider))
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	if cfg.SiteverifyURL == "" {
+		cfg.SiteverifyURL = map[string]string{HCaptcha: HCaptchaURL, ReCAPTCHA: ReCAPTCHAURL, Turnstile: TurnstileURL}[cfg.Provider]
+	}
+	if cfg.Provider == ReCAPTCHA && cfg.Version == 0 {
+		cfg.Version = 2
+	}
+	if cfg.MinScore == nil && cfg.scored() {
+		ms := DefaultMinScore
+		cfg.MinScore = &ms
+	}
+	return cfg, nil
+}
+
+// scored reports whether the provider returns a score that min_score
+// applies to: reCAPTCHA v3 only.
+func (c Config) scored() bool { return c.Provider == ReCAPTCHA && c.Version == 3 }
+
+// Validate reports every problem of c at once, each a *sdk.ConfigError
+// naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &sdk.ConfigError{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	known := false // provider-dependent checks only for a known provider
+	switch c.Provider {
+	case HCaptcha, ReCAPTCHA, Turnstile:
+		known = true
+	case "":
+		bad("provider", "required: hcaptcha, recaptcha or turnstile")
+	default:
+		bad("provider", "want hcaptcha, recaptcha or turnstile, got %q", c.Provider)
+	}
+	switch {
+	case c.Secret == "" && c.SecretFile == "":
+		bad("secret", "required (or secret_file): the site's secret key")
+	case c.Secret != "" && c.SecretFile != "":
+		bad("secret_file", "give secret or secret_file, not both")
+	}
+	if c.Sitekey != "" && known && c.Provider != HCaptcha {
+		bad("sitekey", "only hcaptcha's siteverify takes the site key")
+	}
+	if c.SiteverifyURL != "" {
+		u, err := url.Parse(c.SiteverifyURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			bad("siteverify_url", "want an absolute http(s) URL without credentials, got %q", c.SiteverifyURL)
+		}
+	}
+	for i, h := range c.Hostnames {
+		if h == "" || strings.TrimSpace(h) != h || strings.ContainsAny(h, "/ \t\n") {
+			bad(fmt.Sprintf("hostnames[%d]", i), "want a host name such as app.example.com, got %q", h)
+		}
+	}
+	if c.Action != "" && known && (c.Provider == HCaptcha || (c.Provider == ReCAPTCHA && c.Version != 3)) {
+		bad("action", "only reCAPTCHA v3 and Turnstile report an action")
+	}
+	if c.Action != "" && strings.TrimSpace(c.Action) != c.Action {
+		bad("action", "surrounding whitespace in %q", c.Action)
+	}
+	if c.MinScore != nil && (math.IsNaN(*c.MinScore) || *c.MinScore < 0 || *c.MinScore > 1) {
+		bad("min_score", "must be 0..1, got %v", *c.MinScore)
+	}
+	switch {
+	case c.Provider == ReCAPTCHA && c.Version != 0 && c.Version != 2 && c.Version != 3:
+		bad("version", "want 2 or 3, got %d", c.Version)
+	case c.Provider != ReCAPTCHA && known && c.Version != 0:
+		bad("version", "only recaptcha has versions")
+	}
+	switch d := c.Timeout; {
+	case d.bad != "":
+		bad("timeout", "want a duration such as \"5s\" or whole seconds, got %s", d.bad)
+	case d.Duration <= 0 || d.Duration > maxTimeout:
+		bad("timeout", "must be above 0 and at most %s, got %s", maxTimeout, d.Duration)
+	}
+	if c.Field == "" {
+		bad("field", "must not be empty")
+	}
+	return errors.Join(errs...)
+}
+
+// loadSecret returns the secret key, reading secret_file when set.
+func (c Config) loadSecret() (string, error) {
+	if c.SecretFile == "" {
+		return c.Secret, nil
+	}
+	b, err := os.ReadFile(c.SecretFile)
+	if err != nil {
+		msg := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		return "", &sdk.ConfigError{Key: "secret_file", Message: "cannot read " + c.SecretFile + ": " + msg}
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", &sdk.ConfigError{Key: "secret_file", Message: c.SecretFile + " is empty"}
+	}
+	return s, nil
+}

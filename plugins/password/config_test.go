@@ -1,0 +1,187 @@
+package password
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/handoffd/handoff/providers/sdk"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	for _, raw := range []string{"", "null", "{}"} {
+		cfg, err := ParseConfig(json.RawMessage(raw))
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		want := argon2Params{Memory: 19456, Time: 2, Threads: 1}
+		if cfg.params() != want || cfg.MinLength != 8 || cfg.MaxLength != 256 ||
+			cfg.Lockout.Attempts != 5 || cfg.Lockout.Duration.Duration != 15*time.Minute ||
+			cfg.MaxConcurrent != 0 || cfg.concurrency() != runtime.GOMAXPROCS(0) || cfg.InsecureFast {
+			t.Fatalf("%q: defaults %+v", raw, cfg)
+		}
+	}
+}
+
+func TestConfigValid(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw string
+		check     func(Config) bool
+	}{
+		{"duration string", `{"lockout": {"duration": "1h30m"}}`, func(c Config) bool { return c.Lockout.Duration.Duration == 90*time.Minute }},
+		{"duration seconds", `{"lockout": {"duration": 900}}`, func(c Config) bool { return c.Lockout.Duration.Duration == 15*time.Minute }},
+		{"duration seconds as a string", `{"lockout": {"duration": "60"}}`, func(c Config) bool { return c.Lockout.Duration.Duration == time.Minute }},
+		{"lockout off", `{"lockout": {"attempts": 0}}`, func(c Config) bool { return c.Lockout.Attempts == 0 }},
+		{"one pass with 46 MiB", `{"argon2": {"memory": 47104, "time": 1}}`, func(c Config) bool { return c.Argon2.Time == 1 }},
+		{"stronger", `{"argon2": {"memory": 65536, "time": 3, "threads": 4}}`, func(c Config) bool { return c.params() == argon2Params{65536, 3, 4} }},
+		{"insecure_fast allows tiny", `{"insecure_fast": true, "argon2": {"memory": 8, "time": 1}, "lockout": {"duration": "10ms"}}`,
+			func(c Config) bool { return c.Argon2.Memory == 8 && c.Lockout.Duration.Duration == 10*time.Millisecond }},
+		{"max_concurrent", `{"max_concurrent": 3}`, func(c Config) bool { return c.concurrency() == 3 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig(json.RawMessage(tc.raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(cfg) {
+				t.Fatalf("got %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw string
+		keys      []string // every key reported, in order
+	}{
+		{"memory below OWASP", `{"argon2": {"memory": 4096}}`, []string{"argon2.memory"}},
+		{"memory above 1 GiB", `{"argon2": {"memory": 2000000}}`, []string{"argon2.memory"}},
+		{"memory below 8 per thread even when fast", `{"insecure_fast": true, "argon2": {"memory": 8, "threads": 2}}`, []string{"argon2.memory"}},
+		{"one pass at 19 MiB", `{"argon2": {"time": 1}}`, []string{"argon2.time"}},
+		{"zero passes", `{"argon2": {"time": 0}}`, []string{"argon2.time"}},
+		{"threads", `{"argon2": {"threads": 0}}`, []string{"argon2.threads"}},
+		{"min_length", `{"min_length": 0}`, []string{"min_length"}},
+		{"max_length below min", `{"min_length": 12, "max_length": 10}`, []string{"max_length"}},
+		{"max_length huge", `{"max_length": 100000}`, []string{"max_length"}},
+		{"attempts", `{"lockout": {"attempts": 101}}`, []string{"lockout.attempts"}},
+		{"duration unreadable", `{"lockout": {"duration": "soon"}}`, []string{"lockout.duration"}},
+		{"duration negative", `{"lockout": {"duration": -5}}`, []string{"lockout.duration"}},
+		{"duration too short", `{"lockout": {"duration": "10ms"}}`, []string{"lockout.duration"}},
+		{"duration too long", `{"lockout": {"duration": "48h"}}`, []string{"lockout.duration"}},
+		{"max_concurrent", `{"max_concurrent": -1}`, []string{"max_concurrent"}},
+		{"everything at once", `{"argon2": {"memory": 1, "time": 0, "threads": 0}, "min_length": 0, "max_length": 0, "lockout": {"attempts": -1, "duration": "x"}, "max_concurrent": 5000}`,
+			[]string{"argon2.threads", "argon2.time", "min_length", "max_length", "lockout.attempts", "lockout.duration", "max_concurrent"}},
+		{"unknown key", `{"argon2": {"memroy": 1}}`, []string{"argon2.memroy"}},
+		{"wrong type", `{"min_length": "eight"}`, []string{"min_length"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig(json.RawMessage(tc.raw))
+			if !errors.Is(err, sdk.ErrInvalidRequest) {
+				t.Fatalf("err %v, want a config error", err)
+			}
+			var keys []string
+			for _, e := range flatten(err) {
+				var ce *sdk.ConfigError
+				if !errors.As(e, &ce) {
+					t.Fatalf("%v is not a *sdk.ConfigError", e)
+				}
+				keys = append(keys, ce.Key)
+			}
+			if strings.Join(keys, " ") != strings.Join(tc.keys, " ") {
+				t.Fatalf("keys %q, want %q (%v)", keys, tc.keys, err)
+			}
+		})
+	}
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// TestREADMEConfig parses the README's complete provider example with the
+// plugin's own decoder, and checks that the configuration table lists every
+// key the plugin takes.
+func TestREADMEConfig(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no yaml example")
+	}
+	var doc struct {
+		Providers []struct {
+			Name   string         `yaml:"name"`
+			Kind   string         `yaml:"kind"`
+			Config map[string]any `yaml:"config"`
+		} `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal(m[1], &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Providers) != 1 || doc.Providers[0].Kind != "password" {
+		t.Fatalf("want one password provider, got %+v", doc.Providers)
+	}
+	raw, err := json.Marshal(doc.Providers[0].Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(raw)
+	if err != nil {
+		t.Fatalf("the README example does not parse: %v", err)
+	}
+	def := DefaultConfig()
+	def.MaxConcurrent = 2
+	if cfg != def {
+		t.Fatalf("the README example %+v should spell out the defaults %+v", cfg, def)
+	}
+
+	// Every leaf key of the config appears in the example and in the table.
+	var tree, example any
+	full, _ := json.Marshal(DefaultConfig())
+	_ = json.Unmarshal(full, &tree)
+	_ = json.Unmarshal(raw, &example)
+	all := leafKeys("", tree)
+	if got := leafKeys("", example); strings.Join(got, " ") != strings.Join(all, " ") {
+		t.Errorf("the example sets %q, the config has %q", got, all)
+	}
+	for _, k := range all {
+		if !strings.Contains(string(readme), "| `"+k+"` |") {
+			t.Errorf("the README's configuration table lacks %s", k)
+		}
+	}
+	if len(all) != 9 {
+		t.Errorf("config keys %q: update the README", all)
+	}
+}
+
+// leafKeys lists the dotted paths of v's leaves, sorted.
+func leafKeys(prefix string, v any) []string {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return []string{prefix}
+	}
+	var out []string
+	for k, sub := range obj {
+		out = append(out, leafKeys(strings.TrimPrefix(prefix+"."+k, "."), sub)...)
+	}
+	sort.Strings(out)
+	return out
+}

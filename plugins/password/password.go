@@ -1,0 +1,482 @@
+package password
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/handoffd/handoff/providers/sdk"
+)
+
+// Interface guards.
+var (
+	_ sdk.Verifier = (*Verifier)(nil)
+	_ sdk.Enroller = (*Verifier)(nil)
+)
+
+// Version is the plugin's version, reported in Describe.
+const Version = "1.0.0"
+
+// Keys in the host KV. Usernames are lowercased before they are used.
+const (
+	userPrefix  = "user/" // user/<username>: record
+	ownerPrefix = "uid/"  // uid/<user id>: the user's username
+	failPrefix  = "fail/" // fail/<username>: failures
+)
+
+const (
+	maxUsernameLen = 128 // bytes, after lowercasing
+	maxUserIDLen   = 256
+	// casRetries bounds a CompareAndSwap loop. Each retry means another
+	// writer won a round, so this many is contention no real login sees.
+	casRetries = 64
+)
+
+// record is what the plugin keeps per username, under user/<username>.
+type record struct {
+	UserID  string    `json:"user_id"`
+	Hash    string    `json:"hash"`
+	Updated time.Time `json:"updated"`
+}
+
+// failures counts a username's recent failed sign-ins, under
+// fail/<username>. The host's TTL removes it at Until; Until is also
+// checked here, so a lock ends on time whatever the host's sweep does.
+type failures struct {
+	N     int       `json:"n"`
+	Until time.Time `json:"until"` // end of the lock, or when the count lapses
+}
+
+// login is a verify payload. Other fields (a guard's token) are ignored.
+type login struct {
+	Username string  `json:"username"`
+	Password *string `json:"password"`
+}
+
+// enrollment is an enroll payload: a password, or a hash to import.
+type enrollment struct {
+	Username string  `json:"username"`
+	Password *string `json:"password"`
+	Hash     *string `json:"hash"`
+}
+
+// Verifier is the password verifier: usernames and argon2id hashes in the
+// host's KV, with per-username lockout. It is safe for concurrent use once
+// configured.
+type Verifier struct {
+	cfg    Config
+	params argon2Params
+	kv     sdk.KV
+	sem    chan struct{} // one token per hash in progress
+	dummy  phcHash       // compared against for unknown usernames
+	now    func() time.Time
+
+	// hashes counts password hash evaluations (argon2 or bcrypt), so tests
+	// can see that an unknown username costs a hash like a wrong password.
+	hashes atomic.Int64
+}
+
+// New makes an unconfigured password verifier (an sdk.Factory).
+func New() sdk.Verifier { return &Verifier{now: time.Now} }
+
+// Describe reports the plugin: direct flow, proves identity, enrolls.
+func (v *Verifier) Describe(context.Context) (sdk.Info, error) {
+	return sdk.Info{Name: "password", Version: Version, Flows: []string{sdk.FlowDirect}, ProvesIdentity: true}, nil
+}
+
+// Configure reads the config and computes the dummy hash that unknown
+// usernames are checked against, with the configured parameters, so that
+// they cost what a wrong password costs (Vault's fakePasswordHash).
+func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, host sdk.Host) error {
+	cfg, err := ParseConfig(raw)
+	if err != nil {
+		return err
+	}
+	if host == nil {
+		return &sdk.Error{Code: sdk.CodeUnavailable, Message: "password: the host offers no KV, and the plugin keeps its hashes there"}
+	}
+	v.cfg, v.params, v.kv = cfg, cfg.params(), host.KV()
+	v.sem = make(chan struct{}, cfg.concurrency())
+	fake := make([]byte, 32)
+	if _, err := rand.Read(fake); err != nil {
+		return fmt.Errorf("password: %v: %w", err, sdk.ErrInternal)
+	}
+	if v.dummy, err = newArgon2id(fake, v.params); err != nil {
+		return fmt.Errorf("password: %v: %w", err, sdk.ErrInternal)
+	}
+	if cfg.InsecureFast {
+		sdk.Logger(ctx).Warn("password: insecure_fast is on; hashes are cheap to crack. Use it for tests and benchmarks only",
+			"argon2_memory_kib", cfg.Argon2.Memory, "argon2_passes", cfg.Argon2.Time)
+	}
+	return nil
+}
+
+// Verify checks {username, password} and returns Identity{Subject:
+// lowercased username}. A wrong password, an unknown username, a password
+// over max_length and a locked username all answer ErrInvalidCredentials;
+// an unknown username costs one hash like a wrong password does.
+func (v *Verifier) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, error) {
+	var c login
+	if err := json.Unmarshal(req.Payload, &c); err != nil {
+		return sdk.Identity{}, invalidRequest(`the payload must be {"username": "...", "password": "..."}`)
+	}
+	if c.Username == "" {
+		return sdk.Identity{}, invalidRequest("username is required")
+	}
+	if c.Password == nil || *c.Password == "" {
+		return sdk.Identity{}, invalidRequest("password is required")
+	}
+	username, err := normalizeUsername(c.Username)
+	if err != nil {
+		// No such username can be enrolled, so answering at once tells
+		// nothing about who exists.
+		return sdk.Identity{}, sdk.ErrInvalidCredentials
+	}
+	password := []byte(*c.Password)
+
+	prior, err := v.lockout(ctx, username)
+	if err != nil {
+		return sdk.Identity{}, err
+	}
+	if len(password) > v.cfg.MaxLength {
+		return sdk.Identity{}, v.failed(ctx, username, false)
+	}
+
+	raw, err := v.kv.Get(ctx, userPrefix+username)
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return sdk.Identity{}, kvError("read user", err)
+	}
+	var (
+		rec    record
+		stored hash = v.dummy
+	)
+	if raw != nil {
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return sdk.Identity{}, fmt.Errorf("password: user record of %q unreadable: %v: %w", username, err, sdk.ErrInternal)
+		}
+		if stored, err = parseHash(rec.Hash); err != nil {
+			return sdk.Identity{}, fmt.Errorf("password: stored hash of %q unreadable: %v: %w", username, err, sdk.ErrInternal)
+		}
+	}
+	ok, err := v.compare(ctx, stored, password)
+	if err != nil {
+		return sdk.Identity{}, err
+	}
+	if !ok || raw == nil {
+		return sdk.Identity{}, v.failed(ctx, username, raw != nil)
+	}
+
+	if prior {
+		if err := v.kv.Delete(ctx, failPrefix+username); err != nil {
+			sdk.Logger(ctx).Warn("password: could not reset the failure count", "username", username, "err", err.Error())
+		}
+	}
+	if !current(stored, v.params) {
+		v.rehash(ctx, username, raw, rec, stored.algorithm(), password)
+	}
+	return sdk.Identity{Subject: username}, nil
+}
+
+// Enroll sets or changes the password of req.UserID under a username:
+// {username, password} hashes the password; {username, hash} imports an
+// existing bcrypt or argon2 hash, re-hashed at the next sign-in. A username
+// held by another user is refused. A user has one username: enrolling a new
+// one drops the old one. Enrolling clears the username's failure count.
+func (v *Verifier) Enroll(ctx context.Context, req sdk.EnrollRequest) (sdk.EnrollResult, error) {
+	var c enrollment
+	dec := json.NewDecoder(bytes.NewReader(req.Payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return sdk.EnrollResult{}, invalidRequest(`the payload must be {"username": "...", "password": "..."} or {"username": "...", "hash": "..."}: %s`,
+			strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if req.UserID == "" || len(req.UserID) > maxUserIDLen {
+		return sdk.EnrollResult{}, invalidRequest("a user id of 1..%d bytes is required", maxUserIDLen)
+	}
+	username, err := normalizeUsername(c.Username)
+	if err != nil {
+		return sdk.EnrollResult{}, invalidRequest("username: %s", err)
+	}
+	var h hash
+	switch {
+	case c.Password != nil && c.Hash != nil:
+		return sdk.EnrollResult{}, invalidRequest("give password or hash, not both")
+	case c.Password != nil:
+		pw := *c.Password
+		if n := utf8.RuneCountInString(pw); n < v.cfg.MinLength {
+			return sdk.EnrollResult{}, invalidRequest("password: shorter than min_length (%d characters)", v.cfg.MinLength)
+		}
+		if len(pw) > v.cfg.MaxLength {
+			return sdk.EnrollResult{}, invalidRequest("password: longer than max_length (%d bytes)", v.cfg.MaxLength)
+		}
+		if h, err = v.hash(ctx, []byte(pw)); err != nil {
+			return sdk.EnrollResult{}, err
+		}
+	case c.Hash != nil:
+		if h, err = parseHash(*c.Hash); err != nil {
+			return sdk.EnrollResult{}, invalidRequest("hash: %s", err)
+		}
+		if err := checkImport(h, v.params); err != nil {
+			return sdk.EnrollResult{}, invalidRequest("hash: %s", err)
+		}
+	default:
+		return sdk.EnrollResult{}, invalidRequest("password (or hash, to import one) is required")
+	}
+
+	newRaw, err := json.Marshal(record{UserID: req.UserID, Hash: h.String(), Updated: v.now().UTC()})
+	if err != nil {
+		return sdk.EnrollResult{}, fmt.Errorf("password: %v: %w", err, sdk.ErrInternal)
+	}
+	if err := v.claim(ctx, username, req.UserID, newRaw); err != nil {
+		return sdk.EnrollResult{}, err
+	}
+	if err := v.moveOwner(ctx, req.UserID, username); err != nil {
+		return sdk.EnrollResult{}, err
+	}
+	if v.cfg.Lockout.Attempts > 0 {
+		if err := v.kv.Delete(ctx, failPrefix+username); err != nil {
+			return sdk.EnrollResult{}, kvError("reset failures", err)
+		}
+	}
+	data, _ := json.Marshal(map[string]string{"username": username, "algorithm": h.algorithm()})
+	return sdk.EnrollResult{Subject: username, Data: data}, nil
+}
+
+// claim writes the record under user/<username>, unless another user holds
+// the username.
+func (v *Verifier) claim(ctx context.Context, username, userID string, newRaw []byte) error {
+	key := userPrefix + username
+	for range casRetries {
+		cur, err := v.kv.Get(ctx, key)
+		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			return kvError("read user", err)
+		}
+		if cur != nil {
+			var rec record
+			if err := json.Unmarshal(cur, &rec); err == nil && rec.UserID != userID {
+				return invalidRequest("username taken")
+			}
+		}
+		ok, err := v.kv.CompareAndSwap(ctx, key, cur, newRaw, 0)
+		if err != nil {
+			return kvError("write user", err)
+		}
+		if ok {
+			return nil
+		}
+	}
+	return contended()
+}
+
+// moveOwner records that userID's username is username, and drops the
+// record of the username it held before, if any.
+func (v *Verifier) moveOwner(ctx context.Context, userID, username string) error {
+	key := ownerPrefix + userID
+	old, err := v.kv.Get(ctx, key)
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return kvError("read owner", err)
+	}
+	if string(old) == username {
+		return nil
+	}
+	if err := v.kv.Put(ctx, key, []byte(username), 0); err != nil {
+		return kvError("write owner", err)
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	oldKey := userPrefix + string(old)
+	cur, err := v.kv.Get(ctx, oldKey)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return kvError("read old user", err)
+	}
+	var rec record
+	if json.Unmarshal(cur, &rec) == nil && rec.UserID == userID {
+		// Only if unchanged: the old username may have passed to someone.
+		if _, err := v.kv.CompareAndSwap(ctx, oldKey, cur, nil, 0); err != nil {
+			return kvError("drop old username", err)
+		}
+	}
+	return nil
+}
+
+// lockout reports whether the username has a live failure count, or
+// answers the locked error when the count has reached lockout.attempts.
+func (v *Verifier) lockout(ctx context.Context, username string) (prior bool, err error) {
+	if v.cfg.Lockout.Attempts == 0 {
+		return false, nil
+	}
+	raw, err := v.kv.Get(ctx, failPrefix+username)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, kvError("read failures", err)
+	}
+	f, live := v.readFailures(raw)
+	if !live {
+		return true, nil // lapsed; still delete it after a success
+	}
+	if f.N >= v.cfg.Lockout.Attempts {
+		return true, locked(f.Until.Sub(v.now()))
+	}
+	return true, nil
+}
+
+func (v *Verifier) readFailures(raw []byte) (failures, bool) {
+	var f failures
+	if raw == nil || json.Unmarshal(raw, &f) != nil || !v.now().Before(f.Until) {
+		return failures{}, false
+	}
+	return f, true
+}
+
+// failed counts a failed sign-in of username and returns the error to
+// answer: ErrInvalidCredentials, or the KV's error when the failure could
+// not be counted (a failure that goes uncounted would dodge the lockout).
+// Concurrent failures are each counted, by CompareAndSwap. The lock is
+// logged with the username only when it is known to be enrolled: another
+// may be a password typed into the wrong field.
+func (v *Verifier) failed(ctx context.Context, username string, known bool) error {
+	if v.cfg.Lockout.Attempts == 0 {
+		return sdk.ErrInvalidCredentials
+	}
+	key, window := failPrefix+username, v.cfg.Lockout.Duration.Duration
+	for range casRetries {
+		cur, err := v.kv.Get(ctx, key)
+		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			return kvError("read failures", err)
+		}
+		f, _ := v.readFailures(cur)
+		if f.N >= v.cfg.Lockout.Attempts {
+			return sdk.ErrInvalidCredentials // locked by a concurrent failure meanwhile
+		}
+		f.N++
+		f.Until = v.now().Add(window).UTC()
+		next, _ := json.Marshal(f)
+		ok, err := v.kv.CompareAndSwap(ctx, key, cur, next, window)
+		if err != nil {
+			return kvError("count failure", err)
+		}
+		if ok {
+			if f.N == v.cfg.Lockout.Attempts {
+				shown := username
+				if !known {
+					shown = "(withheld)"
+				}
+				sdk.Logger(ctx).Info("password: username locked after repeated failures",
+					"username", shown, "attempts", f.N, "for", window.String())
+			}
+			return sdk.ErrInvalidCredentials
+		}
+	}
+	return contended()
+}
+
+// rehash replaces a stored hash that is not argon2id with the current
+// parameters, after a successful sign-in proved the password. It only
+// logs when it fails: the sign-in stands, and the next one tries again.
+func (v *Verifier) rehash(ctx context.Context, username string, oldRaw []byte, rec record, from string, password []byte) {
+	log := sdk.Logger(ctx)
+	h, err := v.hash(ctx, password)
+	if err != nil {
+		log.Warn("password: re-hash skipped", "username", username, "err", err.Error())
+		return
+	}
+	rec.Hash, rec.Updated = h.String(), v.now().UTC()
+	newRaw, _ := json.Marshal(rec)
+	ok, err := v.kv.CompareAndSwap(ctx, userPrefix+username, oldRaw, newRaw, 0)
+	switch {
+	case err != nil:
+		log.Warn("password: re-hash not stored", "username", username, "err", err.Error())
+	case !ok:
+		log.Info("password: re-hash dropped: the record changed meanwhile", "username", username)
+	default:
+		log.Info("password: re-hashed with the current parameters", "username", username, "from", from)
+	}
+}
+
+// acquire takes a hashing slot, waiting no longer than ctx allows.
+func (v *Verifier) acquire(ctx context.Context) error {
+	select {
+	case v.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return &sdk.Error{Code: sdk.CodeUnavailable, Message: "password: too many sign-ins at once; try again"}
+	}
+}
+
+func (v *Verifier) release() { <-v.sem }
+
+// compare checks password against h in a hashing slot.
+func (v *Verifier) compare(ctx context.Context, h hash, password []byte) (bool, error) {
+	if err := v.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer v.release()
+	v.hashes.Add(1)
+	return h.matches(password), nil
+}
+
+// hash makes a new argon2id hash of password in a hashing slot.
+func (v *Verifier) hash(ctx context.Context, password []byte) (hash, error) {
+	if err := v.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer v.release()
+	v.hashes.Add(1)
+	h, err := newArgon2id(password, v.params)
+	if err != nil {
+		return nil, fmt.Errorf("password: %v: %w", err, sdk.ErrInternal)
+	}
+	return h, nil
+}
+
+// normalizeUsername lowercases a username and checks it: 1..128 bytes, no
+// control characters, no leading or trailing space.
+func normalizeUsername(s string) (string, error) {
+	u := strings.ToLower(s)
+	switch {
+	case u == "":
+		return "", errors.New("required")
+	case len(u) > maxUsernameLen:
+		return "", fmt.Errorf("longer than %d bytes", maxUsernameLen)
+	case !utf8.ValidString(u):
+		return "", errors.New("not valid UTF-8")
+	case strings.TrimSpace(u) != u:
+		return "", errors.New("leading or trailing space")
+	case strings.ContainsFunc(u, unicode.IsControl):
+		return "", errors.New("control characters")
+	}
+	return u, nil
+}
+
+func invalidRequest(format string, args ...any) error {
+	return &sdk.Error{Code: sdk.CodeInvalidRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+func locked(left time.Duration) error {
+	left = max(left.Round(time.Second), time.Second)
+	return &sdk.Error{Code: sdk.CodeInvalidCredentials,
+		Message: fmt.Sprintf("Too many failed sign-in attempts: this username is locked; try again in %s.", left)}
+}
+
+func contended() error {
+	return &sdk.Error{Code: sdk.CodeUnavailable, Message: "password: too many concurrent updates of one username; try again"}
+}
+
+// kvError keeps the KV's code (unavailable, say) and says what failed.
+func kvError(what string, err error) error {
+	return &sdk.Error{Code: sdk.CodeOf(err), Message: "password: " + what + ": " + err.Error()}
+}

@@ -1,0 +1,53 @@
+// Package providers is the host side of handoff's verifier plugins: it
+// launches each configured provider's plugin as a separate process over
+// hashicorp/go-plugin (gRPC), keeps it alive, and gives the daemon a
+// *Provider to call with per-call deadlines.
+//
+// # Launch
+//
+// A built-in kind runs Options.Executable (handoff itself) with
+// BuiltinArgs(kind), by default `plugin <kind>`, whose main calls
+// sdk.Serve with the kind's factory; a third-party plugin runs
+// External.Path, after its SHA-256 is checked against External.SHA256
+// (go-plugin's SecureConfig, on every start; a mismatch refuses the
+// provider and says expected and actual). Both speak gRPC only, with
+// AutoMTLS, a 10 s start timeout, and an environment made of the spec's
+// Env plus PATH, HOME, TZ, LANG and the CA and proxy variables (nothing
+// else of the daemon's environment, which may hold secrets). Every start
+// is a fresh plugin.Client and exec.Cmd.
+//
+// Each plugin process is its own process group (a kill takes its helpers
+// too) with Pdeathsig SIGKILL, spawned from one goroutine locked to its OS
+// thread for the host's life, since Pdeathsig fires when the spawning
+// thread ends; the SDK's parent watchdog is the backstop. Its unix sockets
+// live in a directory of its own under Options.RuntimeDir, removed when it
+// is reaped; a host killed before it could clean up has its directory
+// swept by the next one.
+//
+// # Supervision
+//
+// A provider whose first start fails is HealthFailed, reported by Start
+// and never retried. A running provider is health-checked; when its
+// process exits, or three health checks in a row fail (the process may be
+// alive but stuck), it is killed and restarted: the first restart at once,
+// then with exponential backoff and jitter (200 ms doubling, capped at
+// 30 s), reset after a healthy minute. A restart runs Configure again with
+// the same config and the same host KV. While a provider is down every
+// call fails at once with an error matching sdk.ErrUnavailable.
+//
+// # Calls
+//
+// Provider methods run under the spec's Timeout (default 5 s); the
+// deadline crosses into the plugin and on into its KV calls. A timed-out
+// call, a dead plugin and a cancelled call match sdk.ErrUnavailable; a
+// plugin's own errors match the sdk sentinel it returned and keep its
+// message; a capability the plugin lacks is ErrUnsupported.
+//
+// # Host services
+//
+// Each plugin gets Options.KV(provider name) as its KV over one broker
+// connection opened at Configure. A KV that also implements Updater (as
+// tokenstore.KV does) makes the plugins' CompareAndSwap atomic across
+// daemons sharing a store; without it, CompareAndSwap is atomic within
+// this process.
+package providers

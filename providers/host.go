@@ -1,0 +1,410 @@
+package providers
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/handoffd/handoff/providers/internal/memkv"
+	"github.com/handoffd/handoff/providers/internal/wire"
+	"github.com/handoffd/handoff/providers/sdk"
+)
+
+// ErrUnsupported is returned for a call to a capability the provider's
+// plugin lacks (Begin on a verifier that is not a Redirector, say).
+var ErrUnsupported = wire.ErrUnsupported
+
+// DefaultTimeout is a provider's per-call deadline when its Spec has none.
+const DefaultTimeout = 5 * time.Second
+
+// Health values in Status.
+const (
+	HealthStarting = "starting" // the first start is under way
+	HealthUp       = "up"       // serving
+	HealthDown     = "down"     // crashed or unhealthy; being restarted
+	HealthFailed   = "failed"   // did not start; not retried (fix the config and restart handoff)
+)
+
+// Spec is one configured provider.
+type Spec struct {
+	// Name is the provider's name, unique in the host.
+	Name string
+	// Kind is a built-in kind (a key of Options.Builtins). With External
+	// set it is only a label.
+	Kind string
+	// External, when set, runs a third-party plugin binary.
+	External *External
+	// Config is the provider's config section as JSON, handed to the
+	// plugin's Configure at every start.
+	Config json.RawMessage
+	// Timeout is the per-call deadline; zero is DefaultTimeout.
+	Timeout time.Duration
+}
+
+// External is a third-party plugin binary, pinned by its SHA-256.
+type External struct {
+	// Path is the binary: a file path (relative to the daemon's working
+	// directory), not looked up in PATH.
+	Path string
+	// SHA256 is the hex SHA-256 of the binary (`sha256sum`); required. It
+	// is checked before every start.
+	SHA256 string
+	// Args are passed to the binary.
+	Args []string
+	// Env is the plugin's environment, besides PATH, HOME, TZ and the
+	// proxy and CA variables passed from the host. Nothing else of the
+	// host's environment reaches a plugin.
+	Env map[string]string
+}
+
+// KV is a key-value space the host serves to one provider's plugin (the
+// daemon's store, namespaced to the provider). A miss is an error matching
+// sdk.ErrNotFound. A KV that also implements Updater gives plugins an
+// atomic CompareAndSwap across replicas; without it, CompareAndSwap is
+// atomic within this process only.
+type KV interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix, after string, limit int) ([]sdk.KVEntry, error)
+}
+
+// Updater is the optional transactional update of a KV, with the
+// signature of tokenstore.KV.Update: change gets the current value (nil
+// when absent) and returns the new one, nil to delete, or an error that
+// aborts and is returned.
+type Updater interface {
+	Update(ctx context.Context, key string, ttl time.Duration, change func(old []byte) ([]byte, error)) error
+}
+
+// Options configure a Host.
+type Options struct {
+	// Builtins are the kinds built into Executable, served by re-executing
+	// it with BuiltinArgs(kind); the binary's `plugin <kind>` command calls
+	// sdk.Serve with the same factory.
+	Builtins map[string]sdk.Factory
+	// Executable is the binary to re-execute for built-ins; empty is
+	// os.Executable().
+	Executable string
+	// BuiltinArgs are the arguments for a built-in kind; nil is
+	// []string{"plugin", kind}.
+	BuiltinArgs func(kind string) []string
+	// KV returns the key-value space of a provider; nil gives each
+	// provider an in-memory one (lost on exit).
+	KV func(provider string) KV
+	// Logger receives the host's logs and the plugins' (under
+	// provider=<name>); nil discards them.
+	Logger *slog.Logger
+	// RuntimeDir holds the plugins' unix sockets, one directory per plugin
+	// process, removed when it is reaped. Empty is $XDG_RUNTIME_DIR/handoff,
+	// else <os.TempDir()>/handoff-<uid>. Its absolute path must be at
+	// most 56 bytes (unix socket paths are limited to 108); a longer one
+	// is replaced by the default, with a warning.
+	RuntimeDir string
+}
+
+// Status is a provider's state, for GET /v1/providers and health checks.
+type Status struct {
+	Name           string
+	Kind           string
+	Flows          []string
+	Capabilities   []string
+	ProvesIdentity bool
+	// Health is HealthStarting, HealthUp, HealthDown or HealthFailed.
+	Health string
+	// LastError is why the provider last failed to start or went down.
+	LastError string
+	// Restarts counts successful restarts after a crash.
+	Restarts int
+	// PID is the plugin process while it is up, else 0.
+	PID int
+}
+
+// tuning holds the supervisor's timings; tests shorten them.
+type tuning struct {
+	pingEvery    time.Duration // health check interval
+	pingTimeout  time.Duration // one health check's deadline
+	pingFailures int           // failed checks in a row that restart a plugin
+	backoffBase  time.Duration // second restart's delay; doubles after
+	backoffMax   time.Duration
+	healthyAfter time.Duration // uptime that resets the backoff
+	startTimeout time.Duration // spawn to handshake; also Describe+Configure
+	killGrace    time.Duration // graceful stop before SIGKILL
+}
+
+var defaultTuning = tuning{
+	pingEvery:    5 * time.Second,
+	pingTimeout:  2 * time.Second,
+	pingFailures: 3,
+	backoffBase:  200 * time.Millisecond,
+	backoffMax:   30 * time.Second,
+	healthyAfter: time.Minute,
+	startTimeout: 10 * time.Second,
+	killGrace:    3 * time.Second,
+}
+
+// Host launches and supervises the providers' plugin processes.
+type Host struct {
+	opts  Options
+	log   *slog.Logger
+	tune  tuning
+	spawn *spawner
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // launches and supervisors
+
+	mu        sync.Mutex
+	providers map[string]*Provider
+	order     []string
+	sockDir   string
+	closed    bool
+	closeOnce sync.Once
+}
+
+// New returns a Host; Start launches providers, Close stops them all.
+func New(opts Options) *Host {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.BuiltinArgs == nil {
+		opts.BuiltinArgs = func(kind string) []string { return []string{"plugin", kind} }
+	}
+	if opts.KV == nil {
+		var mu sync.Mutex
+		kvs := map[string]KV{}
+		opts.KV = func(name string) KV {
+			mu.Lock()
+			defer mu.Unlock()
+			if kvs[name] == nil {
+				kvs[name] = memkv.New()
+			}
+			return kvs[name]
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Host{
+		opts: opts, log: log.With("component", "providers"), tune: defaultTuning,
+		spawn: newSpawner(), ctx: ctx, cancel: cancel, providers: map[string]*Provider{},
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Start launches every spec's plugin concurrently and waits until each has
+// started or failed. A provider that fails (a bad sha256, a missing binary,
+// a Configure error...) is reported in the returned error, joined and
+// naming the provider, and as HealthFailed in Status; the rest serve. A
+// provider that started is supervised until Close: restarted after a crash
+// or repeated failed health checks. ctx bounds the start only.
+func (h *Host) Start(ctx context.Context, specs []Spec) error {
+	if err := h.prepareRuntimeDir(); err != nil {
+		return err
+	}
+	var (
+		errsMu sync.Mutex
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	fail := func(name string, err error) {
+		errsMu.Lock()
+		errs = append(errs, fmt.Errorf("provider %q: %w", name, err))
+		errsMu.Unlock()
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return errors.New("providers: host is closed")
+	}
+	var launch []*Provider
+	for _, spec := range specs {
+		if _, dup := h.providers[spec.Name]; dup {
+			fail(spec.Name, errors.New("a provider with this name is already started"))
+			continue
+		}
+		p := newProvider(h, spec)
+		h.providers[spec.Name] = p
+		h.order = append(h.order, spec.Name)
+		if err := h.checkSpec(&p.spec); err != nil {
+			p.setFailed(err)
+			fail(spec.Name, err)
+			continue
+		}
+		launch = append(launch, p)
+	}
+	h.wg.Add(len(launch))
+	h.mu.Unlock()
+
+	for _, p := range launch {
+		wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			inst, err := p.launch(ctx)
+			if err != nil {
+				p.setFailed(err)
+				fail(p.spec.Name, err)
+				wg.Done()
+				return
+			}
+			p.setUp(inst, false)
+			wg.Done()
+			p.supervise(inst)
+		}()
+	}
+	wg.Wait()
+	for _, p := range launch {
+		if st := p.status(); st.Health == HealthFailed {
+			h.log.Error("provider failed to start", "provider", st.Name, "err", st.LastError)
+		} else {
+			h.log.Info("provider started", "provider", st.Name, "kind", st.Kind, "pid", st.PID, "flows", st.Flows, "capabilities", st.Capabilities)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h *Host) checkSpec(s *Spec) error {
+	if !nameRE.MatchString(s.Name) {
+		return fmt.Errorf("invalid name %q: want 1-64 letters, digits, '_', '.' or '-'", s.Name)
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = DefaultTimeout
+	}
+	if s.External != nil {
+		switch {
+		case s.External.Path == "":
+			return errors.New("plugin: path is required")
+		case s.External.SHA256 == "":
+			return fmt.Errorf("plugin: sha256 is required (pin the binary: sha256sum %s)", s.External.Path)
+		}
+		if b, err := hex.DecodeString(s.External.SHA256); err != nil || len(b) != 32 {
+			return fmt.Errorf("plugin: sha256 %q is not 64 hex digits", s.External.SHA256)
+		}
+		return nil
+	}
+	if s.Kind == "" {
+		return errors.New("either a built-in kind or a plugin binary is required")
+	}
+	if _, ok := h.opts.Builtins[s.Kind]; !ok {
+		kinds := make([]string, 0, len(h.opts.Builtins))
+		for k := range h.opts.Builtins {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds)
+		return fmt.Errorf("unknown kind %q (built-in kinds: %s)", s.Kind, strings.Join(kinds, ", "))
+	}
+	return nil
+}
+
+// prepareRuntimeDir makes RuntimeDir/h<pid>, the parent of this host's
+// per-plugin socket dirs, and removes the dirs of hosts that are gone
+// (killed before they could clean up).
+func (h *Host) prepareRuntimeDir() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sockDir != "" {
+		return nil
+	}
+	dir, err := filepath.Abs(h.opts.RuntimeDir)
+	if h.opts.RuntimeDir == "" || err != nil || len(dir) > maxRuntimeDir {
+		if h.opts.RuntimeDir != "" {
+			h.log.Warn("runtime dir too long for unix socket paths; using the default", "runtime_dir", h.opts.RuntimeDir, "max_bytes", maxRuntimeDir)
+		}
+		dir = defaultRuntimeDir()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("providers: runtime dir: %w", err)
+	}
+	sweepRuntimeDir(dir, h.log)
+	sock := filepath.Join(dir, "h"+strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(sock, 0o700); err != nil {
+		return fmt.Errorf("providers: runtime dir: %w", err)
+	}
+	h.sockDir = sock
+	return nil
+}
+
+// maxRuntimeDir is the longest runtime dir that leaves room for
+// <dir>/h<pid>/plugin-dirNNNNNNNNNN/pluginNNNNNNNNNN in a unix socket
+// address (108 bytes with the terminating NUL).
+const maxRuntimeDir = 56
+
+func defaultRuntimeDir() string {
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && len(x) < maxRuntimeDir-8 {
+		return filepath.Join(x, "handoff")
+	}
+	return filepath.Join(os.TempDir(), "handoff-"+strconv.Itoa(os.Getuid()))
+}
+
+// sweepRuntimeDir removes h<pid> dirs of processes that no longer exist.
+func sweepRuntimeDir(dir string, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "h"))
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "h") || err != nil || pid == os.Getpid() || pidAlive(pid) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err == nil {
+			log.Info("removed stale plugin socket dir", "dir", filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// Provider returns a started provider. A provider that failed to start is
+// not returned (its Status says why).
+func (h *Host) Provider(name string) (*Provider, bool) {
+	h.mu.Lock()
+	p, ok := h.providers[name]
+	h.mu.Unlock()
+	if !ok || p.status().Health == HealthFailed {
+		return nil, false
+	}
+	return p, true
+}
+
+// Status reports every provider given to Start, in order.
+func (h *Host) Status() []Status {
+	h.mu.Lock()
+	ps := make([]*Provider, 0, len(h.order))
+	for _, n := range h.order {
+		ps = append(ps, h.providers[n])
+	}
+	h.mu.Unlock()
+	out := make([]Status, len(ps))
+	for i, p := range ps {
+		out[i] = p.status()
+	}
+	return out
+}
+
+// Close stops every plugin (gracefully, then SIGKILL to its process group)
+// and waits until each is reaped and its socket dir removed. It is safe to
+// call more than once.
+func (h *Host) Close() error {
+	h.closeOnce.Do(func() {
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		h.cancel()
+		h.wg.Wait()
+		h.spawn.close()
+		if h.sockDir != "" {
+			_ = os.RemoveAll(h.sockDir)
+		}
+	})
+	return nil
+}

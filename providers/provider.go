@@ -1,0 +1,407 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/handoffd/handoff/providers/internal/hostrpc"
+	"github.com/handoffd/handoff/providers/internal/wire"
+	"github.com/handoffd/handoff/providers/sdk"
+)
+
+// Provider is one configured provider: its plugin process, supervised by
+// the host. Its methods are safe for concurrent use. Each call runs under
+// the provider's deadline (Spec.Timeout); while the plugin is down every
+// call fails at once with an error matching sdk.ErrUnavailable, and a call
+// that runs out of time does too.
+type Provider struct {
+	h      *Host
+	spec   Spec
+	log    *slog.Logger
+	kv     KV
+	swapMu sync.Mutex // CompareAndSwap on a KV without Update
+
+	mu       sync.Mutex
+	health   string
+	inst     *instance // set while up
+	info     sdk.Info
+	lastErr  string
+	restarts int
+}
+
+// instance is one plugin process.
+type instance struct {
+	client  *plugin.Client
+	runner  *procRunner
+	rpc     *hostrpc.Client
+	info    sdk.Info
+	started time.Time
+}
+
+func newProvider(h *Host, spec Spec) *Provider {
+	return &Provider{h: h, spec: spec, log: h.log.With("provider", spec.Name), kv: h.opts.KV(spec.Name), health: HealthStarting}
+}
+
+// Name returns the provider's name.
+func (p *Provider) Name() string { return p.spec.Name }
+
+// Info returns what the plugin reported in Describe, with its
+// capabilities.
+func (p *Provider) Info() sdk.Info {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info
+}
+
+func (p *Provider) status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Status{
+		Name: p.spec.Name, Kind: p.spec.Kind, Flows: p.info.Flows, Capabilities: p.info.Capabilities,
+		ProvesIdentity: p.info.ProvesIdentity, Health: p.health, LastError: p.lastErr, Restarts: p.restarts,
+	}
+	if p.inst != nil {
+		st.PID = p.inst.runner.pid
+	}
+	return st
+}
+
+func (p *Provider) setFailed(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.health, p.lastErr, p.inst = HealthFailed, err.Error(), nil
+}
+
+func (p *Provider) setUp(inst *instance, restart bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.health, p.inst, p.info = HealthUp, inst, inst.info
+	if restart {
+		p.restarts++
+	}
+}
+
+func (p *Provider) setDown(why error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.health, p.inst = HealthDown, nil
+	if why != nil {
+		p.lastErr = why.Error()
+	}
+}
+
+func (p *Provider) setLastErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastErr = err.Error()
+}
+
+// launch starts a plugin process and configures it: spawn, handshake,
+// Describe, Configure with the spec's config and the provider's KV.
+func (p *Provider) launch(ctx context.Context) (*instance, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.h.tune.startTimeout)
+	defer cancel()
+	stop := context.AfterFunc(p.h.ctx, cancel)
+	defer stop()
+
+	inst, err := p.spawn()
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			p.kill(inst, false)
+		}
+	}()
+	info, err := inst.rpc.Describe(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("describe: %w", err)
+	}
+	for _, f := range info.Flows {
+		if f != sdk.FlowDirect && f != sdk.FlowRedirect {
+			p.log.Warn("plugin reports an unknown flow", "flow", f)
+		}
+	}
+	if slices.Contains(info.Flows, sdk.FlowRedirect) && !slices.Contains(info.Capabilities, sdk.CapRedirector) {
+		return nil, errors.New("describe: the plugin reports the redirect flow but does not implement sdk.Redirector")
+	}
+	inst.info = info
+	if err := inst.rpc.Configure(ctx, p.spec.Config, p.kv, &p.swapMu); err != nil {
+		return nil, fmt.Errorf("configure: %w", err)
+	}
+	inst.started = time.Now()
+	ok = true
+	return inst, nil
+}
+
+// spawn starts the process and completes go-plugin's handshake.
+func (p *Provider) spawn() (*instance, error) {
+	cmd, checksum := p.command()
+	inst := &instance{}
+	cfg := &plugin.ClientConfig{
+		HandshakeConfig:  wire.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: hostrpc.Plugins()},
+		RunnerFunc:       p.h.runnerFunc(p.spec.Name, cmd, checksum, &inst.runner),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		StartTimeout:     p.h.tune.startTimeout,
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: p.h.sockDir},
+		Logger:           newHCLogger(p.log, p.spec.Name),
+		SyncStdout:       newLineLogger(p.log, slog.LevelWarn, "plugin wrote to stdout; log with sdk.Logger instead"),
+		SyncStderr:       newLineLogger(p.log, slog.LevelInfo, "plugin stderr"),
+	}
+	inst.client = plugin.NewClient(cfg)
+	rpc, err := inst.client.Client()
+	if err == nil {
+		var raw any
+		if raw, err = rpc.Dispense(wire.PluginName); err == nil {
+			inst.rpc = raw.(*hostrpc.Client)
+		}
+	}
+	if err != nil {
+		p.kill(inst, false)
+		return nil, startError(err, cmd.Path)
+	}
+	return inst, nil
+}
+
+// startError makes go-plugin's start errors say what to do.
+func startError(err error, path string) error {
+	var ce *checksumError
+	if errors.As(err, &ce) {
+		return err
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "Unrecognized remote plugin message"):
+		return fmt.Errorf("%s did not complete the plugin handshake (does it call sdk.Serve, and does it print to stdout before? It must not): %w", path, err)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("%s did not start in time (an overloaded machine, or not a handoff plugin): %w", path, err)
+	case strings.Contains(msg, "plugin exited before we could connect"):
+		return fmt.Errorf("%s exited during start (is it a handoff plugin built with providers/sdk?): %w", path, err)
+	}
+	return err
+}
+
+// kill stops an instance: gracefully (go-plugin's Shutdown, then SIGKILL
+// after killGrace) or at once (SIGKILL to the process group first, for a
+// plugin that does not answer). It returns when the process is reaped and
+// its socket dir removed.
+func (p *Provider) kill(inst *instance, graceful bool) {
+	if inst == nil || inst.client == nil {
+		return
+	}
+	if !graceful && inst.runner != nil {
+		inst.runner.killGroup()
+	}
+	done := make(chan struct{})
+	go func() {
+		inst.client.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(p.h.tune.killGrace):
+		p.log.Warn("plugin did not stop in time; killing it")
+		if inst.runner != nil {
+			inst.runner.killGroup()
+		}
+		<-done
+	}
+	if inst.runner != nil {
+		inst.runner.cleanup()
+	}
+}
+
+// supervise watches a running instance until the host closes: a process
+// that exits, or fails pingFailures health checks in a row, is killed and
+// restarted; the first restart at once, then after a backoff that doubles
+// (with jitter) up to backoffMax, reset by healthyAfter of uptime.
+func (p *Provider) supervise(inst *instance) {
+	t := p.h.tune
+	attempts := 0
+	for {
+		why := p.watch(inst)
+		if p.h.ctx.Err() != nil {
+			p.kill(inst, true)
+			p.setDown(nil)
+			return
+		}
+		p.setDown(why)
+		p.log.Warn("plugin down; restarting", "err", why.Error())
+		p.kill(inst, false)
+		if time.Since(inst.started) >= t.healthyAfter {
+			attempts = 0
+		}
+		for {
+			if d := backoff(attempts, t.backoffBase, t.backoffMax); d > 0 {
+				timer := time.NewTimer(d)
+				select {
+				case <-p.h.ctx.Done():
+					timer.Stop()
+					return
+				case <-timer.C:
+				}
+			}
+			attempts++
+			next, err := p.launch(p.h.ctx)
+			if p.h.ctx.Err() != nil {
+				if next != nil {
+					p.kill(next, true)
+				}
+				return
+			}
+			if err == nil {
+				inst = next
+				p.setUp(inst, true)
+				p.log.Info("plugin restarted", "pid", inst.runner.pid, "attempt", attempts)
+				break
+			}
+			p.setLastErr(err)
+			p.log.Error("plugin restart failed", "attempt", attempts, "err", err.Error())
+		}
+	}
+}
+
+// watch returns why inst must be restarted, or nil when the host closes.
+func (p *Provider) watch(inst *instance) error {
+	t := p.h.tune
+	tick := time.NewTicker(t.pingEvery)
+	defer tick.Stop()
+	fails := 0
+	for {
+		select {
+		case <-p.h.ctx.Done():
+			return nil
+		case <-inst.rpc.Done():
+			return fmt.Errorf("plugin process exited: %s", inst.runner.exitStatus())
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(p.h.ctx, t.pingTimeout)
+			err := inst.rpc.Ping(ctx)
+			cancel()
+			if err == nil {
+				fails = 0
+				continue
+			}
+			if p.h.ctx.Err() != nil {
+				return nil
+			}
+			fails++
+			p.log.Warn("plugin health check failed", "failures", fails, "err", err.Error())
+			if fails >= t.pingFailures {
+				return fmt.Errorf("%d health checks failed in a row (last: %v); the process (pid %d) is alive but not answering", fails, err, inst.runner.pid)
+			}
+		}
+	}
+}
+
+// backoff is the delay before restart attempt n (0-based): none for the
+// first, then base·2^(n-1) ±25% jitter, capped at max.
+func backoff(n int, base, max time.Duration) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	d := base << min(n-1, 20)
+	if d > max || d <= 0 {
+		d = max
+	}
+	jitter := time.Duration(rand.Int64N(int64(d)/2+1)) - d/4
+	return min(d+jitter, max)
+}
+
+// current returns the running instance, or an ErrUnavailable error.
+func (p *Provider) current() (*instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inst != nil {
+		return p.inst, nil
+	}
+	msg := fmt.Sprintf("provider %q is %s", p.spec.Name, p.health)
+	switch {
+	case p.h.ctx.Err() != nil:
+		msg = fmt.Sprintf("provider %q is stopped (the host is closed)", p.spec.Name)
+	case p.health == HealthDown:
+		msg += " (restarting)"
+	}
+	if p.lastErr != "" {
+		msg += ": " + p.lastErr
+	}
+	return nil, &sdk.Error{Code: sdk.CodeUnavailable, Message: msg}
+}
+
+// call runs fn on the current instance under the provider's deadline.
+func (p *Provider) call(ctx context.Context, capability string, fn func(context.Context, *hostrpc.Client) error) error {
+	inst, err := p.current()
+	if err != nil {
+		return err
+	}
+	if capability != "" && !slices.Contains(inst.info.Capabilities, capability) {
+		return fmt.Errorf("provider %q: %w (it is not a %s)", p.spec.Name, ErrUnsupported, capability)
+	}
+	callerDeadline, callerHas := ctx.Deadline()
+	ctx, cancel := context.WithTimeout(ctx, p.spec.Timeout)
+	defer cancel()
+	err = fn(ctx, inst.rpc)
+	var se *sdk.Error
+	if errors.As(err, &se) && se.Code == sdk.CodeUnavailable && se.Message == hostrpc.DeadlineMessage {
+		if d, _ := ctx.Deadline(); callerHas && !callerDeadline.After(d) {
+			return &sdk.Error{Code: sdk.CodeUnavailable, Message: fmt.Sprintf("provider %q did not answer before the caller's deadline", p.spec.Name)}
+		}
+		return &sdk.Error{Code: sdk.CodeUnavailable, Message: fmt.Sprintf("provider %q did not answer within %s", p.spec.Name, p.spec.Timeout)}
+	}
+	return err
+}
+
+// Verify runs the direct flow: the identity the payload proves.
+func (p *Provider) Verify(ctx context.Context, req sdk.Request) (id sdk.Identity, err error) {
+	err = p.call(ctx, "", func(ctx context.Context, c *hostrpc.Client) error {
+		id, err = c.Verify(ctx, req)
+		return err
+	})
+	return id, err
+}
+
+// Check runs a guard (captcha): nil when the request passes.
+func (p *Provider) Check(ctx context.Context, req sdk.Request) error {
+	return p.call(ctx, sdk.CapGuard, func(ctx context.Context, c *hostrpc.Client) error {
+		return c.Check(ctx, req)
+	})
+}
+
+// Begin starts a redirect flow.
+func (p *Provider) Begin(ctx context.Context, req sdk.BeginRequest) (res sdk.BeginResult, err error) {
+	err = p.call(ctx, sdk.CapRedirector, func(ctx context.Context, c *hostrpc.Client) error {
+		res, err = c.Begin(ctx, req)
+		return err
+	})
+	return res, err
+}
+
+// Complete finishes a redirect flow.
+func (p *Provider) Complete(ctx context.Context, req sdk.CompleteRequest) (id sdk.Identity, err error) {
+	err = p.call(ctx, sdk.CapRedirector, func(ctx context.Context, c *hostrpc.Client) error {
+		id, err = c.Complete(ctx, req)
+		return err
+	})
+	return id, err
+}
+
+// Enroll registers a credential for a user.
+func (p *Provider) Enroll(ctx context.Context, req sdk.EnrollRequest) (res sdk.EnrollResult, err error) {
+	err = p.call(ctx, sdk.CapEnroller, func(ctx context.Context, c *hostrpc.Client) error {
+		res, err = c.Enroll(ctx, req)
+		return err
+	})
+	return res, err
+}

@@ -1,0 +1,45 @@
+// Package bolt is handoff's embedded default store: a tokenstore.Store in
+// one bbolt file, with nothing to install or run beside the daemon.
+//
+// # Layout
+//
+// Each tokenstore bucket is a bbolt bucket (all of tokenstore.Buckets are
+// created when the file is opened; others on their first write). A value is
+// stored as an 8-byte header, its expiry in big-endian unix nanoseconds (0:
+// none), followed by the caller's bytes; reads strip the header. A key that
+// expires is also entered in an internal index bucket under
+//
+//	expire(8, big-endian unix nanoseconds) | bucket | 0 | key
+//
+// so Sweep walks the index from its start and stops at the first entry that
+// is not yet due, without ever scanning the data. The header tells Put,
+// Delete and Take which index entry to remove when a key is overwritten or
+// goes.
+//
+// # Group commit
+//
+// Every commit is an fsync, and one fsync at a time caps a durable store at
+// a few thousand commits a second. Update therefore hands its function to a
+// single writer goroutine, which takes the first waiting call, drains the
+// calls queued behind it (up to Options.MaxBatch), runs them all in one
+// bbolt transaction and commits once. A lone writer is never delayed: there
+// is no timer, only the queue that forms while a commit is in progress.
+//
+// A function that returns an error (or panics) must not spoil the calls
+// batched with it: the transaction is rolled back, the batch is run again
+// without it, and, once the rest has committed, the failing function is run
+// alone in a transaction of its own, so its error reaches its caller and its
+// partial writes are discarded. This is the contract bbolt's DB.Batch
+// documents, and why tokenstore.Store allows an Update function to run more
+// than once. Functions that report an expected outcome (a wrong secret, say)
+// as a value rather than an error never pay for the re-run.
+//
+// View runs in a bbolt read transaction directly; readers never wait for
+// the writer.
+//
+// # Locking
+//
+// bbolt locks the file while it is open, so a second daemon on the same
+// data directory fails to open it after Options.Timeout with an error
+// matching ErrLocked, instead of waiting forever.
+package bolt

@@ -1,0 +1,14 @@
+// Package tokenstore is handoff's token core: users, identities, one-time
+// tokens, sessions, API keys, JWT signing keys and the plugins' key-value
+// space, and the rules that bind them (Mint, Exchange, the session cap, the
+// failed-attempt burn, expiry).
+//
+// The rules live here; storage lives behind the small Store interface, which
+// a backend implements as ordered byte keys in named buckets with
+// transactions, an atomic take and an expiry index (see tokenstore/bolt and
+// tokenstore/postgres). Every backend runs the same tokenstore/storetest
+// suites.
+//
+// Secrets never rest in clear: a token is kept as HMAC-SHA256 under a server
+// pepper, a session as SHA-256 of its 256-hex secret, an API key as SHA-256.
+package tokenstore

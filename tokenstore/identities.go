@@ -1,0 +1,154 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+)
+
+// FindIdentity returns the identity of subject at provider, or ErrNotFound.
+func (c *Core) FindIdentity(ctx context.Context, provider, subject string) (Identity, error) {
+	var id Identity
+	err := c.store.View(ctx, func(tx Tx) error {
+		return getJSON(tx, bucketIdentities, key(provider, subject), &id)
+	})
+	return id, err
+}
+
+// LinkIdentity links id (its Provider and Subject) to the user id.UserID,
+// replacing any earlier link of that subject.
+func (c *Core) LinkIdentity(ctx context.Context, id Identity) (Identity, error) {
+	err := c.store.Update(ctx, func(tx Tx) error {
+		if _, err := getUser(tx, id.UserID); err != nil {
+			return err
+		}
+		return c.putIdentity(tx, &id)
+	})
+	return id, err
+}
+
+func (c *Core) putIdentity(tx Tx, id *Identity) error {
+	now := c.now()
+	var old Identity
+	err := getJSON(tx, bucketIdentities, key(id.Provider, id.Subject), &old)
+	switch {
+	case err == nil:
+		id.CreatedAt = old.CreatedAt
+		if old.UserID != id.UserID {
+			if err := tx.Delete(bucketUserIdentities, key(old.UserID, id.Provider, id.Subject)); err != nil {
+				return err
+			}
+		}
+	case errors.Is(err, ErrNotFound):
+		id.CreatedAt = now
+	default:
+		return err
+	}
+	id.UpdatedAt = now
+	if err := putJSON(tx, bucketIdentities, key(id.Provider, id.Subject), id, time.Time{}); err != nil {
+		return err
+	}
+	return tx.Put(bucketUserIdentities, key(id.UserID, id.Provider, id.Subject), nil, time.Time{})
+}
+
+// ResolveIdentity maps a verified external identity to a user, in one
+// transaction: a known (provider, subject) gives its user; else, under
+// policy, the owner of its verified email is linked, or a new user is
+// created. It returns the user and whether it was created. With nothing to
+// link and creation off it gives ErrIdentityUnlinked; an email owned by
+// another user without LinkByEmail gives ErrEmailExists.
+func (c *Core) ResolveIdentity(ctx context.Context, id Identity, policy LinkPolicy) (User, bool, error) {
+	var (
+		user    User
+		created bool
+	)
+	err := c.store.Update(ctx, func(tx Tx) error {
+		created = false
+		var known Identity
+		err := getJSON(tx, bucketIdentities, key(id.Provider, id.Subject), &known)
+		switch {
+		case err == nil:
+			user, err = getUser(tx, known.UserID)
+			if err != nil {
+				return err
+			}
+			id.UserID = user.ID
+			return c.putIdentity(tx, &id)
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		if id.Email != "" {
+			owner, err := tx.Get(bucketUsersByEmail, []byte(strings.ToLower(id.Email)))
+			switch {
+			case err == nil && policy.LinkByEmail && id.EmailVerified:
+				user, err = getUser(tx, string(owner))
+				if err != nil {
+					return err
+				}
+				id.UserID = user.ID
+				return c.putIdentity(tx, &id)
+			case err == nil && policy.Create:
+				return ErrEmailExists
+			case err != nil && !errors.Is(err, ErrNotFound):
+				return err
+			}
+		}
+		if !policy.Create {
+			return ErrIdentityUnlinked
+		}
+		now := c.now()
+		user = User{ID: NewID(), Name: id.Name, Email: strings.ToLower(id.Email), Phone: id.Phone,
+			EmailVerification: id.Email != "" && id.EmailVerified, Status: true, CreatedAt: now, UpdatedAt: now}
+		if user.Phone != "" {
+			if _, err := tx.Get(bucketUsersByPhone, []byte(user.Phone)); err == nil {
+				user.Phone = "" // a phone another user holds is not copied
+			}
+		}
+		if err := insertUser(tx, user); err != nil {
+			return err
+		}
+		created = true
+		id.UserID = user.ID
+		return c.putIdentity(tx, &id)
+	})
+	return user, created, err
+}
+
+// ListIdentities returns the identities linked to a user.
+func (c *Core) ListIdentities(ctx context.Context, userID string) ([]Identity, error) {
+	out := []Identity{}
+	err := c.store.View(ctx, func(tx Tx) error {
+		out = out[:0]
+		var keys [][]byte
+		if err := tx.Scan(bucketUserIdentities, prefix(userID), nil, func(k, _ []byte) bool {
+			keys = append(keys, clone(k[len(userID)+1:]))
+			return true
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			var id Identity
+			if err := getJSON(tx, bucketIdentities, k, &id); err == nil {
+				out = append(out, id)
+			} else if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func deleteUserIdentities(tx Tx, userID string) error {
+	keys, err := deletePrefix(tx, bucketUserIdentities, prefix(userID))
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(bucketIdentities, k[len(userID)+1:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

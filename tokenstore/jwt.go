@@ -1,0 +1,277 @@
+package tokenstore
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The bounds of a JWT's life, as Appwrite's createJWT: at most an hour,
+// 15 minutes by default.
+const (
+	MaxJWTDuration     = time.Hour
+	DefaultJWTDuration = 15 * time.Minute
+)
+
+const metaSigningKeys = "signing_keys"
+
+// signingKey is one Ed25519 key as stored.
+type signingKey struct {
+	ID      string    `json:"kid"`
+	Seed    []byte    `json:"seed"`
+	Created time.Time `json:"created"`
+	Retired time.Time `json:"retired,omitzero"` // no longer signs; published until Retired+MaxJWTDuration
+}
+
+type signingKeys struct {
+	Current string       `json:"current"`
+	Keys    []signingKey `json:"keys"`
+}
+
+// keyRing is the loaded form of signingKeys.
+type keyRing struct {
+	current string
+	private map[string]ed25519.PrivateKey
+	header  map[string]string // kid -> encoded JWT header
+	jwks    []byte
+}
+
+func newSigningKey(now time.Time) (signingKey, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return signingKey{}, err
+	}
+	return signingKey{ID: randomHex(16), Seed: seed, Created: now}, nil
+}
+
+func (c *Core) loadSigningKeys(ctx context.Context) error {
+	first, err := newSigningKey(c.now())
+	if err != nil {
+		return err
+	}
+	raw, err := c.metaOnce(ctx, metaSigningKeys, func() ([]byte, error) {
+		return json.Marshal(signingKeys{Current: first.ID, Keys: []signingKey{first}})
+	})
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	return c.setKeyRing(raw)
+}
+
+// ReloadSigningKeys reads the signing keys again, so a replica picks up a
+// rotation made elsewhere.
+func (c *Core) ReloadSigningKeys(ctx context.Context) error {
+	var raw []byte
+	err := c.store.View(ctx, func(tx Tx) error {
+		v, err := tx.Get(bucketMeta, []byte(metaSigningKeys))
+		raw = clone(v)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reload signing keys: %w", err)
+	}
+	return c.setKeyRing(raw)
+}
+
+func (c *Core) setKeyRing(raw []byte) error {
+	var ks signingKeys
+	if err := json.Unmarshal(raw, &ks); err != nil {
+		return fmt.Errorf("decode signing keys: %w", err)
+	}
+	now := c.now()
+	ring := &keyRing{current: ks.Current, private: map[string]ed25519.PrivateKey{}, header: map[string]string{}}
+	type jwk struct {
+		Kty string `json:"kty"`
+		Crv string `json:"crv"`
+		X   string `json:"x"`
+		Kid string `json:"kid"`
+		Alg string `json:"alg"`
+		Use string `json:"use"`
+	}
+	set := struct {
+		Keys []jwk `json:"keys"`
+	}{Keys: []jwk{}}
+	for _, k := range ks.Keys {
+		if !k.Retired.IsZero() && now.After(k.Retired.Add(MaxJWTDuration)) {
+			continue
+		}
+		priv := ed25519.NewKeyFromSeed(k.Seed)
+		ring.private[k.ID] = priv
+		ring.header[k.ID] = b64(mustJSON(map[string]string{"alg": "EdDSA", "kid": k.ID, "typ": "JWT"}))
+		set.Keys = append(set.Keys, jwk{Kty: "OKP", Crv: "Ed25519", X: b64(priv.Public().(ed25519.PublicKey)), Kid: k.ID, Alg: "EdDSA", Use: "sig"})
+	}
+	if _, ok := ring.private[ks.Current]; !ok {
+		return errors.New("signing keys: the current key is missing")
+	}
+	ring.jwks = mustJSON(set)
+	c.signMu.Lock()
+	c.keys = ring
+	c.signMu.Unlock()
+	return nil
+}
+
+// RotateSigningKey makes a new current signing key. The old keys keep
+// verifying (and stay in the JWKS) until every JWT they signed has expired.
+func (c *Core) RotateSigningKey(ctx context.Context) (string, error) {
+	now := c.now()
+	fresh, err := newSigningKey(now)
+	if err != nil {
+		return "", err
+	}
+	var raw []byte
+	err = c.store.Update(ctx, func(tx Tx) error {
+		var ks signingKeys
+		if err := getJSON(tx, bucketMeta, []byte(metaSigningKeys), &ks); err != nil {
+			return err
+		}
+		kept := ks.Keys[:0:0]
+		for _, k := range ks.Keys {
+			if k.Retired.IsZero() {
+				k.Retired = now
+			}
+			if now.Before(k.Retired.Add(MaxJWTDuration)) {
+				kept = append(kept, k)
+			}
+		}
+		ks.Keys = append(kept, fresh)
+		ks.Current = fresh.ID
+		raw = mustJSON(ks)
+		return tx.Put(bucketMeta, []byte(metaSigningKeys), raw, time.Time{})
+	})
+	if err != nil {
+		return "", err
+	}
+	return fresh.ID, c.setKeyRing(raw)
+}
+
+// JWKS returns the JSON Web Key Set of the public signing keys.
+func (c *Core) JWKS() []byte {
+	c.signMu.RLock()
+	defer c.signMu.RUnlock()
+	return c.keys.jwks
+}
+
+// JWTClaims are the claims of a session JWT: Appwrite's userId and
+// sessionId, plus the registered sub, iat and exp.
+type JWTClaims struct {
+	UserID    string `json:"userId"`
+	SessionID string `json:"sessionId"`
+	Subject   string `json:"sub"`
+	IssuedAt  int64  `json:"iat"`
+	Expires   int64  `json:"exp"`
+}
+
+// IssueJWT signs a JWT for a session, valid for d (0..1h; 0 is the default
+// of 15 minutes). It dies with the session.
+func (c *Core) IssueJWT(s Session, d time.Duration) (string, error) {
+	if d < 0 || d > MaxJWTDuration {
+		return "", &ArgumentError{Param: "duration", Reason: "Value must be a valid range between 0 and 3,600"}
+	}
+	if d == 0 {
+		d = DefaultJWTDuration
+	}
+	now := c.now()
+	claims := JWTClaims{UserID: s.UserID, SessionID: s.ID, Subject: s.UserID, IssuedAt: now.Unix(), Expires: now.Add(d).Unix()}
+	c.signMu.RLock()
+	ring := c.keys
+	c.signMu.RUnlock()
+	signed := ring.header[ring.current] + "." + b64(mustJSON(claims))
+	return signed + "." + b64(ed25519.Sign(ring.private[ring.current], []byte(signed))), nil
+}
+
+// VerifyJWT checks a session JWT (signature, expiry with no leeway, an age
+// of at most an hour) and that its session is still live; it returns the
+// user and session, or ErrJWTInvalid. A JWT whose session is gone gives
+// ErrSessionNotFound.
+func (c *Core) VerifyJWT(ctx context.Context, token string) (User, Session, error) {
+	claims, err := c.parseJWT(ctx, token)
+	if err != nil {
+		return User{}, Session{}, err
+	}
+	var (
+		u User
+		s Session
+	)
+	now := c.now()
+	err = c.store.View(ctx, func(tx Tx) (err error) {
+		if s, err = getSession(tx, claims.SessionID); err != nil {
+			return err
+		}
+		if s.UserID != claims.UserID || now.After(s.Expire) {
+			return ErrSessionNotFound
+		}
+		u, err = getUser(tx, s.UserID)
+		if errors.Is(err, ErrUserNotFound) {
+			return ErrSessionNotFound
+		}
+		return err
+	})
+	return u, s, err
+}
+
+func (c *Core) parseJWT(ctx context.Context, token string) (JWTClaims, error) {
+	var claims JWTClaims
+	head, rest, ok1 := strings.Cut(token, ".")
+	body, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 {
+		return claims, ErrJWTInvalid
+	}
+	var h struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	if err := unb64JSON(head, &h); err != nil || h.Alg != "EdDSA" {
+		return claims, ErrJWTInvalid
+	}
+	rawSig, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return claims, ErrJWTInvalid
+	}
+	pub, ok := c.publicKey(h.Kid)
+	if !ok {
+		// A key rotated in by another replica: read the keys once more.
+		if c.ReloadSigningKeys(ctx) != nil {
+			return claims, ErrJWTInvalid
+		}
+		if pub, ok = c.publicKey(h.Kid); !ok {
+			return claims, ErrJWTInvalid
+		}
+	}
+	if !ed25519.Verify(pub, []byte(token[:len(head)+1+len(body)]), rawSig) {
+		return claims, ErrJWTInvalid
+	}
+	if err := unb64JSON(body, &claims); err != nil {
+		return claims, ErrJWTInvalid
+	}
+	now := c.now().Unix()
+	if claims.Expires <= now || claims.IssuedAt > now+1 || now-claims.IssuedAt > int64(MaxJWTDuration/time.Second) {
+		return claims, ErrJWTInvalid
+	}
+	return claims, nil
+}
+
+func (c *Core) publicKey(kid string) (ed25519.PublicKey, bool) {
+	c.signMu.RLock()
+	defer c.signMu.RUnlock()
+	priv, ok := c.keys.private[kid]
+	if !ok {
+		return nil, false
+	}
+	return priv.Public().(ed25519.PublicKey), true
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func unb64JSON(s string, v any) error {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, v)
+}

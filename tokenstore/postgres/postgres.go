@@ -1,0 +1,499 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/handoffd/handoff/tokenstore"
+)
+
+// Interface guards.
+var (
+	_ tokenstore.Store = (*Store)(nil)
+	_ tokenstore.Tx    = (*tx)(nil)
+)
+
+// Errors of Open. They belong to this backend (the Store contract has no
+// notion of a server or a schema); callers check them with errors.Is.
+var (
+	// ErrUnreachable is the error of Open when no connection to the
+	// server can be made (refused, timed out, no route, TLS failure).
+	ErrUnreachable = errors.New("postgres: server unreachable")
+	// ErrSchemaTooNew is the error of Open when the database was
+	// migrated by a newer handoff than this one.
+	ErrSchemaTooNew = errors.New("postgres: schema is newer than this build")
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxConns       = 16
+	DefaultConnectTimeout = 5 * time.Second
+)
+
+// Retry policy of Update after a serialization failure or deadlock.
+const (
+	retryBase   = time.Millisecond
+	retryCap    = 32 * time.Millisecond
+	retryBudget = 10 * time.Second // across all attempts of one Update
+	connRetries = 3                // attempts lost to broken connections
+	// suspectWindow is how long after a broken connection every pooled
+	// one is pinged before use. A dead connection idle for over a second
+	// is pinged anyway, so this only has to cover that second.
+	suspectWindow = 2 * time.Second
+)
+
+// Options configure Open.
+type Options struct {
+	// DSN is a libpq connection string or URL, e.g.
+	// postgres://handoff:secret@db:5432/handoff?sslmode=verify-full.
+	// pgx's own parameters are accepted too (pool_max_conns,
+	// pool_min_conns). Connect directly or through a session-mode pooler
+	// (see the package doc).
+	DSN string
+	// MaxConns caps the pool (default DefaultMaxConns, or pool_max_conns
+	// from the DSN).
+	MaxConns int32
+	// MinConns is how many connections the pool keeps open while idle
+	// (default a quarter of MaxConns, at least 1), so a request after a
+	// quiet period does not pay for a connection set-up.
+	MinConns int32
+	// Schema, when set, is where the tables live: it is created if absent
+	// and becomes the connections' search_path. Empty uses the DSN's
+	// search_path (usually public).
+	Schema string
+	// Logger receives open, migration and retry events; nil discards.
+	Logger *slog.Logger
+}
+
+// Store is a tokenstore.Store on PostgreSQL. It is safe for concurrent use
+// by several goroutines and by several processes sharing one database.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	suspect *atomic.Int64 // until when (unix ns) pooled connections are pinged
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+
+	attempts    atomic.Uint64
+	roundTrips  atomic.Uint64
+	retries     atomic.Uint64
+	rowWaits    atomic.Uint64
+	connRetries atomic.Uint64
+	giveUps     atomic.Uint64
+}
+
+// Open connects to PostgreSQL, checks that the server answers, and
+// migrates the schema to the version this build knows. A server that
+// cannot be reached gives an error matching ErrUnreachable that names
+// host:port (never the password); a schema written by a newer handoff
+// gives ErrSchemaTooNew.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("store", "postgres")
+
+	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	if err != nil {
+		// pgconn masks the password of a URL; a malformed keyword DSN
+		// could still carry it, so the message is scrubbed once more.
+		return nil, fmt.Errorf("postgres: parse dsn: %s", scrub(err.Error(), passwordOf(opts.DSN)))
+	}
+	password := cfg.ConnConfig.Password
+	switch {
+	case opts.MaxConns > 0:
+		cfg.MaxConns = opts.MaxConns
+	case !strings.Contains(opts.DSN, "pool_max_conns"):
+		cfg.MaxConns = DefaultMaxConns
+	}
+	switch {
+	case opts.MinConns > 0:
+		cfg.MinConns = min(opts.MinConns, cfg.MaxConns)
+	case !strings.Contains(opts.DSN, "pool_min_conns"):
+		cfg.MinConns = max(1, cfg.MaxConns/4)
+	}
+	if cfg.ConnConfig.ConnectTimeout <= 0 {
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
+	for k, v := range map[string]string{
+		"application_name": "handoff",
+		// A transaction of this store is milliseconds long; one left
+		// open (a wedged or paused process) must not hold its row locks
+		// for ever. The server closes such a connection and the pool
+		// replaces it.
+		"idle_in_transaction_session_timeout": "60s",
+	} {
+		if _, ok := cfg.ConnConfig.RuntimeParams[k]; !ok {
+			cfg.ConnConfig.RuntimeParams[k] = v
+		}
+	}
+	if opts.Schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
+	}
+	addr := address(cfg.ConnConfig)
+	// The pool pings a connection idle for over a second before handing
+	// it out. Right after a connection broke (a restart or failover of
+	// the server breaks them all) it pings every one, so the dead ones
+	// are replaced instead of failing a request each.
+	var suspect atomic.Int64
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		return p.IdleDuration > time.Second || time.Now().UnixNano() < suspect.Load()
+	}
+
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %s: %s", addr, scrub(err.Error(), password))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, connectError(addr, cfg.ConnConfig.User, password, err)
+	}
+	from, to, err := migrate(ctx, pool, opts.Schema)
+	if err != nil {
+		pool.Close()
+		if errors.Is(err, ErrSchemaTooNew) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("postgres: migrate: %w", err)
+	}
+	if to != from {
+		log.Info("postgres schema migrated", "from", from, "to", to, "schema", opts.Schema)
+	}
+	log.Info("postgres store open", "addr", addr, "schema", opts.Schema, "version", to,
+		"max_conns", cfg.MaxConns, "min_conns", cfg.MinConns)
+	return &Store{pool: pool, log: log, suspect: &suspect}, nil
+}
+
+// unreachableError is a failure to connect at Open. Its message names the
+// address and the cause with the password scrubbed out; it matches
+// ErrUnreachable and the cause (a context error, a net.Error) with
+// errors.Is and errors.As.
+type unreachableError struct {
+	msg   string
+	cause error
+}
+
+func (e *unreachableError) Error() string   { return e.msg }
+func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.cause} }
+
+// connectError turns the error of the first connection into a message an
+// operator can act on. A refusal by the server itself (bad password,
+// unknown database) is not "unreachable" and keeps its PgError.
+func connectError(addr, user, password string, err error) error {
+	cause := err
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && ce.Unwrap() != nil {
+		cause = ce.Unwrap() // drop pgconn's prefix; we say it better
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) { // the server answered: no password in its words
+		return fmt.Errorf("postgres: connect to %s as %q: %w", addr, user, pgErr)
+	}
+	// pgconn lists one line per attempt (host, TLS or not); say each once.
+	var lines []string
+	for _, l := range strings.Split(scrub(cause.Error(), password), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	detail := strings.Join(lines, "; ")
+	return &unreachableError{
+		msg:   fmt.Sprintf("postgres: cannot reach %s: %s", addr, detail),
+		cause: cause,
+	}
+}
+
+// address names the server(s) of cfg as host:port, for errors and logs.
+func address(cfg *pgx.ConnConfig) string {
+	hosts := []string{hostPort(cfg.Host, cfg.Port)}
+	for _, f := range cfg.Fallbacks {
+		if hp := hostPort(f.Host, f.Port); hp != hosts[len(hosts)-1] {
+			hosts = append(hosts, hp)
+		}
+	}
+	return strings.Join(hosts, ",")
+}
+
+func hostPort(host string, port uint16) string {
+	if strings.HasPrefix(host, "/") { // unix socket directory
+		return fmt.Sprintf("%s/.s.PGSQL.%d", host, port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+// scrub removes every occurrence of password from s.
+func scrub(s, password string) string {
+	if password == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, password, "xxxxx")
+}
+
+// passwordOf digs the password out of a DSN that pgx could not parse, so
+// the parse error can be scrubbed of it.
+func passwordOf(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+				return pw
+			}
+		}
+		return ""
+	}
+	for _, f := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(f, "password="); ok {
+			return strings.Trim(v, "'")
+		}
+	}
+	return ""
+}
+
+// Close closes the pool, waiting for connections in use to come back.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.pool.Close()
+	})
+	return nil
+}
+
+// Ping checks that the server answers on a pooled connection, for
+// readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return tokenstore.ErrClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	// Transactions counts View and Update attempts (retries included).
+	Transactions uint64
+	// RoundTrips counts the round trips those transactions made.
+	RoundTrips uint64
+	// Retries counts transactions run again after a serialization
+	// failure or a deadlock (SQLSTATE 40001, 40P01).
+	Retries uint64
+	// RowWaits counts retries that queued for a contended row (see
+	// doc.go) instead of sleeping.
+	RowWaits uint64
+	// ConnRetries counts transactions run again after their connection
+	// broke before they could commit.
+	ConnRetries uint64
+	// GiveUps counts Updates that failed after exhausting their retries.
+	GiveUps uint64
+	// TotalConns, IdleConns and AcquiredConns describe the pool.
+	TotalConns, IdleConns, AcquiredConns int32
+	// EmptyAcquires counts requests that had to wait for a connection.
+	EmptyAcquires int64
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	ps := s.pool.Stat()
+	return Stats{
+		Transactions:  s.attempts.Load(),
+		RoundTrips:    s.roundTrips.Load(),
+		Retries:       s.retries.Load(),
+		RowWaits:      s.rowWaits.Load(),
+		ConnRetries:   s.connRetries.Load(),
+		GiveUps:       s.giveUps.Load(),
+		TotalConns:    ps.TotalConns(),
+		IdleConns:     ps.IdleConns(),
+		AcquiredConns: ps.AcquiredConns(),
+		EmptyAcquires: ps.EmptyAcquireCount(),
+	}
+}
+
+// View runs fn in a REPEATABLE READ READ ONLY transaction: every statement
+// of fn sees the same snapshot.
+func (s *Store) View(ctx context.Context, fn func(tokenstore.Tx) error) error {
+	return s.run(ctx, false, fn)
+}
+
+// Update runs fn in a SERIALIZABLE transaction and commits it. After a
+// serialization failure or a deadlock the transaction is rolled back and
+// fn runs again, after a short jittered backoff, until it commits, fn
+// fails on its own, ctx ends or the retry budget is spent.
+func (s *Store) Update(ctx context.Context, fn func(tokenstore.Tx) error) error {
+	return s.run(ctx, true, fn)
+}
+
+func (s *Store) run(ctx context.Context, write bool, fn func(tokenstore.Tx) error) error {
+	if s.closed.Load() {
+		return tokenstore.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	lostConns := 0
+	var hot hotRow
+	for attempt := 1; ; attempt++ {
+		why, found, err := s.attempt(ctx, write, fn, hot)
+		switch why {
+		case done:
+			return err
+		case conflict:
+			s.retries.Add(1)
+		case connLost:
+			s.suspect.Store(time.Now().Add(suspectWindow).UnixNano())
+			lostConns++
+			if lostConns >= connRetries {
+				return err
+			}
+			s.connRetries.Add(1)
+		}
+		if time.Since(start) > retryBudget {
+			s.giveUps.Add(1)
+			s.log.Warn("postgres transaction gave up", "attempts", attempt, "err", err)
+			return fmt.Errorf("%w (gave up after %d attempts in %s)", err, attempt, time.Since(start).Round(time.Millisecond))
+		}
+		s.log.Debug("postgres transaction retried", "attempt", attempt, "err", err)
+		if found.ok {
+			// A write lost a row to a concurrent writer: the next
+			// attempt queues for that row instead of sleeping.
+			hot = found
+			continue
+		}
+		d := min(retryCap, retryBase<<min(attempt-1, 10))
+		d = d/2 + rand.N(d/2+1) // jitter spreads the contenders out
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// outcome says whether an attempt is final or worth repeating.
+type outcome int
+
+const (
+	done     outcome = iota
+	conflict         // serialization failure or deadlock: run fn again
+	connLost         // the connection broke before commit: run fn again
+)
+
+// attempt runs fn once in a transaction of its own. With hot set it
+// first queues for that row (see hotRow). It reports whether to run fn
+// again, and the row a write of this attempt lost to a concurrent writer.
+func (s *Store) attempt(ctx context.Context, write bool, fn func(tokenstore.Tx) error, hot hotRow) (outcome, hotRow, error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		if s.closed.Load() {
+			return done, hotRow{}, tokenstore.ErrClosed
+		}
+		err = fmt.Errorf("postgres: acquire connection: %w", err)
+		if ctx.Err() == nil {
+			return connLost, hotRow{}, err
+		}
+		return done, hotRow{}, err
+	}
+	s.attempts.Add(1)
+	t := newTx(ctx, c.Conn(), write, &s.roundTrips)
+	if hot.ok {
+		s.rowWaits.Add(1)
+		if err := t.lockRow(hot); err != nil {
+			why := done
+			if ctx.Err() == nil && c.Conn().IsClosed() {
+				why = connLost
+			}
+			t.end(c)
+			return why, hotRow{}, err
+		}
+	}
+	ferr := fn(t)
+	switch {
+	case t.err != nil && retryable(t.err):
+		err = t.err // whatever fn made of it, its reads were cut short
+	case ferr != nil:
+		err = ferr
+	case !write:
+		// A read-only transaction has nothing to commit: its answer is
+		// complete, so it ends off the caller's path.
+		t.end(c)
+		return done, hotRow{}, nil
+	default:
+		err = t.commit()
+	}
+	if err == nil {
+		t.end(c)
+		return done, hotRow{}, nil
+	}
+	why := done
+	switch {
+	case retryable(err):
+		why = conflict
+	case t.err != nil && errors.Is(err, t.err) && ctx.Err() == nil && c.Conn().IsClosed() &&
+		(!t.committing || pgconn.SafeToRetry(t.err)):
+		// The server never committed this transaction (a COMMIT that
+		// may have reached it is not retried).
+		why = connLost
+	}
+	t.end(c)
+	return why, t.hot, err
+}
+
+// retryable reports a serialization failure or a deadlock, after which
+// PostgreSQL expects the transaction to be run again.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// Sweep deletes up to limit keys whose expiry is before now (all of them
+// when limit <= 0), walking the expiry index in batches of at most
+// sweepBatch rows, each its own short statement. FOR UPDATE SKIP LOCKED
+// lets several replicas sweep at once: a row one of them is deleting is
+// skipped by the others, never counted twice, never waited on.
+//
+// Expiry instants are stored to the microsecond, truncated; a key is swept
+// only once now has passed the truncated instant too, so never early.
+func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
+	if s.closed.Load() {
+		return 0, tokenstore.ErrClosed
+	}
+	total := 0
+	for limit <= 0 || total < limit {
+		n := sweepBatch
+		if limit > 0 {
+			n = min(n, limit-total)
+		}
+		tag, err := s.pool.Exec(ctx, qSweep, now, n)
+		if err != nil {
+			return total, fmt.Errorf("postgres: sweep: %w", err)
+		}
+		total += int(tag.RowsAffected())
+		if tag.RowsAffected() < int64(n) {
+			break
+		}
+	}
+	return total, nil
+}
+
+const sweepBatch = 1000

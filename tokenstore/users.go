@@ -1,0 +1,352 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxListTotal caps the total a user list reports, as Appwrite does.
+const MaxListTotal = 5000
+
+// ValidID reports whether id is a valid custom id: 1 to 36 characters of
+// a-z, A-Z, 0-9, '.', '_' and '-', not starting with one of the last three.
+func ValidID(id string) bool {
+	if id == "" || len(id) > 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CreateUser creates a user. An id, email or phone already taken gives
+// ErrUserExists.
+func (c *Core) CreateUser(ctx context.Context, nu NewUser) (User, error) {
+	if nu.ID == "" || nu.ID == "unique()" {
+		nu.ID = NewID()
+	}
+	if !ValidID(nu.ID) {
+		return User{}, &ArgumentError{Param: "userId", Reason: "Parameter must contain at most 36 chars. Valid chars are a-z, A-Z, 0-9, period, hyphen, and underscore. Can't start with a special char"}
+	}
+	now := c.now()
+	u := User{
+		ID:                nu.ID,
+		Name:              nu.Name,
+		Email:             strings.ToLower(nu.Email),
+		Phone:             nu.Phone,
+		EmailVerification: nu.EmailVerification,
+		Status:            true,
+		CreatedAt:         now,
+		UpdatedAt:         now,
+	}
+	err := c.store.Update(ctx, func(tx Tx) error { return insertUser(tx, u) })
+	return u, err
+}
+
+func insertUser(tx Tx, u User) error {
+	if err := putUserIndexes(tx, u); err != nil {
+		return err
+	}
+	if err := tx.Insert(bucketUsers, []byte(u.ID), mustJSON(u), time.Time{}); err != nil {
+		return userConflict(err)
+	}
+	return tx.Put(bucketUsersByCreated, createdKey(u), nil, time.Time{})
+}
+
+func putUserIndexes(tx Tx, u User) error {
+	if u.Email != "" {
+		if err := tx.Insert(bucketUsersByEmail, []byte(u.Email), []byte(u.ID), time.Time{}); err != nil {
+			return userConflict(err)
+		}
+	}
+	if u.Phone != "" {
+		if err := tx.Insert(bucketUsersByPhone, []byte(u.Phone), []byte(u.ID), time.Time{}); err != nil {
+			return userConflict(err)
+		}
+	}
+	return nil
+}
+
+func userConflict(err error) error {
+	if errors.Is(err, ErrExists) {
+		return ErrUserExists
+	}
+	return err
+}
+
+func createdKey(u User) []byte { return append(timeKey(u.CreatedAt), u.ID...) }
+
+// GetUser returns the user with id, or ErrUserNotFound.
+func (c *Core) GetUser(ctx context.Context, id string) (User, error) {
+	var u User
+	err := c.store.View(ctx, func(tx Tx) (err error) { u, err = getUser(tx, id); return err })
+	return u, err
+}
+
+func getUser(tx Tx, id string) (User, error) {
+	var u User
+	err := getJSON(tx, bucketUsers, []byte(id), &u)
+	if errors.Is(err, ErrNotFound) {
+		return u, ErrUserNotFound
+	}
+	return u, err
+}
+
+// FindUserByEmail returns the user owning email, or ErrUserNotFound.
+func (c *Core) FindUserByEmail(ctx context.Context, email string) (User, error) {
+	var u User
+	err := c.store.View(ctx, func(tx Tx) error {
+		id, err := tx.Get(bucketUsersByEmail, []byte(strings.ToLower(email)))
+		if errors.Is(err, ErrNotFound) {
+			return ErrUserNotFound
+		} else if err != nil {
+			return err
+		}
+		u, err = getUser(tx, string(id))
+		return err
+	})
+	return u, err
+}
+
+// UpdateUser applies change to the user with id and stores the result,
+// keeping the email and phone indexes in step.
+func (c *Core) UpdateUser(ctx context.Context, id string, change func(*User) error) (User, error) {
+	var out User
+	err := c.store.Update(ctx, func(tx Tx) error {
+		old, err := getUser(tx, id)
+		if err != nil {
+			return err
+		}
+		u := old
+		u.Labels = slices.Clone(old.Labels)
+		if err := change(&u); err != nil {
+			return err
+		}
+		u.ID, u.CreatedAt = old.ID, old.CreatedAt
+		u.Email = strings.ToLower(u.Email)
+		u.UpdatedAt = c.now()
+		if u.Email != old.Email {
+			if err := reindex(tx, bucketUsersByEmail, old.Email, u.Email, u.ID); err != nil {
+				return err
+			}
+		}
+		if u.Phone != old.Phone {
+			if err := reindex(tx, bucketUsersByPhone, old.Phone, u.Phone, u.ID); err != nil {
+				return err
+			}
+		}
+		out = u
+		return tx.Put(bucketUsers, []byte(u.ID), mustJSON(u), time.Time{})
+	})
+	return out, err
+}
+
+func reindex(tx Tx, bucket, old, new, id string) error {
+	if new != "" {
+		if err := tx.Insert(bucket, []byte(new), []byte(id), time.Time{}); err != nil {
+			return userConflict(err)
+		}
+	}
+	if old != "" {
+		return tx.Delete(bucket, []byte(old))
+	}
+	return nil
+}
+
+// DeleteUser deletes a user with everything it owns: tokens, sessions,
+// identities and its failed-attempt count.
+func (c *Core) DeleteUser(ctx context.Context, id string) error {
+	return c.store.Update(ctx, func(tx Tx) error {
+		u, err := getUser(tx, id)
+		if err != nil {
+			return err
+		}
+		for _, del := range []struct {
+			bucket string
+			key    string
+		}{{bucketUsers, u.ID}, {bucketUsersByEmail, u.Email}, {bucketUsersByPhone, u.Phone}, {bucketFailures, u.ID}} {
+			if del.key != "" {
+				if err := tx.Delete(del.bucket, []byte(del.key)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.Delete(bucketUsersByCreated, createdKey(u)); err != nil {
+			return err
+		}
+		if err := deleteTokens(tx, u.ID); err != nil {
+			return err
+		}
+		if err := deleteUserSessions(tx, u.ID); err != nil {
+			return err
+		}
+		return deleteUserIdentities(tx, u.ID)
+	})
+}
+
+// deletePrefix deletes every key under prefix in bucket and returns them.
+func deletePrefix(tx Tx, bucket string, p []byte) ([][]byte, error) {
+	var keys [][]byte
+	if err := tx.Scan(bucket, p, nil, func(k, _ []byte) bool {
+		keys = append(keys, clone(k))
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(bucket, k); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// Filter is one equal query: the attribute must equal one of Values.
+type Filter struct {
+	Attribute string
+	Values    []string
+}
+
+// UserQuery selects a page of users, in creation order.
+type UserQuery struct {
+	Equal       []Filter
+	Search      string // every word must appear in id, email, name or phone
+	Limit       int    // default 25
+	Offset      int
+	CursorAfter string // a user id; the page starts after it
+	NoTotal     bool   // skip counting (total reports 0)
+}
+
+// UserAttributes are the attributes Filter may name.
+var UserAttributes = []string{"$id", "name", "email", "phone", "status", "emailVerification", "phoneVerification", "labels", "registration", "$createdAt", "$updatedAt", "accessedAt"}
+
+func userAttr(u User, attr string) ([]string, bool) {
+	switch attr {
+	case "$id":
+		return []string{u.ID}, true
+	case "name":
+		return []string{u.Name}, true
+	case "email":
+		return []string{u.Email}, true
+	case "phone":
+		return []string{u.Phone}, true
+	case "status":
+		return []string{strconv.FormatBool(u.Status)}, true
+	case "emailVerification":
+		return []string{strconv.FormatBool(u.EmailVerification)}, true
+	case "phoneVerification":
+		return []string{strconv.FormatBool(u.PhoneVerification)}, true
+	case "labels":
+		return u.Labels, true
+	case "registration", "$createdAt":
+		return []string{FormatTime(u.CreatedAt)}, true
+	case "$updatedAt":
+		return []string{FormatTime(u.UpdatedAt)}, true
+	case "accessedAt":
+		return []string{FormatTime(u.AccessedAt)}, true
+	}
+	return nil, false
+}
+
+func (q UserQuery) matches(u User) bool {
+	for _, f := range q.Equal {
+		have, _ := userAttr(u, f.Attribute)
+		if !slices.ContainsFunc(have, func(h string) bool { return slices.Contains(f.Values, h) }) {
+			return false
+		}
+	}
+	if q.Search != "" {
+		hay := strings.ToLower(u.ID + " " + u.Email + " " + u.Name + " " + u.Phone)
+		for _, w := range strings.Fields(strings.ToLower(q.Search)) {
+			if !strings.Contains(hay, w) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ListUsers returns one page of the users q selects and the total number
+// selected (capped at MaxListTotal).
+func (c *Core) ListUsers(ctx context.Context, q UserQuery) ([]User, int, error) {
+	for _, f := range q.Equal {
+		if _, ok := userAttr(User{}, f.Attribute); !ok {
+			return nil, 0, &ArgumentError{Param: "queries", Reason: "Attribute not found in schema: " + f.Attribute}
+		}
+	}
+	if q.Limit <= 0 {
+		q.Limit = 25
+	}
+	page := []User{}
+	total := 0
+	err := c.store.View(ctx, func(tx Tx) error {
+		var after []byte
+		if q.CursorAfter != "" {
+			cu, err := getUser(tx, q.CursorAfter)
+			if errors.Is(err, ErrUserNotFound) {
+				return ErrCursorNotFound
+			} else if err != nil {
+				return err
+			}
+			after = createdKey(cu)
+		}
+		skipped := 0
+		var scanErr error
+		err := tx.Scan(bucketUsersByCreated, nil, nil, func(k, _ []byte) bool {
+			inPage := after == nil || string(k) > string(after)
+			if !inPage && q.NoTotal {
+				return true
+			}
+			u, err := getUser(tx, string(k[8:]))
+			if err != nil {
+				if errors.Is(err, ErrUserNotFound) {
+					return true
+				}
+				scanErr = err
+				return false
+			}
+			if !q.matches(u) {
+				return true
+			}
+			if total < MaxListTotal {
+				total++
+			}
+			if inPage && len(page) < q.Limit {
+				if skipped < q.Offset {
+					skipped++
+				} else {
+					page = append(page, u)
+				}
+			}
+			return !(q.NoTotal && len(page) == q.Limit) && !(total == MaxListTotal && len(page) == q.Limit)
+		})
+		if err != nil {
+			return err
+		}
+		return scanErr
+	})
+	if q.NoTotal {
+		total = 0
+	}
+	return page, total, err
+}
+
+// FormatTime formats t as Appwrite does: milliseconds and a numeric offset,
+// in UTC ("2020-10-15T06:38:00.000+00:00"). The zero time is "".
+func FormatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000-07:00")
+}
