@@ -1,7 +1,6 @@
 package biometric
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,62 +55,21 @@ type Config struct {
 	MinScore *float64 `json:"min_score"`
 	// Tolerance is how far a response's timestamp may be from now, either
 	// way. Default 5m.
-	Tolerance Duration `json:"tolerance"`
+	Tolerance sdk.Duration `json:"tolerance"`
 	// Timeout bounds one call to the vendor. Default 3s.
-	Timeout Duration `json:"timeout"`
+	Timeout sdk.Duration `json:"timeout"`
 	// Headers are sent with every request (an API key for the vendor, say).
 	// They are never logged.
 	Headers map[string]string `json:"headers"`
 }
-
-// Duration is a config duration: a Go duration string ("3s", "5m") or a
-// whole number of seconds (3).
-type Duration struct {
-	time.Duration
-	bad string // what could not be read; Validate reports it
-}
-
-// UnmarshalJSON reads a duration string or a number of seconds. A value it
-// cannot read is kept for Validate to report under its key.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	d.bad = ""
-	b = bytes.TrimSpace(b)
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			if n, err2 := strconv.ParseInt(s, 10, 64); err2 == nil && n >= 0 && n <= math.MaxInt64/int64(time.Second) {
-				v, err = time.Duration(n)*time.Second, nil
-			}
-		}
-		if err != nil {
-			d.bad = strconv.Quote(s)
-			return nil
-		}
-		d.Duration = v
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		if i, err := n.Int64(); err == nil && i >= 0 && i <= math.MaxInt64/int64(time.Second) {
-			d.Duration = time.Duration(i) * time.Second
-			return nil
-		}
-	}
-	d.bad = string(b)
-	return nil
-}
-
-// MarshalJSON writes the duration as a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 // DefaultConfig returns the defaults of every optional key.
 func DefaultConfig() Config {
 	ms := DefaultMinScore
 	return Config{
 		MinScore:  &ms,
-		Tolerance: Duration{Duration: DefaultTolerance},
-		Timeout:   Duration{Duration: DefaultTimeout},
+		Tolerance: sdk.Duration{Duration: DefaultTolerance},
+		Timeout:   sdk.Duration{Duration: DefaultTimeout},
 	}
 }
 
@@ -166,17 +123,11 @@ func (c *Config) Validate() error {
 	if ms := *c.MinScore; math.IsNaN(ms) || ms < 0 || ms > 1 {
 		bad("min_score", "must be 0..1, got %v", ms)
 	}
-	for _, d := range []struct {
-		key string
-		d   Duration
-		max time.Duration
-	}{{"tolerance", c.Tolerance, maxTolerance}, {"timeout", c.Timeout, maxTimeout}} {
-		switch {
-		case d.d.bad != "":
-			bad(d.key, "want a duration such as \"5s\" or whole seconds, got %s", d.d.bad)
-		case d.d.Duration <= 0 || d.d.Duration > d.max:
-			bad(d.key, "must be above 0 and at most %s, got %s", d.max, d.d.Duration)
-		}
+	if p := c.Tolerance.Check(maxTolerance); p != "" {
+		bad("tolerance", "%s", p)
+	}
+	if p := c.Timeout.Check(maxTimeout); p != "" {
+		bad("timeout", "%s", p)
 	}
 	names := make([]string, 0, len(c.Headers))
 	for name := range c.Headers {

@@ -1,7 +1,6 @@
 package captcha
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"math"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -70,55 +68,14 @@ type Config struct {
 	// Version is 2 or 3 for reCAPTCHA. Default 2.
 	Version int `json:"version"`
 	// Timeout bounds one siteverify call. Default 5s.
-	Timeout Duration `json:"timeout"`
+	Timeout sdk.Duration `json:"timeout"`
 	// Field is the payload field holding the token. Default "captcha".
 	Field string `json:"field"`
 }
 
-// Duration is a config duration: a Go duration string ("5s", "1m") or a
-// whole number of seconds (5).
-type Duration struct {
-	time.Duration
-	bad string // what could not be read; Validate reports it
-}
-
-// UnmarshalJSON reads a duration string or a number of seconds. A value it
-// cannot read is kept for Validate to report under its key.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	d.bad = ""
-	b = bytes.TrimSpace(b)
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			if n, err2 := strconv.ParseInt(s, 10, 64); err2 == nil && n >= 0 && n <= math.MaxInt64/int64(time.Second) {
-				v, err = time.Duration(n)*time.Second, nil
-			}
-		}
-		if err != nil {
-			d.bad = strconv.Quote(s)
-			return nil
-		}
-		d.Duration = v
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		if i, err := n.Int64(); err == nil && i >= 0 && i <= math.MaxInt64/int64(time.Second) {
-			d.Duration = time.Duration(i) * time.Second
-			return nil
-		}
-	}
-	d.bad = string(b)
-	return nil
-}
-
-// MarshalJSON writes the duration as a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
 // DefaultConfig returns the defaults of every optional key.
 func DefaultConfig() Config {
-	return Config{Timeout: Duration{Duration: DefaultTimeout}, Field: DefaultField}
+	return Config{Timeout: sdk.Duration{Duration: DefaultTimeout}, Field: DefaultField}
 }
 
 // ParseConfig decodes raw over the defaults, fills the provider-dependent
@@ -201,11 +158,8 @@ func (c *Config) Validate() error {
 	case c.Provider != ReCAPTCHA && known && c.Version != 0:
 		bad("version", "only recaptcha has versions")
 	}
-	switch d := c.Timeout; {
-	case d.bad != "":
-		bad("timeout", "want a duration such as \"5s\" or whole seconds, got %s", d.bad)
-	case d.Duration <= 0 || d.Duration > maxTimeout:
-		bad("timeout", "must be above 0 and at most %s, got %s", maxTimeout, d.Duration)
+	if p := c.Timeout.Check(maxTimeout); p != "" {
+		bad("timeout", "%s", p)
 	}
 	if c.Field == "" {
 		bad("field", "must not be empty")
