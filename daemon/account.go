@@ -32,14 +32,20 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 		return err
 	}
 	limitKey := "session_token:" + c.ip + ":" + userID
-	if c.key == nil && d.cfg.Limits.Enabled && !d.limits.hit(w, limitKey, d.cfg.Limits.SessionToken, time.Hour, time.Now()) {
-		return errRateLimit
+	if c.key == nil {
+		if err := d.limit(w, r, limitKey, d.cfg.Limits.SessionToken, time.Hour); err != nil {
+			return err
+		}
 	}
 	s, cred, err := d.core.Exchange(r.Context(), userID, secret, tokenstore.Client{IP: c.ip, UserAgent: d.userAgent(r, c)})
 	if err != nil {
 		return err
 	}
-	d.limits.reset(limitKey)
+	if c.key == nil && d.cfg.Limits.Enabled {
+		if err := d.limits.reset(r.Context(), limitKey); err != nil {
+			d.log.Warn("rate limit reset failed", "err", err)
+		}
+	}
 	d.setSessionCookies(w, r, cred, s.Expire)
 	shown := ""
 	if c.key != nil {
@@ -89,8 +95,8 @@ func (d *Daemon) getSession(w http.ResponseWriter, r *http.Request, c *caller) e
 }
 
 func (d *Daemon) deleteSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if !d.allow(w, "delete_session:"+c.ip, 100, time.Hour) {
-		return errRateLimit
+	if err := d.limit(w, r, "delete_session:"+c.ip, 100, time.Hour); err != nil {
+		return err
 	}
 	id := sessionParam(r, c)
 	if err := d.core.DeleteSession(r.Context(), c.user.ID, id); err != nil {
@@ -104,8 +110,8 @@ func (d *Daemon) deleteSession(w http.ResponseWriter, r *http.Request, c *caller
 }
 
 func (d *Daemon) deleteSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if !d.allow(w, "delete_sessions:"+c.ip, 100, time.Hour) {
-		return errRateLimit
+	if err := d.limit(w, r, "delete_sessions:"+c.ip, 100, time.Hour); err != nil {
+		return err
 	}
 	if _, err := d.core.DeleteSessions(r.Context(), c.user.ID); err != nil {
 		return err
@@ -124,8 +130,8 @@ func (d *Daemon) createJWT(w http.ResponseWriter, r *http.Request, c *caller) er
 	if c.session == nil {
 		return errSessionNotFound
 	}
-	if !d.allow(w, "jwt:"+c.user.ID, d.cfg.Limits.JWT, time.Minute) {
-		return errRateLimit
+	if err := d.limit(w, r, "jwt:"+c.user.ID, d.cfg.Limits.JWT, time.Minute); err != nil {
+		return err
 	}
 	p, err := readParams(r)
 	if err != nil {
@@ -145,11 +151,6 @@ func (d *Daemon) createJWT(w http.ResponseWriter, r *http.Request, c *caller) er
 	}
 	writeJSON(w, http.StatusCreated, jwtModel{JWT: jwt})
 	return nil
-}
-
-// allow applies a limit when limits are on.
-func (d *Daemon) allow(w http.ResponseWriter, key string, limit int, period time.Duration) bool {
-	return !d.cfg.Limits.Enabled || d.limits.hit(w, key, limit, period, time.Now())
 }
 
 // setSessionCookies sets Appwrite's two session cookies and, for callers a

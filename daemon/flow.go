@@ -220,8 +220,10 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err != nil {
 		return err
 	}
-	if c.key == nil && !d.allow(w, "verify:"+c.ip, d.cfg.Limits.Verify, time.Hour) {
-		return errRateLimit
+	if c.key == nil {
+		if err := d.limit(w, r, "verify:"+c.ip, d.cfg.Limits.Verify, time.Hour); err != nil {
+			return err
+		}
 	}
 	payload, err := readPayload(r)
 	if err != nil {
@@ -318,8 +320,8 @@ func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	if !d.allow(w, "oauth2:"+c.ip, d.cfg.Limits.OAuth2, time.Hour) {
-		return errRateLimit
+	if err := d.limit(w, r, "oauth2:"+c.ip, d.cfg.Limits.OAuth2, time.Hour); err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	f := flow{Provider: p.cfg.Name, Success: q.Get("success"), Failure: q.Get("failure")}

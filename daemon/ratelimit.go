@@ -1,16 +1,66 @@
 package daemon
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/handoffd/handoff/tokenstore"
 )
 
-// limiter counts hits in fixed windows aligned to multiples of their
-// period, as Appwrite's abuse TimeLimit does. It lives in memory: one
-// daemon's view. (Replicas on PostgreSQL each count their own.)
-type limiter struct {
+// counter counts hits on a key in fixed windows aligned to multiples of
+// their period, as Appwrite's abuse TimeLimit does.
+type counter interface {
+	// hit counts one hit and returns the count in the current window and
+	// when that window ends.
+	hit(ctx context.Context, key string, period time.Duration, now time.Time) (int, time.Time, error)
+	// reset forgets key's window (Appwrite's abuse reset on success).
+	reset(ctx context.Context, key string) error
+}
+
+// newCounter picks where the limits are counted: in the store when several
+// daemons share it (PostgreSQL), so a client gets the same limit whichever
+// replica answers; in memory for the embedded store, which one daemon owns.
+func newCounter(driver string, core *tokenstore.Core) counter {
+	if driver == "postgres" {
+		return storeCounter{core}
+	}
+	return newMemCounter()
+}
+
+// limit counts one hit on key when limits are on and answers errRateLimit
+// past limit, with Appwrite's X-RateLimit-* headers either way.
+func (d *Daemon) limit(w http.ResponseWriter, r *http.Request, key string, limit int, period time.Duration) error {
+	if !d.cfg.Limits.Enabled {
+		return nil
+	}
+	count, end, err := d.limits.hit(r.Context(), key, period, time.Now())
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, limit-count)))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(end.Unix(), 10))
+	if count > limit {
+		return errRateLimit
+	}
+	return nil
+}
+
+// storeCounter counts in the token core's store.
+type storeCounter struct{ core *tokenstore.Core }
+
+func (s storeCounter) hit(ctx context.Context, key string, period time.Duration, now time.Time) (int, time.Time, error) {
+	return s.core.Hit(ctx, key, period, now)
+}
+
+func (s storeCounter) reset(ctx context.Context, key string) error { return s.core.ResetHits(ctx, key) }
+
+// memCounter counts in this daemon's memory.
+type memCounter struct {
 	mu      sync.Mutex
 	windows map[string]*window
 	sweep   time.Time
@@ -21,13 +71,12 @@ type window struct {
 	count int
 }
 
-func newLimiter() *limiter { return &limiter{windows: map[string]*window{}} }
+func newMemCounter() *memCounter { return &memCounter{windows: map[string]*window{}} }
 
-// hit counts one hit on key and reports whether it is within limit, and the
-// headers to send.
-func (l *limiter) hit(w http.ResponseWriter, key string, limit int, period time.Duration, now time.Time) bool {
+func (l *memCounter) hit(_ context.Context, key string, period time.Duration, now time.Time) (int, time.Time, error) {
 	start := now.Truncate(period)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if now.Sub(l.sweep) > time.Minute {
 		for k, win := range l.windows {
 			if now.Sub(win.start) > 2*time.Hour {
@@ -42,18 +91,18 @@ func (l *limiter) hit(w http.ResponseWriter, key string, limit int, period time.
 		l.windows[key] = win
 	}
 	win.count++
-	count := win.count
-	l.mu.Unlock()
-	h := w.Header()
-	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, limit-count)))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(start.Add(period).Unix(), 10))
-	return count <= limit
+	return win.count, start.Add(period), nil
 }
 
-// reset forgets key's window (Appwrite's abuse-reset on success).
-func (l *limiter) reset(key string) {
+func (l *memCounter) reset(_ context.Context, key string) error {
 	l.mu.Lock()
 	delete(l.windows, key)
 	l.mu.Unlock()
+	return nil
 }
+
+// Interface guards.
+var (
+	_ counter = storeCounter{}
+	_ counter = (*memCounter)(nil)
+)

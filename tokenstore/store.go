@@ -67,6 +67,7 @@ const (
 	bucketKeys           = "keys"            // keyId -> API key
 	bucketKeysByHash     = "keys_hash"       // sha256(key) -> keyId
 	bucketKV             = "kv"              // namespace 0 key -> plugin value
+	bucketLimits         = "limits"          // limit key -> window start(8) count(8)
 )
 
 // Buckets lists every bucket the core uses, for backends that prefer to
@@ -76,6 +77,7 @@ var Buckets = []string{
 	bucketUsersByCreated, bucketTokens, bucketFailures, bucketSessions,
 	bucketSessionsByHash, bucketUserSessions, bucketIdentities,
 	bucketUserIdentities, bucketKeys, bucketKeysByHash, bucketKV,
+	bucketLimits,
 }
 
 // Backend sentinels: a Store returns these (wrapped or not) and callers

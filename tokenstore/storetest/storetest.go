@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) tokenstore.Store, opts ...Option)
 		{"Keys", keyTests},
 		{"JWT", jwtTests},
 		{"KV", kvTests},
+		{"Limits", limitTests},
 		{"Sweep", sweepTests},
 		{"Reopen", reopenTests},
 	}
