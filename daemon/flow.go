@@ -435,11 +435,18 @@ func (d *Daemon) takeFlow(ctx context.Context, state string) ([]byte, error) {
 }
 
 // redirectAllowed reports whether u starts with an allowed prefix (and is
-// on the same origin as it: the prefix must end at a path boundary).
+// on the same origin as it: the prefix must end at a path boundary). A
+// path with dot segments ("/auth/../admin", also percent-encoded) is
+// refused: the browser resolves them, which would leave the prefix.
 func (d *Daemon) redirectAllowed(u string) bool {
 	parsed, err := url.Parse(u)
 	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.User != nil {
 		return false
+	}
+	for _, seg := range strings.Split(strings.ReplaceAll(parsed.Path, `\`, "/"), "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
 	}
 	for _, allow := range d.cfg.Redirect.Allow {
 		a, err := url.Parse(allow)

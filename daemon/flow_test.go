@@ -307,7 +307,7 @@ func TestRedirectFlow(t *testing.T) {
 	if loc.Path != "/auth/fail" || json.Unmarshal([]byte(loc.Query().Get("error")), &e) != nil || e["type"] != "general_argument_invalid" {
 		t.Fatalf("failure redirect %s", loc)
 	}
-	for _, bad := range []string{"https://evil.example/auth/ok", app.URL + "/authx", "javascript:alert(1)"} {
+	for _, bad := range []string{"https://evil.example/auth/ok", app.URL + "/authx", "javascript:alert(1)", app.URL + "/auth/../admin", app.URL + "/auth/%2E%2e/admin"} {
 		r := s.do(req{method: "GET", path: "/v1/account/tokens/oauth2/idp?success=" + url.QueryEscape(bad) + "&failure=" + url.QueryEscape(app.URL+"/auth/fail")})
 		wantError(t, r, 400, "project_invalid_success_url")
 	}
