@@ -1,16 +1,13 @@
 package oidc
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"net"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +61,7 @@ type Config struct {
 	// merge its claims over the ID token's.
 	Userinfo bool `json:"userinfo"`
 	// HTTPTimeout bounds one call to the IdP. Default 10s.
-	HTTPTimeout Duration `json:"http_timeout"`
+	HTTPTimeout sdk.Duration `json:"http_timeout"`
 }
 
 // Claims maps identity fields to claim names. Names are taken literally
@@ -87,53 +84,12 @@ var DefaultClaims = Claims{
 	Phone:         "phone_number",
 }
 
-// Duration is a config duration: a Go duration string ("10s") or a whole
-// number of seconds (10).
-type Duration struct {
-	time.Duration
-	bad string // what could not be read; Validate reports it
-}
-
-// UnmarshalJSON reads a duration string or a number of seconds. A value it
-// cannot read is kept for Validate to report under its key.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	d.bad = ""
-	b = bytes.TrimSpace(b)
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			if n, err2 := strconv.ParseInt(s, 10, 64); err2 == nil && n >= 0 && n <= math.MaxInt64/int64(time.Second) {
-				v, err = time.Duration(n)*time.Second, nil
-			}
-		}
-		if err != nil {
-			d.bad = strconv.Quote(s)
-			return nil
-		}
-		d.Duration = v
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		if i, err := n.Int64(); err == nil && i >= 0 && i <= math.MaxInt64/int64(time.Second) {
-			d.Duration = time.Duration(i) * time.Second
-			return nil
-		}
-	}
-	d.bad = string(b)
-	return nil
-}
-
-// MarshalJSON writes the duration as a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
 // DefaultConfig returns the defaults of every optional key.
 func DefaultConfig() Config {
 	return Config{
 		Scopes:      append([]string(nil), DefaultScopes...),
 		Claims:      DefaultClaims,
-		HTTPTimeout: Duration{Duration: DefaultHTTPTimeout},
+		HTTPTimeout: sdk.Duration{Duration: DefaultHTTPTimeout},
 	}
 }
 
@@ -220,11 +176,8 @@ func (c *Config) Validate() error {
 			bad("claims."+f.key, "must not be empty")
 		}
 	}
-	switch d := c.HTTPTimeout; {
-	case d.bad != "":
-		bad("http_timeout", "want a duration such as \"10s\" or whole seconds, got %s", d.bad)
-	case d.Duration <= 0 || d.Duration > maxHTTPTimeout:
-		bad("http_timeout", "must be above 0 and at most %s, got %s", maxHTTPTimeout, d.Duration)
+	if p := c.HTTPTimeout.Check(maxHTTPTimeout); p != "" {
+		bad("http_timeout", "%s", p)
 	}
 	return errors.Join(errs...)
 }
