@@ -49,10 +49,12 @@ func (p *Provider) command() (*exec.Cmd, string) {
 }
 
 // passEnv are the host variables a plugin gets; nothing else of the host's
-// environment (which may hold secrets) reaches it.
+// environment (which may hold secrets) reaches it. GOGC and GOMEMLIMIT
+// let an operator tune the plugins' garbage collector with the daemon's.
 var passEnv = []string{
 	"PATH", "HOME", "TZ", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR",
 	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+	"GOGC", "GOMEMLIMIT",
 }
 
 func pluginEnv(spec map[string]string, debug, info bool) []string {

@@ -1,7 +1,9 @@
 package tokenstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -58,12 +60,38 @@ func (c *Core) putIdentity(tx Tx, id *Identity) error {
 // created. It returns the user and whether it was created. With nothing to
 // link and creation off it gives ErrIdentityUnlinked; an email owned by
 // another user without LinkByEmail gives ErrEmailExists.
+//
+// A known identity whose fields (email, its verification, phone, name,
+// claims) are what the provider says again is answered from a read
+// transaction, without a write: the usual repeat sign-in costs no durable
+// commit. An identity's UpdatedAt is therefore when its fields last
+// changed, not its last sign-in.
 func (c *Core) ResolveIdentity(ctx context.Context, id Identity, policy LinkPolicy) (User, bool, error) {
 	var (
 		user    User
 		created bool
+		same    bool
 	)
-	err := c.store.Update(ctx, func(tx Tx) error {
+	err := c.store.View(ctx, func(tx Tx) error {
+		same = false
+		var known Identity
+		err := getJSON(tx, bucketIdentities, key(id.Provider, id.Subject), &known)
+		if errors.Is(err, ErrNotFound) || err == nil && !sameIdentity(known, id) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if user, err = getUser(tx, known.UserID); err != nil {
+			return err
+		}
+		same = true
+		return nil
+	})
+	if err != nil || same {
+		return user, false, err
+	}
+	err = c.store.Update(ctx, func(tx Tx) error {
 		created = false
 		var known Identity
 		err := getJSON(tx, bucketIdentities, key(id.Provider, id.Subject), &known)
@@ -113,6 +141,22 @@ func (c *Core) ResolveIdentity(ctx context.Context, id Identity, policy LinkPoli
 		return c.putIdentity(tx, &id)
 	})
 	return user, created, err
+}
+
+// sameIdentity reports whether the stored identity known already holds
+// what id says. Claims are compared by their JSON, as they are stored; a
+// difference only a round trip makes (a float's last digit) costs one
+// needless write, never a missed one.
+func sameIdentity(known, id Identity) bool {
+	if known.Email != id.Email || known.EmailVerified != id.EmailVerified || known.Phone != id.Phone || known.Name != id.Name {
+		return false
+	}
+	if len(known.Claims) == 0 && len(id.Claims) == 0 {
+		return true
+	}
+	a, errA := json.Marshal(known.Claims)
+	b, errB := json.Marshal(id.Claims)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
 }
 
 // ListIdentities returns the identities linked to a user.

@@ -227,7 +227,7 @@ func BenchmarkPluginHop(b *testing.B) {
 }
 
 // BenchmarkVerify is a whole sign-in through the handler: the password
-// plugin (two KV reads through the host, argon2id at 64 KiB), the
+// plugin (two KV reads through the host, argon2id at DefaultArgon2KiB), the
 // identity's user and a durable mint. One caller at a time.
 func BenchmarkVerify(b *testing.B) {
 	s := benchDaemon(b, true)

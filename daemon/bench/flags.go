@@ -32,6 +32,10 @@ type Config struct {
 	// it for 10,000 exchanges a second over warm-up and duration.
 	Pool int
 
+	// Argon2KiB is the argon2id memory of the self-started daemon's
+	// password provider (one pass, one lane, insecure_fast).
+	Argon2KiB int
+
 	// Provider and Payload drive the flow scenario against a target.
 	Provider string
 	Payload  string
@@ -96,6 +100,7 @@ func newFlagSet(c *Config) *pflag.FlagSet {
 	fs.IntVar(&c.Pool, "pool", 0, "tokens the exchange scenario mints ahead (default: enough for 10,000/s)")
 	fs.StringVar(&c.Provider, "provider", "", "provider name for flow against a target (it must deliver via response)")
 	fs.StringVar(&c.Payload, "payload", "", "verify payload (JSON object) for flow against a target")
+	fs.IntVar(&c.Argon2KiB, "argon2-kib", DefaultArgon2KiB, "argon2id memory (KiB) of the self-started daemon's password provider, one pass (insecure_fast)")
 	fs.StringVar(&c.Store, "store", "bolt", "store of the self-started daemon: bolt or postgres")
 	fs.StringVar(&c.DSN, "dsn", "", "PostgreSQL DSN for --store postgres")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON on stdout (progress still goes to stderr)")
@@ -150,6 +155,9 @@ func (c Config) validate() error {
 	}
 	if c.Preload < 0 || c.Pool < 0 {
 		bad("--preload and --pool: want 0 or more")
+	}
+	if c.Argon2KiB < 8 || c.Argon2KiB > 1<<20 {
+		bad("--argon2-kib: want 8..%d, got %d", 1<<20, c.Argon2KiB)
 	}
 	if c.FsyncFor <= 0 {
 		bad("--fsync-for: want more than 0, got %s", c.FsyncFor)

@@ -227,7 +227,7 @@ func (e *env) setupFlow(ctx context.Context) (*scenario, error) {
 		if err != nil {
 			return nil, err
 		}
-		notes = append(notes, fmt.Sprintf("flow signs in %d users in turn with the password plugin (argon2id m=64 KiB t=1: insecure_fast, so the flow measures handoff, not argon2)", n))
+		notes = append(notes, fmt.Sprintf("flow signs in %d users in turn with the password plugin (argon2id m=%d KiB t=1: insecure_fast, so the flow measures handoff, not argon2)", n, e.cfg.Argon2KiB))
 	}
 	path := "/v1/providers/" + provider + "/verify"
 	var next atomic.Uint64

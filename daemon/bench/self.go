@@ -39,13 +39,17 @@ type selfDaemon struct {
 // the limiter's bookkeeping on the request path.
 var noLimits = config.Limits{Enabled: true, SessionToken: 1 << 30, OAuth2: 1 << 30, JWT: 1 << 30, Verify: 1 << 30}
 
-// benchPasswordConfig is the password plugin with argon2id at 64 KiB and
-// one pass: microseconds per hash, so the flow measures handoff and not
-// argon2. insecure_fast allows it; only the bench's own temporary daemon
-// uses it.
-func benchPasswordConfig() map[string]any {
+// DefaultArgon2KiB is the argon2id memory of the bench's password
+// provider: 8 KiB, the least the plugin accepts (with insecure_fast), and
+// one pass, so the flow measures handoff and the plugin hop, not argon2.
+const DefaultArgon2KiB = 8
+
+// benchPasswordConfig is the password plugin with argon2id at kib KiB,
+// one pass and one lane: microseconds per hash. insecure_fast allows it;
+// only the bench's own temporary daemon uses it.
+func benchPasswordConfig(kib int) map[string]any {
 	return map[string]any{
-		"argon2":        map[string]any{"memory": 64, "time": 1, "threads": 1},
+		"argon2":        map[string]any{"memory": kib, "time": 1, "threads": 1},
 		"insecure_fast": true,
 	}
 }
@@ -61,10 +65,14 @@ func selfConfig(c Config, dir string, withPassword bool) config.Config {
 	cfg.Limits = noLimits
 	cfg.Log.Level = c.LogLevel
 	if withPassword {
+		kib := c.Argon2KiB
+		if kib == 0 { // a Config not from ParseConfig
+			kib = DefaultArgon2KiB
+		}
 		cfg.Providers = []config.Provider{config.Provider{
 			Name:    passwordProvider,
 			Kind:    "password",
-			Config:  benchPasswordConfig(),
+			Config:  benchPasswordConfig(kib),
 			Deliver: config.Deliver{Via: "response"},
 		}.WithDefaults()}
 	}

@@ -38,6 +38,9 @@ const (
 // during setup: enough to fill the bolt store's group commits.
 const coreWorkers = 512
 
+// pgCoreWorkers is coreWorkers on PostgreSQL.
+const pgCoreWorkers = 32
+
 // parallel runs fn(i) for i in [0, n) on workers goroutines and returns
 // the first error. With a label it prints progress every few seconds.
 func parallel(ctx context.Context, n, workers int, label string, progress io.Writer, fn func(ctx context.Context, i int) error) error {
@@ -91,6 +94,12 @@ func parallel(ctx context.Context, n, workers int, label string, progress io.Wri
 }
 
 func (e *env) workers() int {
+	if e.core != nil && e.cfg.Store == "postgres" {
+		// Each worker holds a pooled connection for its transaction:
+		// more than the pool only queue, and 512 serializable
+		// transactions at once mostly fail each other and retry.
+		return pgCoreWorkers
+	}
 	if e.core != nil {
 		return coreWorkers
 	}

@@ -124,6 +124,10 @@ func fakeServices() (*httptest.Server, error) {
 	return srv, nil
 }
 
+// benchWebhookSecret signs the captcha provider's webhooks and the
+// biometric plugin's requests to the fake services (Standard Webhooks).
+var benchWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("handoff-bench-webhook-secret-32b"))
+
 // startupProvider is the provider section of one built-in kind, pointed
 // at the fake services. The keys follow each plugin's README; a plugin
 // that rejects them shows as failed in the runs' health.
@@ -131,15 +135,15 @@ func startupProvider(kind, fake string) map[string]any {
 	p := map[string]any{"name": kind, "kind": kind}
 	switch kind {
 	case "password":
-		p["config"] = benchPasswordConfig()
+		p["config"] = benchPasswordConfig(DefaultArgon2KiB)
 		p["deliver"] = map[string]any{"via": "response"}
 	case "captcha":
-		p["config"] = map[string]any{"secret_key": "0x0000000000000000000000000000000000000000", "siteverify_url": fake + "/siteverify"}
+		p["config"] = map[string]any{"provider": "hcaptcha", "secret": "0x0000000000000000000000000000000000000000", "siteverify_url": fake + "/siteverify"}
 		p["deliver"] = map[string]any{"via": "webhook", "webhook": map[string]any{
-			"url": fake + "/webhook", "secret": "whsec_" + base64.StdEncoding.EncodeToString([]byte("handoff-bench-webhook-secret-32b")),
+			"url": fake + "/webhook", "secret": benchWebhookSecret,
 		}}
 	case "biometric":
-		p["config"] = map[string]any{"url": fake + "/biometric/"}
+		p["config"] = map[string]any{"url": fake + "/biometric/", "secret": benchWebhookSecret}
 		p["deliver"] = map[string]any{"via": "response"}
 	case "oidc":
 		p["config"] = map[string]any{"issuer": fake, "client_id": "handoff-bench", "client_secret": "handoff-bench"}

@@ -297,6 +297,16 @@ func testIdentityCreate(t *testing.T, s *suite) {
 	if id, _ := e.core.FindIdentity(e.ctx, "oidc", "sub-1"); id.Name != "Renamed" || !id.CreatedAt.Equal(list[0].CreatedAt) {
 		t.Fatalf("identity after a second resolve = %+v", id)
 	}
+	// Unchanged, it resolves from a read: the record is not rewritten.
+	before, _ := e.core.FindIdentity(e.ctx, "oidc", "sub-1")
+	same, created, err := e.core.ResolveIdentity(e.ctx, in, tokenstore.LinkPolicy{})
+	must(t, "ResolveIdentity of an unchanged identity", err)
+	if created || same.ID != u.ID || same.Name != u.Name {
+		t.Fatalf("ResolveIdentity unchanged = %+v created %v, want user %q", same, created, u.ID)
+	}
+	if after, _ := e.core.FindIdentity(e.ctx, "oidc", "sub-1"); !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Fatalf("an unchanged identity was rewritten: updatedAt %v, then %v", before.UpdatedAt, after.UpdatedAt)
+	}
 	// The same subject at another provider is another identity.
 	_, err = e.core.FindIdentity(e.ctx, "other", "sub-1")
 	wantIs(t, "FindIdentity at another provider", err, tokenstore.ErrNotFound)
