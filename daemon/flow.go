@@ -2,6 +2,10 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +42,17 @@ type flow struct {
 	Success  string `json:"success"`
 	Failure  string `json:"failure"`
 	State    []byte `json:"state"`
+	Browser  []byte `json:"browser"` // SHA-256 of the binding cookie's value
+}
+
+// flowCookie names the cookie that binds a flow to the browser that began
+// it (RFC 6749 section 10.12): a callback URL taken from one browser and
+// opened in another finds no cookie there and is refused, so nobody can
+// sign a victim in to the attacker's account. The name carries a hash of
+// the state, so flows in two tabs keep a cookie each.
+func flowCookie(state string) string {
+	h := sha256.Sum256([]byte(state))
+	return "handoff_flow_" + hex.EncodeToString(h[:8])
 }
 
 var (
@@ -48,6 +63,7 @@ var (
 	errInvalidSuccessURL  = &apiError{400, "project_invalid_success_url", "Invalid redirect URL for OAuth success."}
 	errInvalidFailureURL  = &apiError{400, "project_invalid_failure_url", "Invalid redirect URL for OAuth failure."}
 	errFlowNotFound       = &apiError{400, "user_oauth2_bad_request", "The sign-in flow is unknown, used or expired. Please start again."}
+	errFlowOtherBrowser   = &apiError{401, "user_oauth2_bad_request", "The sign-in was begun in another browser. Please start again."}
 )
 
 // mapProviderError maps the plugin contract's error codes to answers.
@@ -345,11 +361,18 @@ func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) 
 		d.log.Error("provider's authorize URL has no state parameter", "provider", p.cfg.Name)
 		return errServer
 	}
-	f.State = res.State
+	state := auth.Query().Get("state")
+	binding := rand.Text()
+	browser := sha256.Sum256([]byte(binding))
+	f.State, f.Browser = res.State, browser[:]
 	raw, _ := json.Marshal(f)
-	if err := d.core.KV(flowNamespace).Put(r.Context(), auth.Query().Get("state"), raw, flowTTL); err != nil {
+	if err := d.core.KV(flowNamespace).Put(r.Context(), state, raw, flowTTL); err != nil {
 		return err
 	}
+	http.SetCookie(w, &http.Cookie{
+		Name: flowCookie(state), Value: binding, Path: "/", MaxAge: int(flowTTL / time.Second),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode, // Lax: sent on the IdP's redirect back
+	})
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
 	w.Header().Set("Pragma", "no-cache")
 	http.Redirect(w, r, res.AuthURL, http.StatusMovedPermanently)
@@ -382,11 +405,15 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	if json.Unmarshal(raw, &f) != nil || f.Provider != p.cfg.Name {
 		return errFlowNotFound
 	}
+	http.SetCookie(w, &http.Cookie{Name: flowCookie(state), Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	fail := func(err error) error {
 		ae := d.toAPIError(r, err)
 		body, _ := json.Marshal(map[string]any{"message": ae.Message, "type": ae.Type, "code": ae.Status})
 		http.Redirect(w, r, withQuery(f.Failure, url.Values{"error": {string(body)}}), http.StatusMovedPermanently)
 		return nil
+	}
+	if !sameBrowser(r, state, f.Browser) {
+		return fail(errFlowOtherBrowser)
 	}
 	if e := r.Form.Get("error"); e != "" {
 		return fail(&apiError{401, "user_oauth2_provider_error", "The identity provider refused the sign-in: " + truncate(e, 100)})
@@ -415,6 +442,17 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, withQuery(f.Success, url.Values{"userId": {user.ID}, "secret": {secret}}), http.StatusMovedPermanently)
 	return nil
+}
+
+// sameBrowser reports whether the request carries the cookie beginOAuth2
+// set for state.
+func sameBrowser(r *http.Request, state string, want []byte) bool {
+	c, err := r.Cookie(flowCookie(state))
+	if err != nil || len(want) != sha256.Size {
+		return false
+	}
+	got := sha256.Sum256([]byte(c.Value))
+	return subtle.ConstantTimeCompare(got[:], want) == 1
 }
 
 // takeFlow reads and deletes a flow in one transaction, so a state is good

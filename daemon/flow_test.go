@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -266,16 +267,21 @@ func TestRedirectFlow(t *testing.T) {
 		c.Providers = []config.Provider{echoProvider(t, "idp", func(p *config.Provider) { p.Deliver.Via = "redirect" })}
 		c.Redirect.Allow = []string{app.URL + "/auth"}
 	})
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(path string) *http.Response {
-		t.Helper()
-		res, err := noFollow.Get(s.URL + path)
-		if err != nil {
-			t.Fatal(err)
+	// browser is one browser: it keeps cookies and does not follow redirects.
+	browser := func() func(path string) *http.Response {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		return func(path string) *http.Response {
+			t.Helper()
+			res, err := c.Get(s.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			return res
 		}
-		res.Body.Close()
-		return res
 	}
+	get := browser()
 	begin := "/v1/account/tokens/oauth2/idp?project=default&success=" + url.QueryEscape(app.URL+"/auth/ok?keep=1") + "&failure=" + url.QueryEscape(app.URL+"/auth/fail")
 	res := get(begin)
 	if res.StatusCode != 301 {
@@ -298,6 +304,17 @@ func TestRedirectFlow(t *testing.T) {
 	}
 	// A state is good for one callback.
 	wantError(t, s.do(req{method: "GET", path: callback}), 400, "user_oauth2_bad_request")
+
+	// A callback opened in another browser than the one that began the
+	// flow (a login CSRF: the attacker's callback in the victim's browser)
+	// mints nothing and goes to the failure URL.
+	state3 := beginState(t, get(begin))
+	res = browser()("/v1/account/sessions/oauth2/callback/idp/default?state=" + url.QueryEscape(state3) + "&code=attacker")
+	loc, _ = url.Parse(res.Header.Get("Location"))
+	if loc.Path != "/auth/fail" || loc.Query().Get("secret") != "" || !strings.Contains(loc.Query().Get("error"), "another browser") {
+		t.Fatalf("callback in another browser: %d %s", res.StatusCode, loc)
+	}
+	wantError(t, s.do(req{method: "GET", path: "/v1/account/sessions/oauth2/callback/idp/default?state=" + url.QueryEscape(state3)}), 400, "user_oauth2_bad_request")
 
 	// A callback the plugin refuses goes to the failure URL with the error.
 	state2 := beginState(t, get(begin))

@@ -279,11 +279,13 @@ providers:
 			}
 		}
 
-		// authorize opens a flow at the OP and returns its state.
+		// authorize opens a flow at the OP in a new browser and returns
+		// the authorize query and that browser, which holds the cookie that
+		// binds the flow to it.
 		opHost := strings.TrimPrefix(op.Issuer, "http://")
-		authorize := func() url.Values {
+		authorize := func() (url.Values, *http.Client) {
 			t.Helper()
-			br := oidctest.NewBrowser(func(u *url.URL) bool { return u.Host == opHost })
+			br := oidctest.NewBrowser(func(u *url.URL) bool { return u.Host == opHost || u.Host == appURL.Host })
 			resp, err := br.Get(begin(success, failure))
 			if err != nil {
 				t.Fatal(err)
@@ -299,14 +301,14 @@ providers:
 				q.Get("scope") != "openid email profile" {
 				t.Fatalf("authorize URL %s", auth)
 			}
-			return q
+			return q, br
 		}
 
 		// The person declines at the IdP: it sends the browser back with
 		// error=access_denied, which handoff forwards to the failure URL.
-		q := authorize()
+		q, br := authorize()
 		deny := callback + "?" + url.Values{"error": {"access_denied"}, "error_description": {"User did not authorize the request"}, "state": {q.Get("state")}}.Encode()
-		resp, err := oidcBrowser(appURL.Host).Get(deny)
+		resp, err := br.Get(deny)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,15 +324,29 @@ providers:
 
 		// A forged code with a live state: the OP refuses it at the token
 		// endpoint, and the browser goes to the failure URL.
-		q = authorize()
+		q, br = authorize()
 		forged := callback + "?" + url.Values{"code": {"forged-code"}, "state": {q.Get("state")}}.Encode()
-		resp, err = oidcBrowser(appURL.Host).Get(forged)
+		resp, err = br.Get(forged)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if e := redirectError(t, resp, failure); e["type"] != "user_invalid_credentials" || !strings.Contains(fmt.Sprint(e["message"]), "refused the code") {
 			t.Fatalf("forged code: error %v", e)
+		}
+
+		// A callback opened in another browser than the one that began
+		// the flow (the attacker's own sign-in, sent to a victim: login
+		// CSRF) mints nothing and goes to the failure URL.
+		q, _ = authorize()
+		stolen := callback + "?" + url.Values{"code": {"any-code"}, "state": {q.Get("state")}}.Encode()
+		resp, err = oidcBrowser(appURL.Host).Get(stolen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if e := redirectError(t, resp, failure); e["type"] != "user_oauth2_bad_request" || !strings.Contains(fmt.Sprint(e["message"]), "another browser") {
+			t.Fatalf("callback in another browser: error %v", e)
 		}
 
 		// Identities are linked by signing in; there is no enrollment.
