@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,7 +64,15 @@ type Config struct {
 	Userinfo bool `json:"userinfo"`
 	// HTTPTimeout bounds one call to the IdP. Default 10s.
 	HTTPTimeout sdk.Duration `json:"http_timeout"`
+	// AuthorizeParams are added to the redirect flow's authorize URL as
+	// they are: Auth0's audience, connection, organization, or prompt,
+	// max_age, ui_locales. The parameters the flow sets itself may not be
+	// given.
+	AuthorizeParams map[string]string `json:"authorize_params"`
 }
+
+// flowParams are the authorize parameters the redirect flow sets itself.
+var flowParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method"}
 
 // Claims maps identity fields to claim names. Names are taken literally
 // (no nesting), so namespaced claims such as
@@ -178,6 +188,16 @@ func (c *Config) Validate() error {
 	}
 	if p := c.HTTPTimeout.Check(maxHTTPTimeout); p != "" {
 		bad("http_timeout", "%s", p)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.AuthorizeParams)) {
+		switch {
+		case k == "" || strings.ContainsAny(k, " \t\r\n&=#"):
+			bad("authorize_params", "%q is not a parameter name", k)
+		case slices.Contains(flowParams, k):
+			bad("authorize_params."+k, "set by the flow itself; it cannot be given")
+		case strings.ContainsAny(c.AuthorizeParams[k], "\r\n\x00"):
+			bad("authorize_params."+k, "the value has a line break or NUL")
+		}
 	}
 	return errors.Join(errs...)
 }

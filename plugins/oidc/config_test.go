@@ -95,7 +95,7 @@ func TestREADMEConfig(t *testing.T) {
 	for k := range inTable {
 		t.Errorf("the README's configuration table names %s, which is no config key", k)
 	}
-	if len(keys) != 15 {
+	if len(keys) != 16 {
 		t.Errorf("config keys %q: update the README", keys)
 	}
 }

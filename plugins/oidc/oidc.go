@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,6 +45,9 @@ const (
 	maxSubject = 1024
 	// stateVersion is the version of the flow state Begin keeps.
 	stateVersion = 1
+	// spentLeeway keeps a spent ID token's mark past the token's expiry,
+	// for the clocks of the IdP and the daemon that disagree.
+	spentLeeway = 5 * time.Minute
 )
 
 // Interface guards.
@@ -58,6 +62,7 @@ var (
 type Verifier struct {
 	cfg    Config
 	secret string
+	kv     sdk.KV // spent ID tokens
 	client *http.Client
 	log    *slog.Logger
 	now    func() time.Time
@@ -97,7 +102,7 @@ func (v *Verifier) Describe(context.Context) (sdk.Info, error) {
 // reached does not fail Configure: discovery is retried at the next call,
 // which answers ErrUnavailable while the IdP is down. An IdP that answers
 // with another issuer does, with a *sdk.ConfigError naming issuer.
-func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, _ sdk.Host) error {
+func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, host sdk.Host) error {
 	cfg, err := ParseConfig(raw)
 	if err != nil {
 		return err
@@ -108,6 +113,9 @@ func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, _ sdk.Hos
 	}
 	v.mu.Lock()
 	v.cfg, v.secret = cfg, secret
+	if host != nil {
+		v.kv = host.KV()
+	}
 	v.log = sdk.Logger(ctx).With("issuer", cfg.Issuer, "client_id", cfg.ClientID)
 	v.client = &http.Client{
 		Timeout:   cfg.HTTPTimeout.Duration,
@@ -330,7 +338,30 @@ func (v *Verifier) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, e
 	if err := nativeNonce(nonce, tok.Nonce); err != nil {
 		return sdk.Identity{}, err
 	}
+	if err := v.spend(ctx, *p.IDToken, tok.Expiry); err != nil {
+		return sdk.Identity{}, err
+	}
 	return v.identity(claims)
+}
+
+// spend marks an ID token used, in the host KV until it expires, so each
+// ID token signs in once: one taken from a device, a log or a proxy on its
+// way cannot be played again (for the native flow nothing else binds it
+// to one sign-in when the app sends no nonce).
+func (v *Verifier) spend(ctx context.Context, raw string, expiry time.Time) error {
+	if v.kv == nil {
+		return nil // no host (a bare unit test): nothing to keep it in
+	}
+	sum := sha256.Sum256([]byte(raw))
+	ttl := max(expiry.Sub(v.now())+spentLeeway, time.Minute)
+	fresh, err := v.kv.CompareAndSwap(ctx, "spent/"+hex.EncodeToString(sum[:]), nil, []byte{1}, ttl)
+	switch {
+	case err != nil:
+		return fmt.Errorf("the replay check failed: %v: %w", err, sdk.ErrUnavailable)
+	case !fresh:
+		return fmt.Errorf("the ID token was used already; sign in again for a new one: %w", sdk.ErrInvalidCredentials)
+	}
+	return nil
 }
 
 // nativeNonce checks the native flow's nonce: when the request or the
@@ -459,10 +490,11 @@ func (v *Verifier) Begin(ctx context.Context, req sdk.BeginRequest) (sdk.BeginRe
 		return sdk.BeginResult{}, err
 	}
 	st := flowState{V: stateVersion, State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), RedirectURI: req.CallbackURL}
-	authURL := v.oauthConfig(p, st.RedirectURI, scopes).AuthCodeURL(st.State,
-		oauth2.SetAuthURLParam("nonce", st.Nonce),
-		oauth2.S256ChallengeOption(st.Verifier),
-	)
+	opts := []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
+	for _, k := range slices.Sorted(maps.Keys(v.cfg.AuthorizeParams)) {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v.cfg.AuthorizeParams[k]))
+	}
+	authURL := v.oauthConfig(p, st.RedirectURI, scopes).AuthCodeURL(st.State, opts...)
 	kept, err := json.Marshal(st)
 	if err != nil {
 		return sdk.BeginResult{}, fmt.Errorf("begin: %w", err)

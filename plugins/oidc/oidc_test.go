@@ -332,6 +332,27 @@ func TestNativeSignIn(t *testing.T) {
 			if _, err := c.Verify(ctxT(t), sdk.Request{Payload: payload(t, map[string]any{"id_token": idToken})}); err != nil {
 				t.Fatalf("no nonce: %v", err)
 			}
+			// An ID token signs in once: played again (from a log, a
+			// proxy, a stolen device) it is refused, also by twenty at once.
+			_, err = c.Verify(ctxT(t), sdk.Request{Payload: payload(t, map[string]any{"id_token": idToken})})
+			wantErr(t, "replayed ID token", err, sdk.ErrInvalidCredentials, "used already")
+			fresh := op.Sign(t, op.Claims(mobileClient, alice))
+			wins := 0
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Go(func() {
+					if _, err := c.Verify(context.Background(), sdk.Request{Payload: payload(t, map[string]any{"id_token": fresh})}); err == nil {
+						mu.Lock()
+						wins++
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if wins != 1 {
+				t.Fatalf("20 concurrent sign-ins with one ID token: %d won, want 1", wins)
+			}
 			_, err = c.Verify(ctxT(t), sdk.Request{Payload: payload(t, map[string]any{"id_token": idToken, "nonce": "n"})})
 			wantErr(t, "request nonce, token none", err, sdk.ErrInvalidCredentials, "carries none")
 		})
@@ -514,10 +535,10 @@ func TestKeyRotation(t *testing.T) {
 func TestKeysConcurrent(t *testing.T) {
 	op := newOP(t)
 	c := connect(t, "direct", webConfig(op, nil))
-	token := op.Sign(t, op.Claims(webClient, alice))
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for range 20 {
+		token := op.Sign(t, op.Claims(webClient, alice))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -664,4 +685,25 @@ func TestDescribe(t *testing.T) {
 	}
 	_, err = New().Verify(context.Background(), sdk.Request{Payload: json.RawMessage(`{"id_token":"a.b.c"}`)})
 	wantErr(t, "Verify before Configure", err, sdk.ErrUnavailable)
+}
+
+// TestAuthorizeParams: the configured extra parameters reach the authorize
+// URL, and the flow's own parameters cannot be overridden.
+func TestAuthorizeParams(t *testing.T) {
+	op := newOP(t)
+	c := connect(t, "direct", webConfig(op, map[string]any{"authorize_params": map[string]any{"audience": "https://api.example.com", "prompt": "login"}}))
+	res, err := c.Begin(ctxT(t), sdk.BeginRequest{CallbackURL: callbackURL, RequestID: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(res.AuthURL)
+	if q := u.Query(); q.Get("audience") != "https://api.example.com" || q.Get("prompt") != "login" || q.Get("code_challenge_method") != "S256" {
+		t.Fatalf("authorize URL %s", u)
+	}
+	for _, k := range []string{"state", "redirect_uri", "nonce", "code_challenge"} {
+		_, err := ParseConfig(payload(t, map[string]any{"issuer": op.Issuer, "client_id": webClient, "authorize_params": map[string]any{k: "x"}}))
+		if err == nil || !strings.Contains(err.Error(), "authorize_params."+k+": set by the flow itself") {
+			t.Errorf("authorize_params.%s: %v", k, err)
+		}
+	}
 }

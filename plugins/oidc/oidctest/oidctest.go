@@ -253,6 +253,7 @@ func (p *Provider) Claims(aud string, u User) map[string]any {
 		"aud":            aud,
 		"iat":            now.Unix(),
 		"exp":            now.Add(time.Hour).Unix(),
+		"jti":            rand.Text(), // two tokens made in one second differ
 		"email":          u.Email,
 		"email_verified": u.EmailVerified,
 		"name":           strings.TrimSpace(u.GivenName + " " + u.FamilyName),
