@@ -1,13 +1,10 @@
 package password
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/handoffd/handoff/providers/sdk"
@@ -90,49 +87,8 @@ type Lockout struct {
 	Attempts int `json:"attempts"`
 	// Duration is how long a lock lasts, and how long a failure is
 	// remembered. Default 15m.
-	Duration Duration `json:"duration"`
+	Duration sdk.Duration `json:"duration"`
 }
-
-// Duration is a config duration: a Go duration string ("15m", "1h30m") or
-// a whole number of seconds (900).
-type Duration struct {
-	time.Duration
-	bad string // what could not be read; Validate reports it
-}
-
-// UnmarshalJSON reads a duration string or a number of seconds. A value it
-// cannot read is kept for Validate to report under its key.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	d.bad = ""
-	b = bytes.TrimSpace(b)
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			if n, err2 := strconv.ParseInt(s, 10, 64); err2 == nil {
-				v, err = time.Duration(n)*time.Second, nil
-			}
-		}
-		if err != nil {
-			d.bad = strconv.Quote(s)
-			return nil
-		}
-		d.Duration = v
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		if i, err := n.Int64(); err == nil && i >= 0 && i <= math.MaxInt64/int64(time.Second) {
-			d.Duration = time.Duration(i) * time.Second
-			return nil
-		}
-	}
-	d.bad = string(b)
-	return nil
-}
-
-// MarshalJSON writes the duration as a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 // DefaultConfig returns the defaults: OWASP's argon2id minimum, passwords
 // of 8..256, 5 failures lock a username for 15 minutes.
@@ -141,7 +97,7 @@ func DefaultConfig() Config {
 		Argon2:    Argon2{Memory: DefaultMemory, Time: DefaultTime, Threads: DefaultThreads},
 		MinLength: DefaultMinLength,
 		MaxLength: DefaultMaxLength,
-		Lockout:   Lockout{Attempts: DefaultLockoutAttempts, Duration: Duration{Duration: DefaultLockoutDuration}},
+		Lockout:   Lockout{Attempts: DefaultLockoutAttempts, Duration: sdk.Duration{Duration: DefaultLockoutDuration}},
 	}
 }
 
@@ -190,12 +146,9 @@ func (c *Config) Validate() error {
 	if c.Lockout.Attempts < 0 || c.Lockout.Attempts > maxLockoutAttempts {
 		bad("lockout.attempts", "must be 1..%d, or 0 to turn lockout off, got %d", maxLockoutAttempts, c.Lockout.Attempts)
 	}
-	d := c.Lockout.Duration
-	switch {
-	case d.bad != "":
-		bad("lockout.duration", "want a duration such as \"15m\" or whole seconds, got %s", d.bad)
-	case d.Duration <= 0 || d.Duration > maxLockoutDuration:
-		bad("lockout.duration", "must be above 0 and at most %s, got %s", maxLockoutDuration, d.Duration)
+	switch d := c.Lockout.Duration; {
+	case d.Check(maxLockoutDuration) != "":
+		bad("lockout.duration", "%s", d.Check(maxLockoutDuration))
 	case d.Duration < minLockoutDuration && !c.InsecureFast:
 		bad("lockout.duration", "must be at least %s (insecure_fast allows less, for tests only), got %s", minLockoutDuration, d.Duration)
 	}
