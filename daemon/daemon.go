@@ -16,6 +16,7 @@ import (
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
 	"github.com/handoffd/handoff/tokenstore/bolt"
+	"github.com/handoffd/handoff/tokenstore/postgres"
 )
 
 // Options are what New needs besides the config.
@@ -42,13 +43,16 @@ type Daemon struct {
 	log     *slog.Logger
 	notice  io.Writer
 	core    *tokenstore.Core
-	limits  *limiter
+	limits  counter
 	metrics *metrics
 	handler http.Handler
 
 	host      *providers.Host
 	providers map[string]*provider
 	bg        *background
+
+	keysMu   sync.Mutex // guards keysRead
+	keysRead time.Time  // when jwks last read the signing keys
 
 	closeOnce sync.Once
 	closeErr  error
@@ -60,18 +64,19 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, limits: newLimiter(), metrics: newMetrics(), bg: newBackground()}
+	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), bg: newBackground()}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	if d.notice == nil {
 		d.notice = io.Discard
 	}
-	core, err := OpenCore(ctx, d.cfg)
+	core, err := openCore(ctx, d.cfg, d.log)
 	if err != nil {
 		return nil, err
 	}
 	d.core = core
+	d.limits = newCounter(d.cfg.Store.Driver, core)
 	if _, err := BootstrapKey(ctx, core, d.notice); err != nil {
 		d.Close()
 		return nil, err
@@ -87,7 +92,11 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 // OpenCore opens the configured store and the token core on it. Closing
 // core.Store() releases it.
 func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) {
-	store, err := openStore(ctx, cfg)
+	return openCore(ctx, cfg, nil)
+}
+
+func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokenstore.Core, error) {
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -106,10 +115,15 @@ func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) 
 	return core, nil
 }
 
-func openStore(ctx context.Context, cfg config.Config) (tokenstore.Store, error) {
+// openStore opens the configured backend. On PostgreSQL the tables live
+// in the DSN's search_path (a search_path parameter of the DSN picks a
+// schema; it must exist).
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokenstore.Store, error) {
 	switch cfg.Store.Driver {
 	case "", "bolt":
 		return bolt.Open(cfg.StorePath(), bolt.Options{Timeout: time.Second})
+	case "postgres":
+		return postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, MaxConns: int32(cfg.Store.MaxConns), Logger: log})
 	}
 	return nil, fmt.Errorf("store driver %q is not supported", cfg.Store.Driver)
 }

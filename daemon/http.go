@@ -186,7 +186,22 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "pass", "providers": d.providerHealth()})
 }
 
+// jwks serves the public signing keys. It reads them from the store at
+// most once a second, so a key rotated through another replica (or by
+// `handoff keys rotate-signing`) is published by every replica at once,
+// not only at each one's next periodic reload: a downstream service that
+// meets an unknown kid and fetches the set again finds it on any replica.
 func (d *Daemon) jwks(w http.ResponseWriter, r *http.Request) {
+	d.keysMu.Lock()
+	if now := time.Now(); now.Sub(d.keysRead) >= time.Second {
+		d.keysRead = now
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		if err := d.core.ReloadSigningKeys(ctx); err != nil && r.Context().Err() == nil {
+			d.log.Warn("reload signing keys", "err", err.Error()) // serve the set in memory
+		}
+		cancel()
+	}
+	d.keysMu.Unlock()
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = w.Write(d.core.JWKS())

@@ -21,12 +21,19 @@ const (
 
 const metaSigningKeys = "signing_keys"
 
+// RetiredKeyLife is how long a retired signing key keeps verifying and
+// stays published: the longest JWT's life, plus a margin for replicas
+// that go on signing with it until they next read the keys (the daemon
+// reloads them every minute), so a JWT such a replica signs just after a
+// rotation elsewhere lives its whole life.
+const RetiredKeyLife = MaxJWTDuration + 5*time.Minute
+
 // signingKey is one Ed25519 key as stored.
 type signingKey struct {
 	ID      string    `json:"kid"`
 	Seed    []byte    `json:"seed"`
 	Created time.Time `json:"created"`
-	Retired time.Time `json:"retired,omitzero"` // no longer signs; published until Retired+MaxJWTDuration
+	Retired time.Time `json:"retired,omitzero"` // no longer signs; published until Retired+RetiredKeyLife
 }
 
 type signingKeys struct {
@@ -98,7 +105,7 @@ func (c *Core) setKeyRing(raw []byte) error {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
 	for _, k := range ks.Keys {
-		if !k.Retired.IsZero() && now.After(k.Retired.Add(MaxJWTDuration)) {
+		if !k.Retired.IsZero() && now.After(k.Retired.Add(RetiredKeyLife)) {
 			continue
 		}
 		priv := ed25519.NewKeyFromSeed(k.Seed)
@@ -135,7 +142,7 @@ func (c *Core) RotateSigningKey(ctx context.Context) (string, error) {
 			if k.Retired.IsZero() {
 				k.Retired = now
 			}
-			if now.Before(k.Retired.Add(MaxJWTDuration)) {
+			if now.Before(k.Retired.Add(RetiredKeyLife)) {
 				kept = append(kept, k)
 			}
 		}

@@ -250,9 +250,17 @@ func testJWTRotate(t *testing.T, s *suite) {
 	if kids := jwks(t, e.core.JWKS()); len(kids) != 2 || !slices.Contains(kids, oldKid) || !slices.Contains(kids, newKid) {
 		t.Fatalf("JWKS after rotation = %q, want %s and %s", kids, oldKid, newKid)
 	}
+	// A JWT's longest life after the rotation, the old key still
+	// verifies: a replica that had not reloaded the keys yet may have
+	// signed with it.
+	e.clock.Advance(tokenstore.MaxJWTDuration + time.Second)
+	must(t, "ReloadSigningKeys", e.core.ReloadSigningKeys(e.ctx))
+	if kids := jwks(t, e.core.JWKS()); !slices.Contains(kids, oldKid) {
+		t.Fatalf("JWKS an hour after rotation = %q, want %s kept for tokenstore.RetiredKeyLife", kids, oldKid)
+	}
 	// Once every JWT the old key signed has expired, the next rotation
 	// drops it.
-	e.clock.Advance(tokenstore.MaxJWTDuration + time.Second)
+	e.clock.Advance(tokenstore.RetiredKeyLife - tokenstore.MaxJWTDuration)
 	third, err := e.core.RotateSigningKey(e.ctx)
 	must(t, "RotateSigningKey", err)
 	if kids := jwks(t, e.core.JWKS()); len(kids) != 2 || slices.Contains(kids, oldKid) || !slices.Contains(kids, third) {
