@@ -128,16 +128,16 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokens
 	return nil, fmt.Errorf("store driver %q is not supported", cfg.Store.Driver)
 }
 
-// BootstrapKey creates an API key with every scope when the store has
-// none, and prints it once to w. It reports whether it made one.
+// BootstrapKey creates an API key with every scope on a store that never
+// had one, and prints it once to w. It reports whether it made one. Of
+// several replicas starting at once on one empty database, one does.
 func BootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer) (bool, error) {
-	keys, err := core.ListKeys(ctx)
-	if err != nil || len(keys) > 0 {
-		return false, err
-	}
-	_, secret, err := core.CreateKey(ctx, "bootstrap", Scopes, time.Time{})
+	_, secret, created, err := core.CreateFirstKey(ctx, "bootstrap", Scopes)
 	if err != nil {
 		return false, fmt.Errorf("create the first api key: %w", err)
+	}
+	if !created {
+		return false, nil
 	}
 	fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes (shown once, keep it safe):\n\n    %s\n\nManage keys with `handoff keys list|create|revoke`.\n\n", secret)
 	return true, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -520,5 +521,23 @@ func TestCORS(t *testing.T) {
 	r = s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": "https://evil.example.net"}})
 	if r.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("foreign origin allowed: %v", r.header)
+	}
+}
+
+// TestStoreUnavailable: a store out of reach (PostgreSQL restarting) is a
+// 503 the client may retry after a second, not a 500.
+func TestStoreUnavailable(t *testing.T) {
+	s := newTestServer(t)
+	rec := httptest.NewRecorder()
+	s.d.writeError(rec, httptest.NewRequest("GET", "/v1/account", nil), fmt.Errorf("postgres: acquire connection: %w", tokenstore.ErrUnavailable))
+	var body map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 503 || body["type"] != "store_unavailable" || body["code"] != float64(503) || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("%d %v %v", rec.Code, rec.Header(), body)
+	}
+	if strings.Contains(rec.Body.String(), "postgres") {
+		t.Fatalf("the cause reached the client: %s", rec.Body)
 	}
 }

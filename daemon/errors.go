@@ -49,6 +49,7 @@ var (
 	errCursorNotFound   = &apiError{400, "general_cursor_not_found", "The cursor is invalid. This can happen if the item represented by the cursor has been deleted."}
 	errUnavailable      = &apiError{503, "provider_unavailable", "The provider is unavailable. Please try again later."}
 	errProviderNotFound = &apiError{404, "provider_not_found", "Provider with the requested name could not be found."}
+	errStoreUnavailable = &apiError{503, "store_unavailable", "The store is unavailable. Please try again later."}
 )
 
 func invalidParam(param, reason string) *apiError {
@@ -87,6 +88,9 @@ func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 		return errCursorNotFound
 	case errors.Is(err, tokenstore.ErrKeyExpired):
 		return errKeyExpired
+	case errors.Is(err, tokenstore.ErrUnavailable):
+		d.log.WarnContext(r.Context(), "store unavailable", "method", r.Method, "path", r.URL.Path, "err", err.Error())
+		return errStoreUnavailable
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return &apiError{408, "general_request_timeout", "The client closed the request."}
 	}
@@ -111,6 +115,9 @@ func (d *Daemon) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	h.Set("Expires", "0")
 	h.Set("Pragma", "no-cache")
+	if ae.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1") // a restarting store or plugin is back in about a second
+	}
 	writeJSON(w, ae.Status, errorBody{Message: ae.Message, Code: ae.Status, Type: ae.Type, Version: Version})
 }
 

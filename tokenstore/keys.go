@@ -29,6 +29,42 @@ func (c *Core) CreateKey(ctx context.Context, name string, scopes []string, expi
 	return k, secret, nil
 }
 
+// metaBootstrapped marks a store whose first API key has been made.
+const metaBootstrapped = "bootstrapped"
+
+// CreateFirstKey creates an API key only when the store has never had one
+// made by it and holds none, in one transaction: of several daemons that
+// start at once on one empty database, exactly one creates (and prints) the
+// first key. It reports whether it created one.
+func (c *Core) CreateFirstKey(ctx context.Context, name string, scopes []string) (APIKey, string, bool, error) {
+	secret := KeyPrefix + randomHex(64)
+	k := APIKey{ID: NewID(), Name: name, Scopes: scopes, Hash: sha256Sum(secret), CreatedAt: c.now()}
+	raw := mustJSON(k)
+	var created bool
+	err := c.store.Update(ctx, func(tx Tx) error {
+		created = false
+		has := false
+		if err := tx.Scan(bucketKeys, nil, nil, func(_, _ []byte) bool { has = true; return false }); err != nil || has {
+			return err
+		}
+		switch err := tx.Insert(bucketMeta, []byte(metaBootstrapped), []byte(k.ID), time.Time{}); {
+		case errors.Is(err, ErrExists):
+			return nil // made before, and since revoked
+		case err != nil:
+			return err
+		}
+		if err := tx.Insert(bucketKeys, []byte(k.ID), raw, time.Time{}); err != nil {
+			return err
+		}
+		created = true
+		return tx.Insert(bucketKeysByHash, k.Hash, []byte(k.ID), time.Time{})
+	})
+	if err != nil || !created {
+		return APIKey{}, "", false, err
+	}
+	return k, secret, true, nil
+}
+
 // AuthenticateKey returns the API key whose secret form is secret:
 // ErrKeyInvalid when there is none, ErrKeyExpired when it has expired.
 func (c *Core) AuthenticateKey(ctx context.Context, secret string) (APIKey, error) {

@@ -86,6 +86,9 @@ var (
 	ErrNotFound = errors.New("tokenstore: not found")
 	ErrExists   = errors.New("tokenstore: key exists")
 	ErrClosed   = errors.New("tokenstore: store closed")
+	// ErrUnavailable is a store that cannot be reached for now (a
+	// database restarting, a network cut): the request may be tried again.
+	ErrUnavailable = errors.New("tokenstore: store unavailable")
 )
 
 // Core sentinels: what the rules answer. The daemon maps each to one HTTP

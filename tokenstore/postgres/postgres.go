@@ -355,6 +355,9 @@ func (s *Store) run(ctx context.Context, write bool, fn func(tokenstore.Tx) erro
 		why, found, err := s.attempt(ctx, write, fn, hot)
 		switch why {
 		case done:
+			if serverDown(err) && ctx.Err() == nil {
+				return unavailable(err)
+			}
 			return err
 		case conflict:
 			s.retries.Add(1)
@@ -362,14 +365,18 @@ func (s *Store) run(ctx context.Context, write bool, fn func(tokenstore.Tx) erro
 			s.suspect.Store(time.Now().Add(suspectWindow).UnixNano())
 			lostConns++
 			if lostConns >= connRetries {
-				return err
+				return unavailable(err)
 			}
 			s.connRetries.Add(1)
 		}
 		if time.Since(start) > retryBudget {
 			s.giveUps.Add(1)
 			s.log.Warn("postgres transaction gave up", "attempts", attempt, "err", err)
-			return fmt.Errorf("%w (gave up after %d attempts in %s)", err, attempt, time.Since(start).Round(time.Millisecond))
+			err = fmt.Errorf("%w (gave up after %d attempts in %s)", err, attempt, time.Since(start).Round(time.Millisecond))
+			if why == connLost {
+				return unavailable(err)
+			}
+			return err
 		}
 		s.log.Debug("postgres transaction retried", "attempt", attempt, "err", err)
 		if found.ok {
@@ -454,9 +461,41 @@ func (s *Store) attempt(ctx context.Context, write bool, fn func(tokenstore.Tx) 
 		// The server never committed this transaction (a COMMIT that
 		// may have reached it is not retried).
 		why = connLost
+	case ctx.Err() == nil && c.Conn().IsClosed():
+		// The connection broke under a COMMIT that may have reached the
+		// server: not run again, but the database is out of reach.
+		err = unavailable(err)
 	}
 	t.end(c)
 	return why, t.hot, err
+}
+
+// unavailable marks err as the database being out of reach for now.
+func unavailable(err error) error {
+	if errors.Is(err, tokenstore.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", tokenstore.ErrUnavailable, err)
+}
+
+// serverDown reports an error that says the server cannot be reached or
+// is going away: no connection could be made (refused, the database
+// starting up or shutting down), the connection failed (class 08), or the
+// server was shut down under it (57P01..57P03).
+func serverDown(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 // retryable reports a serialization failure or a deadlock, after which

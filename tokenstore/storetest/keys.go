@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ var keyTests = []test{
 	{"CreateAuthenticate", testKeyCreate},
 	{"Revoke", testKeyRevoke},
 	{"Expire", testKeyExpire},
+	{"FirstKeyOnce", testFirstKeyOnce},
 }
 
 var jwtTests = []test{
@@ -265,5 +267,55 @@ func testJWTRotate(t *testing.T, s *suite) {
 	must(t, "RotateSigningKey", err)
 	if kids := jwks(t, e.core.JWKS()); len(kids) != 2 || slices.Contains(kids, oldKid) || !slices.Contains(kids, third) {
 		t.Fatalf("JWKS after the second rotation = %q, want %s and %s", kids, newKid, third)
+	}
+}
+
+// testFirstKeyOnce: of many first starts at once on one empty store (two
+// daemons, eight goroutines each), exactly one makes the first key; none
+// is made once the store had one, even after it was revoked, nor on a store
+// whose keys were made otherwise.
+func testFirstKeyOnce(t *testing.T, s *suite) {
+	a := s.env(t, tokenstore.Options{})
+	b := a.replica(tokenstore.Options{})
+	var mu sync.Mutex
+	var made []string
+	var wg sync.WaitGroup
+	for i := range 16 {
+		e := a
+		if i%2 == 1 {
+			e = b
+		}
+		wg.Go(func() {
+			k, secret, created, err := e.core.CreateFirstKey(e.ctx, "bootstrap", []string{"users.read"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if created {
+				mu.Lock()
+				made = append(made, secret)
+				mu.Unlock()
+				if k.ID == "" || k.Name != "bootstrap" {
+					t.Errorf("first key %+v", k)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(made) != 1 {
+		t.Fatalf("%d first keys made, want 1", len(made))
+	}
+	k, err := a.core.AuthenticateKey(a.ctx, made[0])
+	must(t, "AuthenticateKey(first key)", err)
+	must(t, "RevokeKey", a.core.RevokeKey(a.ctx, k.ID))
+	if _, _, created, err := b.core.CreateFirstKey(b.ctx, "bootstrap", nil); err != nil || created {
+		t.Fatalf("after the first key was revoked: created %v, %v; want none", created, err)
+	}
+
+	c := s.env(t, tokenstore.Options{})
+	_, _, err = c.core.CreateKey(c.ctx, "ci", nil, time.Time{})
+	must(t, "CreateKey", err)
+	if _, _, created, err := c.core.CreateFirstKey(c.ctx, "bootstrap", nil); err != nil || created {
+		t.Fatalf("on a store with a key: created %v, %v; want none", created, err)
 	}
 }
