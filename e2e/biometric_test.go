@@ -127,11 +127,11 @@ providers:
 `, capTurnstileSecret, sv.URL, hook.URL, capWebhookSecret, vendor.URL, bioSecret))
 
 	// The backend creates a user and enrolls a template.
-	status, user := capCall(t, d, "POST", "/v1/users", d.Key, "", map[string]any{"userId": "unique()", "email": "erin@example.com", "name": "Erin"})
-	capWant(t, "create user", status, http.StatusCreated, user)
+	status, user := call(t, d, "POST", "/v1/users", d.Key, "", map[string]any{"userId": "unique()", "email": "erin@example.com", "name": "Erin"})
+	want(t, "create user", status, http.StatusCreated, user)
 	userID, _ := user["$id"].(string)
-	status, enrolled := capCall(t, d, "POST", "/v1/users/"+userID+"/providers/biometric", d.Key, "", map[string]any{"sample": map[string]any{"template": "typing-erin"}})
-	capWant(t, "enroll", status, http.StatusCreated, enrolled)
+	status, enrolled := call(t, d, "POST", "/v1/users/"+userID+"/providers/biometric", d.Key, "", map[string]any{"sample": map[string]any{"template": "typing-erin"}})
+	want(t, "enroll", status, http.StatusCreated, enrolled)
 	if enrolled["subject"] != "bio-"+userID {
 		t.Fatalf("enroll answered %v", enrolled)
 	}
@@ -140,36 +140,36 @@ providers:
 	// is never asked.
 	calls := vendor.count()
 	sample := map[string]any{"template": "typing-erin"}
-	status, noToken := capCall(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"userId": userID, "sample": sample})
-	capWant(t, "verify without a captcha", status, http.StatusBadRequest, noToken)
-	status, badToken := capCall(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "fail-b", "userId": userID, "sample": sample})
-	capWant(t, "verify with a refused captcha", status, http.StatusUnauthorized, badToken)
+	status, noToken := call(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"userId": userID, "sample": sample})
+	want(t, "verify without a captcha", status, http.StatusBadRequest, noToken)
+	status, badToken := call(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "fail-b", "userId": userID, "sample": sample})
+	want(t, "verify with a refused captcha", status, http.StatusUnauthorized, badToken)
 	if vendor.count() != calls {
 		t.Fatal("the vendor was asked despite the guard")
 	}
 
 	// The client signs in: a token with the secret, for that user.
-	status, token := capCall(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "pass-b1", "userId": userID, "sample": sample})
-	capWant(t, "verify", status, http.StatusCreated, token)
+	status, token := call(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "pass-b1", "userId": userID, "sample": sample})
+	want(t, "verify", status, http.StatusCreated, token)
 	secret, _ := token["secret"].(string)
 	if secret == "" || token["userId"] != userID {
 		t.Fatalf("verify answered %v, want a secret for %s", token, userID)
 	}
-	status, session := capCall(t, d, "POST", "/v1/account/sessions/token", d.Key, "", map[string]any{"userId": userID, "secret": secret})
-	capWant(t, "exchange", status, http.StatusCreated, session)
+	status, session := call(t, d, "POST", "/v1/account/sessions/token", d.Key, "", map[string]any{"userId": userID, "secret": secret})
+	want(t, "exchange", status, http.StatusCreated, session)
 	sessionSecret, _ := session["secret"].(string)
-	status, account := capCall(t, d, "GET", "/v1/account", "", sessionSecret, nil)
-	capWant(t, "account", status, http.StatusOK, account)
+	status, account := call(t, d, "GET", "/v1/account", "", sessionSecret, nil)
+	want(t, "account", status, http.StatusOK, account)
 	if account["$id"] != userID || account["email"] != "erin@example.com" {
 		t.Fatalf("account %v, want user %s", account, userID)
 	}
 
 	// The captcha token was spent by the guard; a sample that matches no
 	// template is refused by the vendor.
-	status, replay := capCall(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "pass-b1", "userId": userID, "sample": sample})
-	capWant(t, "captcha replay", status, http.StatusUnauthorized, replay)
-	status, nomatch := capCall(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "pass-b2", "userId": userID, "sample": map[string]any{"template": "typing-mallory"}})
-	capWant(t, "no match", status, http.StatusUnauthorized, nomatch)
+	status, replay := call(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "pass-b1", "userId": userID, "sample": sample})
+	want(t, "captcha replay", status, http.StatusUnauthorized, replay)
+	status, nomatch := call(t, d, "POST", "/v1/providers/biometric/verify", "", "", map[string]any{"captcha": "pass-b2", "userId": userID, "sample": map[string]any{"template": "typing-mallory"}})
+	want(t, "no match", status, http.StatusUnauthorized, nomatch)
 	if nomatch["type"] != "user_invalid_credentials" || !strings.Contains(fmt.Sprint(nomatch["message"]), "not verified") {
 		t.Fatalf("no match answered %v", nomatch)
 	}

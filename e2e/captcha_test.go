@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,56 +14,6 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
-
-// capCall sends a JSON request to the daemon as a client (key "") or with
-// an API key, optionally with a session, and returns the status and the
-// decoded JSON answer.
-func capCall(t *testing.T, d *daemon, method, path, key, session string, body any) (int, map[string]any) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, d.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Appwrite-Project", "default")
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("X-Appwrite-Key", key)
-	}
-	if session != "" {
-		req.Header.Set("X-Appwrite-Session", session)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]any{}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			t.Fatalf("%s %s: %d, not JSON: %s", method, path, resp.StatusCode, raw)
-		}
-	}
-	return resp.StatusCode, out
-}
-
-func capWant(t *testing.T, what string, status, want int, body map[string]any) {
-	t.Helper()
-	if status != want {
-		t.Fatalf("%s: %d %v, want %d", what, status, body, want)
-	}
-}
 
 // capSiteverify is a Turnstile siteverify endpoint on loopback: tokens
 // starting with "pass" succeed (solved on app.example.com, action login),
@@ -208,8 +157,8 @@ providers:
 `, capTurnstileSecret, sv.URL, hook.URL, capWebhookSecret))
 
 	// The client signs in with a token and an email: 201, no secret.
-	status, token := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-1", "email": "Carol@Example.com"})
-	capWant(t, "verify", status, http.StatusCreated, token)
+	status, token := call(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-1", "email": "Carol@Example.com"})
+	want(t, "verify", status, http.StatusCreated, token)
 	if token["secret"] != "" || token["userId"] == "" || token["$id"] == "" || token["expire"] == "" {
 		t.Fatalf("verify answered %v: want a token model with an empty secret", token)
 	}
@@ -223,42 +172,42 @@ providers:
 	if del.UserID != token["userId"] || del.Secret == "" || del.Provider != "captcha" || del.Email != "carol@example.com" {
 		t.Fatalf("delivered %+v for token %v", del, token)
 	}
-	status, session := capCall(t, d, "POST", "/v1/account/sessions/token", d.Key, "", map[string]any{"userId": del.UserID, "secret": del.Secret})
-	capWant(t, "exchange", status, http.StatusCreated, session)
+	status, session := call(t, d, "POST", "/v1/account/sessions/token", d.Key, "", map[string]any{"userId": del.UserID, "secret": del.Secret})
+	want(t, "exchange", status, http.StatusCreated, session)
 	sessionSecret, _ := session["secret"].(string)
 	if sessionSecret == "" || session["userId"] != del.UserID {
 		t.Fatalf("exchange answered %v", session)
 	}
-	status, account := capCall(t, d, "GET", "/v1/account", "", sessionSecret, nil)
-	capWant(t, "account", status, http.StatusOK, account)
+	status, account := call(t, d, "GET", "/v1/account", "", sessionSecret, nil)
+	want(t, "account", status, http.StatusOK, account)
 	if account["$id"] != del.UserID || account["email"] != "carol@example.com" || account["emailVerification"] != false {
 		t.Fatalf("account %v, want user %s with an unverified email", account, del.UserID)
 	}
 
 	// A second sign-in with a new token finds the same user.
-	status, again := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-2", "email": "carol@example.com"})
-	capWant(t, "second verify", status, http.StatusCreated, again)
+	status, again := call(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-2", "email": "carol@example.com"})
+	want(t, "second verify", status, http.StatusCreated, again)
 	if d2 := capReceive(t, deliveries); d2.UserID != del.UserID || again["userId"] != del.UserID {
 		t.Fatalf("second sign-in went to %s / %v, want %s", d2.UserID, again["userId"], del.UserID)
 	}
 
 	// A replayed token is refused by handoff without asking the provider.
 	calls := sv.count()
-	status, replay := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-1", "email": "carol@example.com"})
-	capWant(t, "replay", status, http.StatusUnauthorized, replay)
+	status, replay := call(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-1", "email": "carol@example.com"})
+	want(t, "replay", status, http.StatusUnauthorized, replay)
 	if replay["type"] != "user_invalid_credentials" || !strings.Contains(fmt.Sprint(replay["message"]), "already used") || sv.count() != calls {
 		t.Fatalf("replay answered %v (siteverify calls %d → %d)", replay, calls, sv.count())
 	}
 	// A token the provider refuses; no token; the provider down.
-	status, failed := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "fail-1", "email": "carol@example.com"})
-	capWant(t, "refused token", status, http.StatusUnauthorized, failed)
+	status, failed := call(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "fail-1", "email": "carol@example.com"})
+	want(t, "refused token", status, http.StatusUnauthorized, failed)
 	if !strings.Contains(fmt.Sprint(failed["message"]), "invalid-input-response") {
 		t.Fatalf("refused token answered %v", failed)
 	}
-	status, missing := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"email": "carol@example.com"})
-	capWant(t, "no token", status, http.StatusBadRequest, missing)
-	status, down := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "down-1", "email": "carol@example.com"})
-	capWant(t, "siteverify down", status, http.StatusServiceUnavailable, down)
+	status, missing := call(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"email": "carol@example.com"})
+	want(t, "no token", status, http.StatusBadRequest, missing)
+	status, down := call(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "down-1", "email": "carol@example.com"})
+	want(t, "siteverify down", status, http.StatusServiceUnavailable, down)
 	if down["type"] != "provider_unavailable" {
 		t.Fatalf("siteverify down answered %v", down)
 	}
@@ -270,23 +219,23 @@ providers:
 
 	// {captcha, userId}: the backend links its existing user once (enroll),
 	// then a sign-in naming the user delivers that user's secret.
-	status, frank := capCall(t, d, "POST", "/v1/users", d.Key, "", map[string]any{"userId": "unique()", "name": "Frank"})
-	capWant(t, "create user", status, http.StatusCreated, frank)
+	status, frank := call(t, d, "POST", "/v1/users", d.Key, "", map[string]any{"userId": "unique()", "name": "Frank"})
+	want(t, "create user", status, http.StatusCreated, frank)
 	frankID, _ := frank["$id"].(string)
-	status, linked := capCall(t, d, "POST", "/v1/users/"+frankID+"/providers/captcha", d.Key, "", map[string]any{})
-	capWant(t, "enroll", status, http.StatusCreated, linked)
+	status, linked := call(t, d, "POST", "/v1/users/"+frankID+"/providers/captcha", d.Key, "", map[string]any{})
+	want(t, "enroll", status, http.StatusCreated, linked)
 	if linked["subject"] != frankID {
 		t.Fatalf("enroll answered %v", linked)
 	}
-	status, byID := capCall(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-4", "userId": frankID})
-	capWant(t, "verify by userId", status, http.StatusCreated, byID)
+	status, byID := call(t, d, "POST", "/v1/providers/captcha/verify", "", "", map[string]any{"captcha": "pass-4", "userId": frankID})
+	want(t, "verify by userId", status, http.StatusCreated, byID)
 	if d3 := capReceive(t, deliveries); d3.UserID != frankID || byID["userId"] != frankID || d3.Secret == "" {
 		t.Fatalf("sign-in by userId delivered %+v / %v, want %s", d3, byID, frankID)
 	}
 
 	// The captcha provider that would answer with the secret is refused.
-	status, list := capCall(t, d, "GET", "/v1/providers", d.Key, "", nil)
-	capWant(t, "list providers", status, http.StatusOK, list)
+	status, list := call(t, d, "GET", "/v1/providers", d.Key, "", nil)
+	want(t, "list providers", status, http.StatusOK, list)
 	health := map[string]string{}
 	var lastErr string
 	for _, p := range list["providers"].([]any) {
@@ -300,8 +249,8 @@ providers:
 		t.Fatalf("providers %v (captcha-in-response: %q), want captcha up and captcha-in-response refused", list, lastErr)
 	}
 	calls = sv.count()
-	status, refused := capCall(t, d, "POST", "/v1/providers/captcha-in-response/verify", "", "", map[string]any{"captcha": "pass-3", "email": "dave@example.com"})
-	capWant(t, "verify on the refused provider", status, http.StatusServiceUnavailable, refused)
+	status, refused := call(t, d, "POST", "/v1/providers/captcha-in-response/verify", "", "", map[string]any{"captcha": "pass-3", "email": "dave@example.com"})
+	want(t, "verify on the refused provider", status, http.StatusServiceUnavailable, refused)
 	if refused["type"] != "provider_unavailable" || sv.count() != calls {
 		t.Fatalf("the refused provider answered %v", refused)
 	}

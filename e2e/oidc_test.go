@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -38,38 +36,17 @@ func oidcBrowser(appHost string) *http.Client {
 	return oidctest.NewBrowser(func(u *url.URL) bool { return u.Host == appHost })
 }
 
-// oidcDo sends a JSON request with client c as a client SDK does (project
-// header, no key) and returns the answer and its decoded JSON.
+// oidcDo sends a JSON request with client c as a client SDK does (no
+// key; a session when one is given) and returns the answer.
 func oidcDo(t *testing.T, c *http.Client, method, u, session string, body any) (*http.Response, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Appwrite-Project", "default")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	hdr := map[string]string{}
 	if session != "" {
-		req.Header.Set("X-Appwrite-Session", session)
+		hdr["X-Appwrite-Session"] = session
 	}
-	resp, err := c.Do(req)
+	resp, out, err := send(c, method, u, hdr, body)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := map[string]any{}
-	if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
-		t.Fatalf("%s %s: %d, not JSON: %s", method, u, resp.StatusCode, raw)
 	}
 	return resp, out
 }
@@ -350,7 +327,7 @@ providers:
 		}
 
 		// Identities are linked by signing in; there is no enrollment.
-		status, enroll := pwCall(t, d, "POST", "/v1/users/"+userID+"/providers/auth0", d.Key, "", map[string]any{"sub": "someone"})
+		status, enroll := call(t, d, "POST", "/v1/users/"+userID+"/providers/auth0", d.Key, "", map[string]any{"sub": "someone"})
 		if status != http.StatusBadRequest || enroll["type"] != "provider_unsupported" {
 			t.Fatalf("enroll: %d %v", status, enroll)
 		}

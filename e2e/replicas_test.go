@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -130,39 +128,14 @@ type reply struct {
 
 func (r reply) str(k string) string { s, _ := r.body[k].(string); return s }
 
-// call sends a JSON request to d. A transport error is returned, not
-// fatal: the kill test expects them from the killed replica.
+// call sends a JSON request to d (see send). A transport error is
+// returned, not fatal: the kill test expects them from the killed replica.
 func (c *cluster) call(d *daemon, method, path string, hdr map[string]string, body any) (reply, error) {
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, d.URL+path, rd)
-	if err != nil {
+	resp, out, err := send(c.client, method, d.URL+path, hdr, body)
+	if resp == nil {
 		return reply{}, err
 	}
-	req.Header.Set("X-Appwrite-Project", "default")
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	r := reply{status: resp.StatusCode, header: resp.Header, body: map[string]any{}}
-	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			return r, fmt.Errorf("%s %s: %d, not JSON: %s", method, path, resp.StatusCode, raw)
-		}
-	}
-	return r, nil
+	return reply{status: resp.StatusCode, header: resp.Header, body: out}, err
 }
 
 // must is call for requests that must get an answer with status want.
