@@ -668,5 +668,25 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
+		// What the machine can verify: as many at once as it has cores
+		// (the plugin's max_concurrent defaults to GOMAXPROCS).
+		b.Run(bc.name+"/parallel", func(b *testing.B) {
+			c, _ := providertest.Connect(b, New, bc.cfg)
+			ctx := context.Background()
+			if _, err := c.Enroll(ctx, sdk.EnrollRequest{UserID: "u1", Payload: payload("username", "alice", "password", "correct horse")}); err != nil {
+				b.Fatal(err)
+			}
+			req := sdk.Request{Payload: payload("username", "alice", "password", "correct horse")}
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Verify(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
+		})
 	}
 }
