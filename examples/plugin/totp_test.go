@@ -6,14 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/handoffd/handoff/providers/providertest"
 	"github.com/handoffd/handoff/providers/sdk"
@@ -218,37 +214,22 @@ func TestConformance(t *testing.T) {
 }
 
 // TestREADMEConfig checks that the handoff config in the README's yaml
-// block is one this plugin accepts.
+// example is one this plugin accepts, and that the README's configuration
+// table names every config key and no other.
 func TestREADMEConfig(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
+	ps := providertest.READMEProviders(t, "README.md", "") // "": a third-party plugin has no kind
+	if len(ps) != 1 {
+		t.Fatalf("want one totp provider, got %+v", ps)
 	}
-	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(raw)
-	if m == nil {
-		t.Fatal("no yaml block in README.md")
-	}
-	var doc struct {
-		Providers []struct {
-			Name   string `yaml:"name"`
-			Plugin struct {
-				Path   string `yaml:"path"`
-				SHA256 string `yaml:"sha256"`
-			} `yaml:"plugin"`
-			Config  map[string]any `yaml:"config"`
-			Deliver struct {
-				Via string `yaml:"via"`
-			} `yaml:"deliver"`
-		} `yaml:"providers"`
-	}
-	if err := yaml.Unmarshal(m[1], &doc); err != nil {
-		t.Fatal(err)
-	}
-	if len(doc.Providers) != 1 || doc.Providers[0].Name != "totp" || doc.Providers[0].Plugin.Path == "" || doc.Providers[0].Deliver.Via != "response" {
-		t.Fatalf("README config: %+v", doc)
+	p := ps[0]
+	plugin, _ := p.Entry["plugin"].(map[string]any)
+	deliver, _ := p.Entry["deliver"].(map[string]any)
+	if p.Name != "totp" || plugin["path"] == nil || deliver["via"] != "response" {
+		t.Fatalf("README config: %+v", p.Entry)
 	}
 	c := providertest.Open(t, New)
-	if err := c.Configure(context.Background(), body(doc.Providers[0].Config)); err != nil {
-		t.Fatalf("README config %v: %v", doc.Providers[0].Config, err)
+	if err := c.Configure(context.Background(), p.Config); err != nil {
+		t.Fatalf("README config %s: %v", p.Config, err)
 	}
+	providertest.CheckConfigTable(t, "README.md", Config{})
 }

@@ -7,13 +7,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/handoffd/handoff/providers/providertest"
 	"github.com/handoffd/handoff/providers/sdk"
@@ -133,30 +129,14 @@ func TestSecretFiles(t *testing.T) {
 }
 
 // TestREADMEConfig parses the README's provider example with the plugin's
-// own decoder, and checks that the configuration table lists every key.
+// own decoder, and checks the configuration table against the config's
+// keys.
 func TestREADMEConfig(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
+	ps := providertest.READMEProviders(t, "README.md", "biometric")
+	if len(ps) != 1 {
+		t.Fatalf("want one biometric provider, got %+v", ps)
 	}
-	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(readme)
-	if m == nil {
-		t.Fatal("README.md has no yaml example")
-	}
-	var doc struct {
-		Providers []struct {
-			Kind   string         `yaml:"kind"`
-			Config map[string]any `yaml:"config"`
-		} `yaml:"providers"`
-	}
-	if err := yaml.Unmarshal(m[1], &doc); err != nil {
-		t.Fatal(err)
-	}
-	if len(doc.Providers) != 1 || doc.Providers[0].Kind != "biometric" {
-		t.Fatalf("want one biometric provider, got %+v", doc.Providers)
-	}
-	raw, _ := json.Marshal(doc.Providers[0].Config)
-	cfg, err := ParseConfig(raw)
+	cfg, err := ParseConfig(ps[0].Config)
 	if err != nil {
 		t.Fatalf("the README example does not parse: %v", err)
 	}
@@ -164,20 +144,7 @@ func TestREADMEConfig(t *testing.T) {
 	if *cfg.MinScore != *def.MinScore || cfg.Tolerance != def.Tolerance || cfg.Timeout != def.Timeout {
 		t.Errorf("the README example %+v should spell out the defaults", cfg)
 	}
-	var keys map[string]any
-	full, _ := json.Marshal(Config{})
-	_ = json.Unmarshal(full, &keys)
-	names := make([]string, 0, len(keys))
-	for k := range keys {
-		names = append(names, k)
-		if !strings.Contains(string(readme), "| `"+k+"` |") {
-			t.Errorf("the README's configuration table lacks %s", k)
-		}
-	}
-	sort.Strings(names)
-	if len(names) != 9 {
-		t.Errorf("config keys %q: update the README", names)
-	}
+	providertest.CheckConfigTable(t, "README.md", def)
 }
 
 func FuzzParseConfig(f *testing.F) {

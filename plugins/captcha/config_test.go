@@ -6,12 +6,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/handoffd/handoff/providers/providertest"
 	"github.com/handoffd/handoff/providers/sdk"
@@ -139,46 +136,19 @@ func TestSecretFile(t *testing.T) {
 }
 
 // TestREADMEConfig parses every captcha provider in the README's
-// examples with the plugin's own decoder, and checks that the
-// configuration table lists every key.
+// examples with the plugin's own decoder, checks that the examples show
+// every captcha provider type and set every key, and checks the
+// configuration table against the config's keys.
 func TestREADMEConfig(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(readme, -1)
-	if len(blocks) == 0 {
-		t.Fatal("README.md has no yaml example")
-	}
 	seen := map[string]bool{}
-	for _, m := range blocks {
-		var doc struct {
-			Providers []struct {
-				Name   string         `yaml:"name"`
-				Kind   string         `yaml:"kind"`
-				Config map[string]any `yaml:"config"`
-				Guards []string       `yaml:"guards"`
-			} `yaml:"providers"`
+	for _, p := range providertest.READMEProviders(t, "README.md", "captcha") {
+		cfg, err := ParseConfig(p.Config)
+		if err != nil {
+			t.Fatalf("the README's %s example does not parse: %v", p.Name, err)
 		}
-		if err := yaml.Unmarshal(m[1], &doc); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range doc.Providers {
-			if p.Kind != "captcha" {
-				continue
-			}
-			raw, err := json.Marshal(p.Config)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := ParseConfig(raw)
-			if err != nil {
-				t.Fatalf("the README's %s example does not parse: %v", p.Name, err)
-			}
-			seen[cfg.Provider] = true
-			for k := range p.Config {
-				seen["key:"+k] = true
-			}
+		seen[cfg.Provider] = true
+		for _, k := range p.Keys {
+			seen["key:"+k] = true
 		}
 	}
 	for _, p := range []string{HCaptcha, ReCAPTCHA, Turnstile} {
@@ -186,19 +156,15 @@ func TestREADMEConfig(t *testing.T) {
 			t.Errorf("the README has no %s example", p)
 		}
 	}
-	full, _ := json.Marshal(Config{})
-	var keys map[string]any
-	_ = json.Unmarshal(full, &keys)
-	if len(keys) != 11 {
-		t.Errorf("config keys %v: update the README", keys)
-	}
-	for k := range keys {
-		if !strings.Contains(string(readme), "| `"+k+"` |") {
-			t.Errorf("the README's configuration table lacks %s", k)
-		}
+	for _, k := range providertest.ConfigKeys(t, DefaultConfig()) {
 		if !seen["key:"+k] && k != "secret" {
 			t.Errorf("no README example sets %s", k)
 		}
+	}
+	providertest.CheckConfigTable(t, "README.md", DefaultConfig())
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, u := range []string{HCaptchaURL, ReCAPTCHAURL, TurnstileURL} {
 		if !strings.Contains(string(readme), u) {

@@ -3,16 +3,13 @@ package password
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"regexp"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/handoffd/handoff/providers/providertest"
 	"github.com/handoffd/handoff/providers/sdk"
 )
 
@@ -115,35 +112,14 @@ func flatten(err error) []error {
 }
 
 // TestREADMEConfig parses the README's complete provider example with the
-// plugin's own decoder, and checks that the configuration table lists every
-// key the plugin takes.
+// plugin's own decoder, checks that it sets every key to its default, and
+// checks the configuration table against the config's keys.
 func TestREADMEConfig(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
+	ps := providertest.READMEProviders(t, "README.md", "password")
+	if len(ps) != 1 {
+		t.Fatalf("want one password provider, got %+v", ps)
 	}
-	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(readme)
-	if m == nil {
-		t.Fatal("README.md has no yaml example")
-	}
-	var doc struct {
-		Providers []struct {
-			Name   string         `yaml:"name"`
-			Kind   string         `yaml:"kind"`
-			Config map[string]any `yaml:"config"`
-		} `yaml:"providers"`
-	}
-	if err := yaml.Unmarshal(m[1], &doc); err != nil {
-		t.Fatal(err)
-	}
-	if len(doc.Providers) != 1 || doc.Providers[0].Kind != "password" {
-		t.Fatalf("want one password provider, got %+v", doc.Providers)
-	}
-	raw, err := json.Marshal(doc.Providers[0].Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ParseConfig(raw)
+	cfg, err := ParseConfig(ps[0].Config)
 	if err != nil {
 		t.Fatalf("the README example does not parse: %v", err)
 	}
@@ -152,36 +128,8 @@ func TestREADMEConfig(t *testing.T) {
 	if cfg != def {
 		t.Fatalf("the README example %+v should spell out the defaults %+v", cfg, def)
 	}
-
-	// Every leaf key of the config appears in the example and in the table.
-	var tree, example any
-	full, _ := json.Marshal(DefaultConfig())
-	_ = json.Unmarshal(full, &tree)
-	_ = json.Unmarshal(raw, &example)
-	all := leafKeys("", tree)
-	if got := leafKeys("", example); strings.Join(got, " ") != strings.Join(all, " ") {
-		t.Errorf("the example sets %q, the config has %q", got, all)
+	if all := providertest.ConfigKeys(t, DefaultConfig()); !slices.Equal(ps[0].Keys, all) {
+		t.Errorf("the example sets %q, the config has %q", ps[0].Keys, all)
 	}
-	for _, k := range all {
-		if !strings.Contains(string(readme), "| `"+k+"` |") {
-			t.Errorf("the README's configuration table lacks %s", k)
-		}
-	}
-	if len(all) != 9 {
-		t.Errorf("config keys %q: update the README", all)
-	}
-}
-
-// leafKeys lists the dotted paths of v's leaves, sorted.
-func leafKeys(prefix string, v any) []string {
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return []string{prefix}
-	}
-	var out []string
-	for k, sub := range obj {
-		out = append(out, leafKeys(strings.TrimPrefix(prefix+"."+k, "."), sub)...)
-	}
-	sort.Strings(out)
-	return out
+	providertest.CheckConfigTable(t, "README.md", DefaultConfig())
 }

@@ -16,6 +16,21 @@
 //		providertest.Run(t, providertest.Suite{New: totp.New, Config: map[string]any{"issuer": "MyApp"}})
 //	}
 //
+// A plugin's README is tested too: READMEProviders returns the providers of
+// the README's yaml config examples, with each config section as the JSON
+// the plugin decodes, and CheckConfigTable checks the Configuration
+// section's table against the config's keys, both ways:
+//
+//	func TestREADMEConfig(t *testing.T) {
+//		for _, p := range providertest.READMEProviders(t, "README.md", "") {
+//			c := providertest.Open(t, totp.New)
+//			if err := c.Configure(ctx, p.Config); err != nil {
+//				t.Errorf("the README's %s example: %v", p.Name, err)
+//			}
+//		}
+//		providertest.CheckConfigTable(t, "README.md", totp.Config{})
+//	}
+//
 // The pair is real gRPC over a unix socket with the plugin's own server
 // adapter and the host's client adapter and KV server, so error codes,
 // deadlines and host KV calls cross it as they cross a process boundary.
