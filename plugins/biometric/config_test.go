@@ -72,30 +72,12 @@ func TestConfigErrors(t *testing.T) {
 			if strings.Contains(err.Error(), "Injected") {
 				t.Fatalf("the error echoes a header value: %v", err)
 			}
-			var keys []string
-			for _, e := range flatten(err) {
-				var ce *sdk.ConfigError
-				if !errors.As(e, &ce) {
-					t.Fatalf("%v is not a *sdk.ConfigError", e)
-				}
-				keys = append(keys, ce.Key)
-			}
+			keys := providertest.ConfigErrorKeys(t, err)
 			if strings.Join(keys, " ") != strings.Join(tc.keys, " ") {
 				t.Fatalf("keys %q, want %q (%v)", keys, tc.keys, err)
 			}
 		})
 	}
-}
-
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 // TestSecretFiles: both secrets may come from files, read at Configure.

@@ -1,6 +1,7 @@
 package providertest_test
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/handoffd/handoff/providers/providertest"
+	"github.com/handoffd/handoff/providers/sdk"
 )
 
 // demoConfig is the config of the plugin testdata/good.md documents.
@@ -143,5 +145,15 @@ func TestConfigKeys(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestConfigErrorKeys(t *testing.T) {
+	err := errors.Join(&sdk.ConfigError{Key: "a", Message: "x"}, errors.Join(&sdk.ConfigError{Key: "b.c", Message: "y"}))
+	if got := providertest.ConfigErrorKeys(t, err); strings.Join(got, " ") != "a b.c" {
+		t.Fatalf("keys %q", got)
+	}
+	if got := providertest.ConfigErrorKeys(t, nil); len(got) != 0 {
+		t.Fatalf("keys of nil: %q", got)
 	}
 }
