@@ -369,10 +369,7 @@ func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := d.core.KV(flowNamespace).Put(r.Context(), state, raw, flowTTL); err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: flowCookie(state), Value: binding, Path: "/", MaxAge: int(flowTTL / time.Second),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode, // Lax: sent on the IdP's redirect back
-	})
+	http.SetCookie(w, d.flowBinding(r, p.cfg.Name, state, binding, int(flowTTL/time.Second)))
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
 	w.Header().Set("Pragma", "no-cache")
 	http.Redirect(w, r, res.AuthURL, http.StatusMovedPermanently)
@@ -405,7 +402,7 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	if json.Unmarshal(raw, &f) != nil || f.Provider != p.cfg.Name {
 		return errFlowNotFound
 	}
-	http.SetCookie(w, &http.Cookie{Name: flowCookie(state), Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, d.flowBinding(r, p.cfg.Name, state, "", -1))
 	fail := func(err error) error {
 		ae := d.toAPIError(r, err)
 		body, _ := json.Marshal(map[string]any{"message": ae.Message, "type": ae.Type, "code": ae.Status})
@@ -442,6 +439,20 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, withQuery(f.Success, url.Values{"userId": {user.ID}, "secret": {secret}}), http.StatusMovedPermanently)
 	return nil
+}
+
+// flowBinding is the cookie that binds a flow to its browser (maxAge -1
+// deletes it). Over https it is SameSite=None, so that it also comes back
+// with an IdP's cross-site form POST to the callback (response_mode
+// form_post, as Sign in with Apple answers); the cookie needs no SameSite
+// protection, since its value only has to match the flow. Over plain http
+// (a local setup) browsers take only Lax, which still covers redirects.
+func (d *Daemon) flowBinding(r *http.Request, provider, state, value string, maxAge int) *http.Cookie {
+	c := &http.Cookie{Name: flowCookie(state), Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if strings.HasPrefix(d.callbackURL(r, provider), "https://") {
+		c.Secure, c.SameSite = true, http.SameSiteNoneMode
+	}
+	return c
 }
 
 // sameBrowser reports whether the request carries the cookie beginOAuth2

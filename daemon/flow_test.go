@@ -454,3 +454,21 @@ func TestEmailDelivery(t *testing.T) {
 		t.Fatal("no mail")
 	}
 }
+
+// TestFlowBindingCookie: over https the binding cookie is Secure and
+// SameSite=None, so it comes back with an IdP's cross-site form POST
+// (form_post); over plain http it is Lax.
+func TestFlowBindingCookie(t *testing.T) {
+	r := httptest.NewRequest("GET", "/v1/account/tokens/oauth2/idp", nil)
+	plain := newTestServer(t).d.flowBinding(r, "idp", "st", "v", 600)
+	if plain.Secure || plain.SameSite != http.SameSiteLaxMode || !plain.HttpOnly || plain.Name != flowCookie("st") {
+		t.Fatalf("over http: %+v", plain)
+	}
+	tls := newTestServer(t, func(c *config.Config) { c.PublicURL = "https://auth.example.com" }).d.flowBinding(r, "idp", "st", "v", 600)
+	if !tls.Secure || tls.SameSite != http.SameSiteNoneMode || !tls.HttpOnly {
+		t.Fatalf("over https: %+v", tls)
+	}
+	if flowCookie("st") == flowCookie("st2") {
+		t.Fatal("two flows share a cookie")
+	}
+}
