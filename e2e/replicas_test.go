@@ -3,13 +3,10 @@ package e2e
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/handoffd/handoff/tokenstore/postgres"
 )
 
 // Several real handoff processes on one PostgreSQL database, as behind a
@@ -53,35 +52,17 @@ func pgSchema(t *testing.T) string {
 	if err != nil {
 		requireTool(t, false, fmt.Sprintf("a reachable PostgreSQL server at %s (%v)", pgDSNEnv, err))
 	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "handoff_e2e_" + hex.EncodeToString(b[:])
-	ident := pgx.Identifier{schema}.Sanitize()
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema: %v", err)
+	conn.Close(ctx)
+	_, schemaDSN, drop, err := postgres.TempSchema(ctx, dsn, "handoff_e2e_")
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
+		if err := drop(); err != nil {
+			t.Error(err)
 		}
 	})
-	u, err := url.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return strings.TrimSpace(dsn) + " search_path=" + schema
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return schemaDSN
 }
 
 // cluster is n handoff processes on one schema. key is the API key the

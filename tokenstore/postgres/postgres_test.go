@@ -3,8 +3,6 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -43,21 +41,15 @@ func testDSN(tb testing.TB) string {
 // with everything in it when the test ends.
 func freshSchema(tb testing.TB) string {
 	tb.Helper()
-	dsn := testDSN(tb)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "handoff_test_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	name, _, drop, err := TempSchema(ctx, testDSN(tb), "handoff_test_")
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			tb.Errorf("drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
-			tb.Errorf("drop schema %s: %v", name, err)
+		if err := drop(); err != nil {
+			tb.Error(err)
 		}
 	})
 	return name
