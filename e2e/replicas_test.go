@@ -75,13 +75,13 @@ type cluster struct {
 	client   *http.Client
 }
 
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t *testing.T, n int, cfg string) *cluster {
 	t.Helper()
 	c := &cluster{dsn: pgSchema(t)}
 	for i := range n {
 		// Started one after the other: the first creates the schema's
 		// tables, the pepper, the signing key and the bootstrap key.
-		d := startDaemon(t, replicaConfig, "HANDOFF_STORE__DSN="+c.dsn)
+		d := startDaemon(t, cfg, "HANDOFF_STORE__DSN="+c.dsn)
 		if i == 0 {
 			c.key = d.Key
 		} else if d.Key != "" {
@@ -163,7 +163,7 @@ func credential(t *testing.T, r reply) string {
 }
 
 func TestReplicaExchangeAcrossReplicas(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, replicaConfig)
 	a, b, third := c.replicas[0], c.replicas[1], c.replicas[2]
 
 	// The first replica's key works on the others.
@@ -289,7 +289,7 @@ func verifyJWT(t *testing.T, jwt string, set map[string]ed25519.PublicKey) strin
 }
 
 func TestReplicaJWTAndKeyRotation(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, replicaConfig)
 	a, b := c.replicas[0], c.replicas[1]
 	c.createUser(t, a, "bob")
 	secret, r, err := c.mint(a, "bob")
@@ -381,7 +381,7 @@ type minted struct {
 }
 
 func TestReplicaKilledUnderLoad(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, replicaConfig)
 	const users, workers = 16, 24
 	for i := range users {
 		c.createUser(t, c.replicas[i%3], fmt.Sprintf("load%02d", i))
@@ -523,4 +523,36 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d exchanged under load, %d exchanged after (%d unanswered by the victim and used there), %d re-exchanges refused",
 		len(tokens)-pending, pending-ambiguous, ambiguous, checkedTwice)
+}
+
+// TestReplicaRateLimitsShared: Appwrite's route limit on exchanges (10 an
+// hour per IP and user) is counted in the database, so a client that
+// spreads its guesses over the replicas gets 10 in all, not 10 each.
+func TestReplicaRateLimitsShared(t *testing.T) {
+	c := startCluster(t, 3, "store:\n  driver: postgres\n")
+	c.createUser(t, c.replicas[0], "bob")
+	secret, r, err := c.mint(c.replicas[1], "bob")
+	if err != nil || r.status != http.StatusCreated {
+		t.Fatalf("mint: %v %d %v", err, r.status, r.body)
+	}
+	for i := range 10 {
+		d := c.replicas[i%3]
+		r := c.must(t, d, http.StatusUnauthorized, "POST", "/v1/account/sessions/token", nil, map[string]any{"userId": "bob", "secret": fmt.Sprintf("%032x", i)})
+		if got, want := r.header.Get("X-RateLimit-Remaining"), fmt.Sprint(9-i); got != want {
+			t.Fatalf("guess %d on replica %d: X-RateLimit-Remaining %s, want %s", i+1, i%3, got, want)
+		}
+	}
+	// The eleventh try, with the right secret, on any replica: refused.
+	for i, d := range c.replicas {
+		r := c.must(t, d, http.StatusTooManyRequests, "POST", "/v1/account/sessions/token", nil, map[string]any{"userId": "bob", "secret": secret})
+		if r.str("type") != "general_rate_limit_exceeded" {
+			t.Fatalf("replica %d: %v", i, r.body)
+		}
+	}
+	// An API key caller is exempt, as in Appwrite; but the ten wrong
+	// guesses also reached tokens.max_attempts, which burned the token.
+	r = c.must(t, c.replicas[2], http.StatusUnauthorized, "POST", "/v1/account/sessions/token", c.keyHdr(), map[string]any{"userId": "bob", "secret": secret})
+	if r.str("type") != "user_invalid_token" {
+		t.Fatalf("key caller after the burn: %v", r.body)
+	}
 }
