@@ -15,6 +15,10 @@ func (c *Core) Hit(ctx context.Context, key string, period time.Duration, now ti
 	start := now.Truncate(period)
 	end := start.Add(period)
 	k := []byte(key)
+	if ctr, ok := c.store.(Counter); ok {
+		n, err := ctr.Count(ctx, bucketLimits, k, start, end)
+		return n, end, err
+	}
 	var count uint64
 	err := c.store.Update(ctx, func(tx Tx) error {
 		count = 1

@@ -25,6 +25,21 @@ type Store interface {
 	Close() error
 }
 
+// Counter is an optional capability of a Store that several daemons
+// share: it counts a hit in one atomic statement of its own, outside any
+// transaction, so that counters which many requests bump at once (the
+// route limits) never make transactions conflict. A Store without it has
+// the core count in an Update.
+type Counter interface {
+	// Count adds one to the counter under key in bucket for the window
+	// that begins at start and returns the count, this hit included; a
+	// counter of an earlier window starts again at one. The value is kept
+	// as the core keeps it in an Update: the window's start in unix
+	// nanoseconds, then the count, 8 bytes big-endian each. The key
+	// expires at expire.
+	Count(ctx context.Context, bucket string, key []byte, start, expire time.Time) (int, error)
+}
+
 // Tx is one transaction. Slices it returns or passes to callbacks are valid
 // only until the transaction ends; values passed to Put or Insert must not
 // be modified by the caller afterwards.

@@ -23,8 +23,9 @@ import (
 
 // Interface guards.
 var (
-	_ tokenstore.Store = (*Store)(nil)
-	_ tokenstore.Tx    = (*tx)(nil)
+	_ tokenstore.Store   = (*Store)(nil)
+	_ tokenstore.Tx      = (*tx)(nil)
+	_ tokenstore.Counter = (*Store)(nil)
 )
 
 // Errors of Open. They belong to this backend (the Store contract has no
