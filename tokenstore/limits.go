@@ -40,5 +40,8 @@ func (c *Core) Hit(ctx context.Context, key string, period time.Duration, now ti
 
 // ResetHits forgets key's window (Appwrite's abuse reset after a success).
 func (c *Core) ResetHits(ctx context.Context, key string) error {
+	if ctr, ok := c.store.(Counter); ok {
+		return ctr.Forget(ctx, bucketLimits, []byte(key))
+	}
 	return c.store.Update(ctx, func(tx Tx) error { return tx.Delete(bucketLimits, []byte(key)) })
 }

@@ -38,6 +38,9 @@ type Counter interface {
 	// nanoseconds, then the count, 8 bytes big-endian each. The key
 	// expires at expire.
 	Count(ctx context.Context, bucket string, key []byte, start, expire time.Time) (int, error)
+	// Forget deletes a counter, also in a statement of its own. An absent
+	// key is no error.
+	Forget(ctx context.Context, bucket string, key []byte) error
 }
 
 // Tx is one transaction. Slices it returns or passes to callbacks are valid

@@ -41,3 +41,18 @@ func (s *Store) Count(ctx context.Context, bucket string, key []byte, start, exp
 	}
 	return int(min(binary.BigEndian.Uint64(value[8:]), 1<<31-1)), nil
 }
+
+// Forget implements tokenstore.Counter.
+func (s *Store) Forget(ctx context.Context, bucket string, key []byte) error {
+	if s.closed.Load() {
+		return tokenstore.ErrClosed
+	}
+	s.roundTrips.Add(1)
+	if _, err := s.pool.Exec(ctx, qDelete, bucket, key); err != nil {
+		if serverDown(err) && ctx.Err() == nil {
+			return unavailable(err)
+		}
+		return fmt.Errorf("postgres: forget: %w", err)
+	}
+	return nil
+}

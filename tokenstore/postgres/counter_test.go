@@ -41,4 +41,16 @@ func TestCount(t *testing.T) {
 	if n, err := s.Count(ctx, "limits", []byte("k"), start.Add(time.Hour), start.Add(2*time.Hour)); err != nil || n != 1 {
 		t.Fatalf("the next window: %d, %v; want 1", n, err)
 	}
+	if err := s.Forget(ctx, "limits", []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Forget(ctx, "limits", []byte("never")); err != nil {
+		t.Fatalf("forget an absent key: %v", err)
+	}
+	if n, err := s.Count(ctx, "limits", []byte("k"), start.Add(time.Hour), start.Add(2*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("after Forget: %d, %v; want 1", n, err)
+	}
+	if s.Stats().Transactions != before.Transactions {
+		t.Fatal("Forget ran a transaction")
+	}
 }
