@@ -82,6 +82,12 @@
 // at once without deleting (or counting) a row twice or waiting on each
 // other.
 //
+// Count and Forget (tokenstore.Counter) keep the route limits' counters
+// that all replicas share, each in one statement outside any transaction:
+// an INSERT ... ON CONFLICT DO UPDATE ... RETURNING under the row's lock,
+// and a DELETE. The few live limit rows are bumped by many requests at
+// once; in serializable transactions they conflicted and retried.
+//
 // # Round trips
 //
 // A request's latency on PostgreSQL is mostly round trips, so a
