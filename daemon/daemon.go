@@ -76,7 +76,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.core = core
-	d.limits = newCounter(d.cfg.Store.Driver, core)
+	d.limits = newCounter(core)
 	if _, err := BootstrapKey(ctx, core, d.notice); err != nil {
 		d.Close()
 		return nil, err

@@ -20,11 +20,12 @@ type counter interface {
 	reset(ctx context.Context, key string) error
 }
 
-// newCounter picks where the limits are counted: in the store when several
-// daemons share it (PostgreSQL), so a client gets the same limit whichever
-// replica answers; in memory for the embedded store, which one daemon owns.
-func newCounter(driver string, core *tokenstore.Core) counter {
-	if driver == "postgres" {
+// newCounter picks where the limits are counted: in the store when it is
+// one several daemons share (a tokenstore.Counter: PostgreSQL), so a
+// client gets the same limit whichever replica answers; in memory for the
+// embedded store, which one daemon owns.
+func newCounter(core *tokenstore.Core) counter {
+	if _, shared := core.Store().(tokenstore.Counter); shared {
 		return storeCounter{core}
 	}
 	return newMemCounter()

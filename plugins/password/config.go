@@ -146,9 +146,9 @@ func (c *Config) Validate() error {
 	if c.Lockout.Attempts < 0 || c.Lockout.Attempts > maxLockoutAttempts {
 		bad("lockout.attempts", "must be 1..%d, or 0 to turn lockout off, got %d", maxLockoutAttempts, c.Lockout.Attempts)
 	}
-	switch d := c.Lockout.Duration; {
-	case d.Check(maxLockoutDuration) != "":
-		bad("lockout.duration", "%s", d.Check(maxLockoutDuration))
+	switch d, p := c.Lockout.Duration, c.Lockout.Duration.Check(maxLockoutDuration); {
+	case p != "":
+		bad("lockout.duration", "%s", p)
 	case d.Duration < minLockoutDuration && !c.InsecureFast:
 		bad("lockout.duration", "must be at least %s (insecure_fast allows less, for tests only), got %s", minLockoutDuration, d.Duration)
 	}

@@ -53,31 +53,23 @@ func READMEProviders(t testing.TB, path, kind string) []READMEProvider {
 	var out []READMEProvider
 	for i, m := range yamlBlock.FindAllSubmatch(readme, -1) {
 		var doc map[string]any
-		var typed struct {
-			Providers []struct {
-				Name   string         `yaml:"name"`
-				Kind   string         `yaml:"kind"`
-				Config map[string]any `yaml:"config"`
-			} `yaml:"providers"`
-		}
 		if err := yaml.Unmarshal(m[1], &doc); err != nil {
 			t.Fatalf("%s: yaml example %d: %v", path, i+1, err)
 		}
-		if err := yaml.Unmarshal(m[1], &typed); err != nil {
-			t.Fatalf("%s: yaml example %d: %v", path, i+1, err)
-		}
 		entries, _ := doc["providers"].([]any)
-		for j, p := range typed.Providers {
-			if p.Kind != kind {
+		for _, e := range entries {
+			entry, _ := e.(map[string]any)
+			name, _ := entry["name"].(string)
+			if k, _ := entry["kind"].(string); k != kind {
 				continue
 			}
-			raw, err := json.Marshal(p.Config)
+			config, _ := entry["config"].(map[string]any)
+			raw, err := json.Marshal(config)
 			if err != nil {
-				t.Fatalf("%s: yaml example %d: provider %s: %v", path, i+1, p.Name, err)
+				t.Fatalf("%s: yaml example %d: provider %s: %v", path, i+1, name, err)
 			}
-			entry, _ := entries[j].(map[string]any)
 			out = append(out, READMEProvider{
-				Name: p.Name, Kind: p.Kind, Config: raw, Keys: ConfigKeys(t, p.Config),
+				Name: name, Kind: kind, Config: raw, Keys: ConfigKeys(t, config),
 				Entry: entry, Doc: doc,
 			})
 		}
