@@ -161,7 +161,7 @@ func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) 
 func (w *webhookSender) attempt(ctx context.Context, id string, body []byte, n int) error {
 	err := w.post(ctx, id, body)
 	if err != nil {
-		w.log.Warn("webhook attempt failed", "attempt", n, "of", w.attempts, "webhook_id", id, "err", err.Error())
+		w.log.Warn("webhook attempt failed", "attempt", n, "attempts", w.attempts, "webhook_id", id, "err", err.Error())
 	}
 	return err
 }

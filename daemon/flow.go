@@ -327,13 +327,13 @@ func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
-	if ch != channelBody {
-		if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
-			return err
-		}
-		secret = ""
+	shown := ""
+	if ch == channelBody {
+		shown = secret
+	} else if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusCreated, newTokenModel(t, secret))
+	writeJSON(w, http.StatusCreated, newTokenModel(t, shown))
 	return nil
 }
 
@@ -468,14 +468,11 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return fail(err)
 	}
-	back := url.Values{"userId": {user.ID}, "secret": {secret}}
-	if ch != channelLocation {
-		// Out of band: the browser learns its user id, the app's backend
-		// or the user's mailbox the secret.
-		if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
-			return fail(err)
-		}
-		delete(back, "secret")
+	back := url.Values{"userId": {user.ID}}
+	if ch == channelLocation {
+		back.Set("secret", secret)
+	} else if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
+		return fail(err) // out of band: the browser learns its user id, the backend or mailbox the secret
 	}
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
 	w.Header().Set("Pragma", "no-cache")
