@@ -76,7 +76,7 @@ const (
 	bucketUsersByPhone   = "users_phone"     // phone -> userId
 	bucketUsersByCreated = "users_created"   // created(8) userId -> ""
 	bucketTokens         = "tokens"          // userId 0 hmac -> token
-	bucketFailures       = "failures"        // userId -> failed exchanges
+	bucketFailures       = "failures"        // no longer written (counts are on the tokens); old keys expire
 	bucketSessions       = "sessions"        // sessionId -> session
 	bucketSessionsByHash = "sessions_hash"   // sha256(secret) -> sessionId
 	bucketUserSessions   = "user_sessions"   // userId 0 created(8) sessionId -> ""

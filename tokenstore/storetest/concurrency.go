@@ -137,7 +137,7 @@ func testRaceExchangeOnce(t *testing.T, s *suite) {
 }
 
 func testRaceManyUsers(t *testing.T, s *suite) {
-	e := s.env(t, tokenstore.Options{MaxSessions: -1})
+	e := s.env(t, tokenstore.Options{MaxSessions: -1, MaxOutstanding: raceWorkers / 4})
 	const perWorker = 4
 	e.user("shared")
 	users := make([]string, raceWorkers)
