@@ -55,7 +55,7 @@ func (c *Core) Mint(ctx context.Context, r MintRequest) (Token, string, error) {
 			}
 			return err
 		}
-		if err := c.evictTokens(tx, r.UserID, now, c.opts.MaxOutstanding-1); err != nil {
+		if err := evictTokens(tx, r.UserID, now, c.opts.MaxOutstanding-1); err != nil {
 			return err
 		}
 		// Two secrets of one user colliding (likely only for short
@@ -115,8 +115,10 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 				return err
 			}
 			// The key lookup already matched the keyed hash; the
-			// constant-time compare guards the record itself.
-			if hmac.Equal(t.Hash, mac) && !now.After(t.Expire) {
+			// constant-time compare guards the record itself. A count
+			// at the limit (which a lowered MaxAttempts, or a replica
+			// configured otherwise, can leave) refuses like a burn.
+			if hmac.Equal(t.Hash, mac) && !now.After(t.Expire) && t.Attempts < c.opts.MaxAttempts {
 				if t.Provider != "" {
 					s.Provider = t.Provider
 					s.Factors = []string{t.Provider}
@@ -177,7 +179,7 @@ func (c *Core) countFailure(tx Tx, userID string, now time.Time) error {
 
 // evictTokens deletes userID's expired tokens and, of its live ones, the
 // oldest beyond keep.
-func (c *Core) evictTokens(tx Tx, userID string, now time.Time, keep int) error {
+func evictTokens(tx Tx, userID string, now time.Time, keep int) error {
 	toks, err := userTokens(tx, userID)
 	if err != nil {
 		return err

@@ -30,6 +30,7 @@ var exchangeTests = []test{
 	{"MaxAttemptsBurnsTokens", testExchangeMaxAttempts},
 	{"MaxAttemptsOption", testExchangeMaxAttemptsOption},
 	{"BurnSparesLaterTokens", testExchangeBurnSparesLater},
+	{"LoweredMaxAttempts", testExchangeLoweredMaxAttempts},
 	{"SuccessKeepsOtherCounts", testExchangeSuccessKeepsCounts},
 	{"ConcurrentGuessesBurn", testExchangeConcurrentGuesses},
 	{"MaxOutstanding", testMaxOutstanding},
@@ -372,6 +373,20 @@ func testExchangeMaxAttempts(t *testing.T, s *suite) {
 	_, fresh := e.mint("u1")
 	_, _, err = e.core.Exchange(e.ctx, "u1", fresh, tokenstore.Client{})
 	must(t, "Exchange of a token minted after the burn", err)
+}
+
+// testExchangeLoweredMaxAttempts: a token that faced more wrong guesses
+// than a core's MaxAttempts (a lowered setting, another replica's) is
+// refused by that core even with the right secret.
+func testExchangeLoweredMaxAttempts(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	_, secret := e.mint("u1")
+	for range 5 {
+		e.guess("u1")
+	}
+	strict := e.replica(tokenstore.Options{MaxAttempts: 3})
+	strict.wantExchange("Exchange under MaxAttempts 3 of a token with 5 wrong guesses", "u1", secret, false)
 }
 
 func testExchangeMaxAttemptsOption(t *testing.T, s *suite) {
