@@ -42,9 +42,12 @@ type Store struct {
 type Tokens struct {
 	Length      int           `koanf:"length"`       // 4..128, default 6
 	Expire      time.Duration `koanf:"expire"`       // 60s..1y, default 15m
-	MaxAttempts int           `koanf:"max_attempts"` // default 10
-	Pepper      string        `koanf:"pepper"`       // optional; hex or text
-	PepperFile  string        `koanf:"pepper_file"`  // read into Pepper by Load
+	MaxAttempts int           `koanf:"max_attempts"` // wrong guesses a token survives; default 10
+	// MaxOutstanding caps a user's live tokens; minting more removes the
+	// oldest. 1..100, default 5.
+	MaxOutstanding int    `koanf:"max_outstanding"`
+	Pepper         string `koanf:"pepper"`      // optional; hex or text
+	PepperFile     string `koanf:"pepper_file"` // read into Pepper by Load
 
 	pepperFromFile bool // Pepper was read from PepperFile by Load
 }

@@ -28,9 +28,10 @@ func Default() Config {
 			SweepInterval: time.Minute,
 		},
 		Tokens: Tokens{
-			Length:      6,
-			Expire:      15 * time.Minute,
-			MaxAttempts: 10,
+			Length:         6,
+			Expire:         15 * time.Minute,
+			MaxAttempts:    10,
+			MaxOutstanding: 5,
 		},
 		Sessions: Sessions{
 			Duration:   8760 * time.Hour,

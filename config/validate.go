@@ -50,6 +50,7 @@ const (
 	MinTokenExpire   = 60 * time.Second
 	MaxTokenExpire   = 31536000 * time.Second
 	MaxAttempts      = 100 // NIST SP 800-63B allows at most 100 consecutive failures
+	MaxOutstanding   = 100
 	MinSession       = time.Minute
 	MinMaxBodyBytes  = 1 << 10
 	MaxMaxBodyBytes  = 64 << 20
@@ -157,6 +158,9 @@ func (v *validator) tokens(t Tokens) {
 	v.tokenExpire("tokens.expire", t.Expire)
 	if t.MaxAttempts < 1 || t.MaxAttempts > MaxAttempts {
 		v.add("tokens.max_attempts", "must be between 1 and %d (NIST SP 800-63B allows at most %d), got %d", MaxAttempts, MaxAttempts, t.MaxAttempts)
+	}
+	if t.MaxOutstanding < 1 || t.MaxOutstanding > MaxOutstanding {
+		v.add("tokens.max_outstanding", "must be between 1 and %d, got %d", MaxOutstanding, t.MaxOutstanding)
 	}
 	if t.Pepper != "" && len(t.Pepper) < MinPepperLength {
 		v.add("tokens.pepper", "must be at least %d characters (or leave it empty to have one generated)", MinPepperLength)

@@ -141,6 +141,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokens
 		TokenLength:     cfg.Tokens.Length,
 		TokenExpire:     cfg.Tokens.Expire,
 		MaxAttempts:     cfg.Tokens.MaxAttempts,
+		MaxOutstanding:  cfg.Tokens.MaxOutstanding,
 		SessionDuration: cfg.Sessions.Duration,
 		MaxSessions:     cfg.Sessions.MaxPerUser,
 		Pepper:          []byte(cfg.Tokens.Pepper),

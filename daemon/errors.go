@@ -69,6 +69,15 @@ func invalidParam(param, reason string) *apiError {
 	return &apiError{400, "general_argument_invalid", "Invalid `" + param + "` param: " + reason}
 }
 
+// invalidIdentity is a plugin's identity the core refused: a 502, since the
+// fault is the upstream's (the plugin, or the IdP behind it), which should
+// have refused the proof or cleaned what it reports, not the client's,
+// which often cannot see or change it (an IdP's subject). The answer names
+// the field and the rule, never the value.
+func invalidIdentity(e *tokenstore.IdentityError) *apiError {
+	return &apiError{502, "provider_invalid_identity", "The provider reported an identity this server cannot accept: its " + e.Field + " " + e.Reason + "."}
+}
+
 func missingParam(param string) *apiError {
 	return &apiError{400, "general_argument_invalid", "Param \"" + param + "\" is not optional."}
 }
@@ -79,12 +88,16 @@ func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	var (
 		ae  *apiError
 		arg *tokenstore.ArgumentError
+		bad *tokenstore.IdentityError
 	)
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &arg):
 		return invalidParam(arg.Param, arg.Reason)
+	case errors.As(err, &bad):
+		d.log.WarnContext(r.Context(), "provider reported an invalid identity", "provider", bad.Provider, "field", bad.Field, "reason", bad.Reason)
+		return invalidIdentity(bad)
 	case errors.Is(err, tokenstore.ErrUserNotFound):
 		return errUserNotFound
 	case errors.Is(err, tokenstore.ErrUserExists):

@@ -381,8 +381,11 @@ type minted struct {
 }
 
 func TestReplicaKilledUnderLoad(t *testing.T) {
-	c := startCluster(t, 3, replicaConfig)
-	const users, workers = 16, 24
+	// Half the tokens are kept for the check at the end, up to keepPerUser
+	// a user: tokens.max_outstanding would evict any beyond it.
+	c := startCluster(t, 3, replicaConfig+"tokens:\n  max_outstanding: 100\n")
+	const users, workers, keepPerUser = 16, 24, 40
+	kept := map[string]int{}
 	for i := range users {
 		c.createUser(t, c.replicas[i%3], fmt.Sprintf("load%02d", i))
 	}
@@ -439,8 +442,12 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 				}
 				mu.Lock()
 				tokens = append(tokens, tok)
+				keep := n%2 == 0 && kept[user] < keepPerUser
+				if keep {
+					kept[user]++
+				}
 				mu.Unlock()
-				if n%2 == 0 {
+				if keep {
 					continue // kept for the check at the end
 				}
 				xi := alive(n + 1) // another replica than the minting one

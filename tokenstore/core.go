@@ -25,21 +25,21 @@ const (
 	DefaultTokenExpire = 900 * time.Second
 
 	DefaultMaxAttempts     = 10
+	DefaultMaxOutstanding  = 5
+	MaxMaxOutstanding      = 100
 	DefaultSessionDuration = 31536000 * time.Second
 	DefaultMaxSessions     = 10
 
 	// sessionSecretLength is the hex length of a session secret.
 	sessionSecretLength = 256
-	// failureWindow is how long a run of failed exchanges is remembered
-	// after the last one.
-	failureWindow = 24 * time.Hour
 )
 
 // Options tune the core. The zero value takes every default.
 type Options struct {
 	TokenLength     int           // default secret length, 4..128
 	TokenExpire     time.Duration // default token lifetime, 60s..1y
-	MaxAttempts     int           // failed exchanges before a user's tokens burn
+	MaxAttempts     int           // wrong guesses a token faces before it burns
+	MaxOutstanding  int           // live tokens per user, 1..100; minting more evicts the oldest
 	SessionDuration time.Duration // session lifetime
 	MaxSessions     int           // sessions per user; the oldest go first; <0 unlimited
 	// Pepper keys the HMAC of token secrets. Empty: the store's own,
@@ -58,6 +58,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.MaxOutstanding == 0 {
+		o.MaxOutstanding = DefaultMaxOutstanding
 	}
 	if o.SessionDuration == 0 {
 		o.SessionDuration = DefaultSessionDuration
@@ -88,6 +91,9 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 		return nil, err
 	}
 	if err := checkRange("expire", int(opts.TokenExpire/time.Second), int(MinTokenExpire/time.Second), int(MaxTokenExpire/time.Second)); err != nil {
+		return nil, err
+	}
+	if err := checkRange("max_outstanding", opts.MaxOutstanding, 1, MaxMaxOutstanding); err != nil {
 		return nil, err
 	}
 	c := &Core{store: store, opts: opts, pepper: opts.Pepper}

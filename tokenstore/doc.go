@@ -1,7 +1,8 @@
 // Package tokenstore is handoff's token core: users, identities, one-time
 // tokens, sessions, API keys, JWT signing keys and the plugins' key-value
-// space, and the rules that bind them (Mint, Exchange, the session cap, the
-// failed-attempt burn, expiry).
+// space, and the rules that bind them (Mint, Exchange, the caps on live
+// tokens and sessions, the per-token burn after wrong guesses, the text a
+// user or an identity may hold, expiry).
 //
 // The rules live here; storage lives behind the small Store interface, which
 // a backend implements as ordered byte keys in named buckets with

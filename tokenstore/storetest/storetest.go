@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) tokenstore.Store, opts ...Option)
 		{"Sessions", sessionTests},
 		{"Users", userTests},
 		{"Identities", identityTests},
+		{"Text", textTests},
 		{"Keys", keyTests},
 		{"JWT", jwtTests},
 		{"KV", kvTests},
