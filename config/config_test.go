@@ -492,6 +492,7 @@ func TestSecretFiles(t *testing.T) {
 	t.Run("read into the sibling keys", func(t *testing.T) {
 		path := writeFile(t, "handoff.yaml", `
 store: {driver: postgres, dsn_file: `+dsn+`}
+secrets: {key_file: /etc/handoff/secrets.key}
 tokens: {pepper_file: `+pepper+`}
 providers:
   - name: a
@@ -598,8 +599,10 @@ func TestValidate(t *testing.T) {
 		{"project bad char", func(c *Config) { c.Project = "my app" }, []string{"project"}},
 		{"data empty", func(c *Config) { c.Data = "" }, []string{"data"}},
 		{"store driver", func(c *Config) { c.Store.Driver = "sqlite" }, []string{"store.driver"}},
-		{"postgres without dsn", func(c *Config) { c.Store.Driver = "postgres" }, []string{"store.dsn"}},
-		{"postgres with dsn", func(c *Config) { c.Store.Driver, c.Store.DSN = "postgres", "postgres://db/h" }, nil},
+		{"postgres without dsn", func(c *Config) { c.Store.Driver, c.Secrets.KeyFile = "postgres", "/k" }, []string{"store.dsn"}},
+		{"postgres with dsn", func(c *Config) { c.Store.Driver, c.Store.DSN, c.Secrets.KeyFile = "postgres", "postgres://db/h", "/k" }, nil},
+		{"postgres without a secrets key", func(c *Config) { c.Store.Driver, c.Store.DSN = "postgres", "postgres://db/h" }, []string{"secrets.key_file"}},
+		{"bolt without a secrets key", func(c *Config) { c.Secrets.KeyFile = "" }, nil},
 		{"dsn twice", func(c *Config) { c.Store.DSN, c.Store.DSNFile = "x", "/run/dsn" }, []string{"store.dsn_file"}},
 		{"sweep interval", func(c *Config) { c.Store.SweepInterval = 0 }, []string{"store.sweep_interval"}},
 		{"token length low", func(c *Config) { c.Tokens.Length = 3 }, []string{"tokens.length"}},
@@ -668,7 +671,7 @@ func TestValidate(t *testing.T) {
 				c.Providers[2].Plugin.SHA256 = ""
 			},
 			want: []string{
-				"listen", "project", "store.dsn", "tokens.length", "tokens.max_attempts",
+				"listen", "project", "store.dsn", "secrets.key_file", "tokens.length", "tokens.max_attempts",
 				"http.write_timeout", "log.level", "providers[0].guards[0]",
 				"providers[1].deliver.webhook.url", "providers[2].plugin.sha256",
 			},
