@@ -115,9 +115,11 @@ func NewSecretKeyLine() string {
 	return base64.StdEncoding.EncodeToString(k) + "\n"
 }
 
-// sealAD is the associated data of the value under key in bucket.
-func sealAD(bucket string, k []byte) []byte {
-	return append(append([]byte("handoff sealed\x00"+bucket+"\x00"), k...), 0)
+// sealAD is the associated data of the value under key in bucket, sealed
+// under the key whose id is in head (the magic and the id).
+func sealAD(bucket string, k, head []byte) []byte {
+	ad := append([]byte("handoff sealed\x00"+bucket+"\x00"), k...)
+	return append(append(ad, 0), head...)
 }
 
 // Seal encrypts plain for its place, bucket and key, under the first key.
@@ -125,10 +127,11 @@ func (s *Sealer) Seal(bucket string, k, plain []byte) []byte {
 	out := make([]byte, 0, sealOverhead+len(plain))
 	out = append(out, sealMagic...)
 	out = append(out, s.ids[0][:]...)
+	ad := sealAD(bucket, k, out)
 	nonce := make([]byte, s.aeads[0].NonceSize())
 	_, _ = rand.Read(nonce)
 	out = append(out, nonce...)
-	return s.aeads[0].Seal(out, nonce, plain, sealAD(bucket, k))
+	return s.aeads[0].Seal(out, nonce, plain, ad)
 }
 
 // Open decrypts a value Seal made for bucket and key: with the key its id
@@ -141,7 +144,7 @@ func (s *Sealer) Open(bucket string, k, sealed []byte) (plain []byte, current bo
 	id := sealed[len(sealMagic) : len(sealMagic)+sealKeyIDSize]
 	nonce := sealed[len(sealMagic)+sealKeyIDSize : len(sealMagic)+sealKeyIDSize+12]
 	body := sealed[len(sealMagic)+sealKeyIDSize+12:]
-	ad := sealAD(bucket, k)
+	ad := sealAD(bucket, k, sealed[:len(sealMagic)+sealKeyIDSize])
 	known := false
 	for _, pass := range []bool{true, false} {
 		for i, a := range s.aeads {

@@ -10,6 +10,10 @@ import (
 // The meta values that are secrets: sealed when the core has a Sealer.
 const metaPepper = "pepper"
 
+// metaSealed marks a store whose secrets have been sealed: from then on a
+// plain secret in it is a forgery, not a value from before sealing.
+const metaSealed = "sealed"
+
 var metaSecrets = []string{metaPepper, metaSigningKeys}
 
 // secretsOnce returns the secret meta values named in makers, creating
@@ -29,6 +33,10 @@ func (c *Core) secretsOnce(ctx context.Context, makers map[string]func() ([]byte
 	var out map[string][]byte
 	err := c.store.Update(ctx, func(tx Tx) error {
 		out = make(map[string][]byte, len(makers))
+		migrating, err := c.markSealed(tx)
+		if err != nil {
+			return err
+		}
 		for name := range makers {
 			v, err := tx.Get(bucketMeta, []byte(name))
 			switch {
@@ -41,7 +49,7 @@ func (c *Core) secretsOnce(ctx context.Context, makers map[string]func() ([]byte
 			case err != nil:
 				return err
 			}
-			plain, err := c.openSecret(name, v, true)
+			plain, err := c.openSecret(name, v, migrating)
 			if err != nil {
 				return err
 			}
@@ -55,6 +63,25 @@ func (c *Core) secretsOnce(ctx context.Context, makers map[string]func() ([]byte
 		return nil
 	})
 	return out, err
+}
+
+// markSealed reports whether the store's secrets were never sealed (so
+// plain ones are from before sealing and may be migrated), and marks the
+// store sealed when the core seals. A core without a Sealer on a sealed
+// store gets ErrSealed.
+func (c *Core) markSealed(tx Tx) (never bool, err error) {
+	_, err = tx.Get(bucketMeta, []byte(metaSealed))
+	switch {
+	case err == nil && c.opts.Sealer == nil:
+		return false, fmt.Errorf("meta %s: %w", metaSealed, ErrSealed)
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, ErrNotFound):
+		return false, err
+	case c.opts.Sealer == nil:
+		return true, nil
+	}
+	return true, tx.Put(bucketMeta, []byte(metaSealed), []byte("1"), time.Time{})
 }
 
 // getSecret reads the secret meta value name in plain text.
@@ -151,7 +178,12 @@ func HasSealedSecrets(ctx context.Context, store Store) (bool, error) {
 			}
 			found = found || isSealed(v)
 		}
-		return nil
+		_, err := tx.Get(bucketMeta, []byte(metaSealed))
+		found = found || err == nil
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
 	})
 	return found, err
 }

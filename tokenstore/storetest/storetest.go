@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) tokenstore.Store, opts ...Option)
 		{"Identities", identityTests},
 		{"Keys", keyTests},
 		{"JWT", jwtTests},
+		{"Secrets", secretTests},
 		{"KV", kvTests},
 		{"Limits", limitTests},
 		{"Sweep", sweepTests},
