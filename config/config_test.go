@@ -121,6 +121,7 @@ func newFlags(t *testing.T, args ...string) *pflag.FlagSet {
 	fs.String("store-path", "", "")
 	fs.String("store-driver", "", "")
 	fs.String("store-dsn", "", "")
+	fs.String("bootstrap-key-file", "", "")
 	fs.Bool("print", false, "")
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -187,6 +188,21 @@ tokens:
 				t.Errorf("tokens.expire = %s, want the default 15m", c.Tokens.Expire)
 			}
 		})
+	}
+}
+
+// TestBootstrapKeyFileFlag: serve's --bootstrap-key-file sets
+// secrets.bootstrap_key_file, over the environment.
+func TestBootstrapKeyFileFlag(t *testing.T) {
+	c, err := Load(LoadOptions{
+		Env:   []string{"HANDOFF_SECRETS__BOOTSTRAP_KEY_FILE=/env/key"},
+		Flags: newFlags(t, "--bootstrap-key-file", "/flag/key"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Secrets.BootstrapKeyFile != "/flag/key" {
+		t.Fatalf("secrets.bootstrap_key_file = %q, want /flag/key", c.Secrets.BootstrapKeyFile)
 	}
 }
 
@@ -295,6 +311,18 @@ providers:
 			}},
 		{"new list entry", "HANDOFF_PROVIDERS__1__NAME=pw",
 			func(c Config) bool { return len(c.Providers) == 2 && c.Providers[1].Name == "pw" }},
+		{"secrets key file", "HANDOFF_SECRETS__KEY_FILE=/etc/handoff/secrets.key",
+			func(c Config) bool {
+				path, generated := c.SecretsKeyFile()
+				return c.Secrets.KeyFile == "/etc/handoff/secrets.key" && path == c.Secrets.KeyFile && !generated
+			}},
+		{"secrets key file unset on bolt", "HANDOFF_DATA=/srv",
+			func(c Config) bool {
+				path, generated := c.SecretsKeyFile()
+				return path == filepath.Join("/srv", "handoff.db.key") && generated
+			}},
+		{"bootstrap key file", "HANDOFF_SECRETS__BOOTSTRAP_KEY_FILE=/run/first-key",
+			func(c Config) bool { return c.Secrets.BootstrapKeyFile == "/run/first-key" }},
 		{"raw provider config", "HANDOFF_PROVIDERS__0__CONFIG__SITE_SECRET=abc",
 			func(c Config) bool { return c.Providers[0].Config["site_secret"] == "abc" }},
 	} {
