@@ -10,6 +10,7 @@ import (
 
 	"github.com/handoffd/handoff/config"
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/bolt"
 )
 
 // start starts a daemon on cfg and returns its first-start notice; the
@@ -185,4 +186,63 @@ func TestBootstrapKeyFile(t *testing.T) {
 			t.Fatalf("notice %q: want the key and the option named", notice)
 		}
 	})
+}
+
+// TestSecretsMigrateOnUpgrade: a bolt database written before sealing (a
+// plain pepper and signing keys) starts with no setup: the key file is
+// generated, the secrets are sealed in place, and a token minted before
+// the upgrade still exchanges (the pepper is kept).
+func TestSecretsMigrateOnUpgrade(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	st, err := bolt.Open(cfg.StorePath(), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := tokenstore.New(ctx, st, tokenstore.Options{}) // as releases before sealing
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.CreateUser(ctx, tokenstore.NewUser{ID: "alice", Email: "alice@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := old.Mint(ctx, tokenstore.MintRequest{UserID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	d, _, err := start(t, cfg)
+	if err != nil {
+		t.Fatalf("start on a plain store: %v", err)
+	}
+	if sealed, err := tokenstore.HasSealedSecrets(ctx, d.Core().Store()); err != nil || !sealed {
+		t.Fatalf("HasSealedSecrets = %v, %v after the upgrade", sealed, err)
+	}
+	if _, _, err := d.Core().Exchange(ctx, "alice", secret, tokenstore.Client{}); err != nil {
+		t.Fatalf("a token minted before the upgrade: %v", err)
+	}
+}
+
+// TestSecretsKeyFileModeWarned: a key file others can read still opens
+// (secret mounts are often 0644, owned by root), with a warning naming
+// the path and never the key.
+func TestSecretsKeyFileModeWarned(t *testing.T) {
+	line := tokenstore.NewSecretKeyLine()
+	path := filepath.Join(t.TempDir(), "secrets.key")
+	if err := os.WriteFile(path, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	newTestServer(t, withLogs(&logs), func(c *config.Config) { c.Secrets.KeyFile = path })
+	if !strings.Contains(logs.String(), "secrets key file can be read by other users") || !strings.Contains(logs.String(), path) {
+		t.Fatalf("no warning about the key file's mode in:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), strings.TrimSpace(line)) {
+		t.Fatal("the key reached the log")
+	}
 }
