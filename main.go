@@ -300,6 +300,9 @@ func configCmd(args []string, stdout io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := daemon.CheckSecretsKeyFile(cfg); err != nil {
+		return err
+	}
 	if *print {
 		out, err := config.Effective(cfg)
 		if err != nil {

@@ -52,3 +52,25 @@ func TestSecretsReencrypt(t *testing.T) {
 		t.Fatalf("keys list with the old key alone = %d %q, want a sealed-store error", code, stderr)
 	}
 }
+
+// TestConfigCheckKeyFile: `handoff config check` reads secrets.key_file
+// and reports a bad one by key path, file and line.
+func TestConfigCheckKeyFile(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "secrets.key")
+	if err := os.WriteFile(keyFile, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HANDOFF_SECRETS__KEY_FILE", keyFile)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "check", "--data", t.TempDir()}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "secrets.key_file: "+keyFile+": line 1") {
+		t.Fatalf("config check = %d %q", code, errOut.String())
+	}
+	if err := os.WriteFile(keyFile, []byte(tokenstore.NewSecretKeyLine()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run([]string{"config", "check", "--data", t.TempDir()}, &out, &errOut); code != 0 {
+		t.Fatalf("config check with a good key file: %q", errOut.String())
+	}
+}

@@ -117,6 +117,11 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokens
 		Pepper:          []byte(cfg.Tokens.Pepper),
 		Sealer:          sealer,
 	})
+	if errors.Is(err, tokenstore.ErrSealed) || errors.Is(err, tokenstore.ErrSealBroken) {
+		store.Close()
+		path, _ := cfg.SecretsKeyFile()
+		return nil, fmt.Errorf("secrets.key_file: %s: open the store's secrets: %w", path, err)
+	}
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open token core: %w", err)

@@ -39,6 +39,24 @@ func openSealer(ctx context.Context, cfg config.Config, store tokenstore.Store, 
 	return tokenstore.NewSealer(keys)
 }
 
+// CheckSecretsKeyFile reads and parses secrets.key_file for `handoff
+// config check`, without opening the store. A default key file not made
+// yet is fine: the first start makes it.
+func CheckSecretsKeyFile(cfg config.Config) error {
+	path, generated := cfg.SecretsKeyFile()
+	data, err := os.ReadFile(path)
+	switch {
+	case generated && errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("secrets.key_file: %w", err)
+	}
+	if _, err := tokenstore.ParseSecretKeys(data); err != nil {
+		return fmt.Errorf("secrets.key_file: %s: %w", path, err)
+	}
+	return nil
+}
+
 // newKeyFile writes a fresh key to path, created 0600 and never over an
 // existing file, unless the store's secrets are sealed already.
 func newKeyFile(ctx context.Context, cfg config.Config, store tokenstore.Store, path string) ([]byte, error) {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,8 +57,19 @@ func TestSecretsKeyFileZeroSetup(t *testing.T) {
 	}
 	d.Close()
 
-	if _, _, err := start(t, cfg); err != nil {
+	d, _, err = start(t, cfg)
+	if err != nil {
 		t.Fatalf("second start with the generated key: %v", err)
+	}
+	d.Close()
+
+	// Another key in the file: the start fails and names the file.
+	if err := os.WriteFile(keyPath, []byte(tokenstore.NewSecretKeyLine()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = start(t, cfg)
+	if !errors.Is(err, tokenstore.ErrSealed) || !strings.Contains(err.Error(), "secrets.key_file: "+keyPath) {
+		t.Fatalf("start with another key = %v, want ErrSealed naming secrets.key_file and %s", err, keyPath)
 	}
 }
 
