@@ -297,7 +297,7 @@ func configCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := daemon.CheckConfig(context.Background(), cfg, builtins); err != nil {
 		return err
 	}
 	if err := daemon.CheckSecretsKeyFile(cfg); err != nil {

@@ -142,9 +142,46 @@ type TokenOverride struct {
 
 // Deliver says how a minted secret reaches the user.
 type Deliver struct {
-	Via     string  `koanf:"via"` // response | redirect | webhook | email; default response
-	Webhook Webhook `koanf:"webhook"`
-	Email   Email   `koanf:"email"`
+	Via     DeliveryMode `koanf:"via"` // response | redirect | webhook | email; default response
+	Webhook Webhook      `koanf:"webhook"`
+	Email   Email        `koanf:"email"`
+}
+
+// DeliveryMode is deliver.via: the way a minted secret reaches the user.
+// The daemon decides from it, the sign-in's flow and whether the verifier
+// proves identity where a secret may go; a mode it does not know sends a
+// secret nowhere.
+type DeliveryMode string
+
+// The delivery modes.
+const (
+	// DeliverResponse hands the secret back in the answer to the request
+	// that proved identity: the verify answer's body, or the redirect
+	// flow's redirect to the success URL. Only a verifier that proves
+	// identity on its own may use it. An unset deliver.via means response.
+	DeliverResponse DeliveryMode = "response"
+	// DeliverRedirect hands the secret only to the browser redirect flow,
+	// on the redirect to the success URL; a direct verify is refused. Only
+	// a verifier that proves identity on its own may use it.
+	DeliverRedirect DeliveryMode = "redirect"
+	// DeliverWebhook posts the secret to the app's backend.
+	DeliverWebhook DeliveryMode = "webhook"
+	// DeliverEmail mails the secret to the user's address.
+	DeliverEmail DeliveryMode = "email"
+)
+
+// OutOfBand reports whether the mode sends the secret on a channel of its
+// own, never in an HTTP answer. A verifier that does not prove identity
+// (a captcha shows that someone is there, not who) may only deliver out of
+// band: whoever receives the secret is then the proof.
+func (m DeliveryMode) OutOfBand() bool {
+	switch m {
+	case DeliverWebhook, DeliverEmail:
+		return true
+	case DeliverResponse, DeliverRedirect, "":
+		return false
+	}
+	return false
 }
 
 // Webhook posts the secret to the app's backend, signed per Standard Webhooks.

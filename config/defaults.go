@@ -12,7 +12,7 @@ const (
 	DefaultWebhookAttempts = 5
 	DefaultEmailTLS        = "starttls"
 	DefaultEmailSubject    = "Your sign-in code"
-	DefaultDeliverVia      = "response"
+	DefaultDeliverVia      = DeliverResponse
 )
 
 // Default returns the built-in configuration: what handoff runs with when

@@ -236,10 +236,10 @@ func (v *validator) providers(ps []Provider) {
 
 func (v *validator) deliver(key string, d Deliver) {
 	switch d.Via {
-	case "", "response", "redirect":
-	case "webhook":
+	case "", DeliverResponse, DeliverRedirect:
+	case DeliverWebhook:
 		v.webhook(key+".webhook", d.Webhook)
-	case "email":
+	case DeliverEmail:
 		v.email(key+".email", d.Email)
 	default:
 		v.add(key+".via", "must be response, redirect, webhook or email, got %q", d.Via)
@@ -247,6 +247,43 @@ func (v *validator) deliver(key string, d Deliver) {
 	// Secrets given twice are wrong whichever way the secret is delivered.
 	v.bothSet(key+".webhook.secret", d.Webhook.Secret, d.Webhook.SecretFile, d.Webhook.secretFromFile)
 	v.bothSet(key+".email.password", d.Email.Password, d.Email.PasswordFile, d.Email.passwordFromFile)
+}
+
+// ProvesIdentity reports what a provider's verifier says of itself in
+// Describe: whether a successful verify proves who the person is. known
+// is false when it cannot be told (a third-party plugin that has not been
+// started).
+type ProvesIdentity func(p Provider) (proves, known bool)
+
+// ValidateDelivery checks each provider's deliver.via against what its
+// verifier proves: one that does not prove identity may only deliver out
+// of band (webhook or email). Config does not know the verifiers, so the
+// caller says: from the built-in kinds' Describe before start, or from
+// every plugin's after. It returns Problems (nil when there are none).
+func (c Config) ValidateDelivery(proves ProvesIdentity) error {
+	v := &validator{}
+	for i, p := range c.Providers {
+		if ok, known := proves(p); known && !ok && !p.Deliver.Via.OutOfBand() {
+			via := p.Deliver.Via
+			if via == "" {
+				via = DefaultDeliverVia
+			}
+			v.add(fmt.Sprintf("providers[%d].deliver.via", i),
+				"must be webhook or email, got %q: the %s verifier does not prove identity on its own, so its secret may only go out of band, never in an HTTP answer or redirect", via, kindOf(p))
+		}
+	}
+	if len(v.ps) == 0 {
+		return nil
+	}
+	return v.ps
+}
+
+// kindOf names a provider's verifier in messages.
+func kindOf(p Provider) string {
+	if p.Kind != "" {
+		return p.Kind
+	}
+	return "plugin's"
 }
 
 func (v *validator) webhook(key string, w Webhook) {

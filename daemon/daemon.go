@@ -61,7 +61,7 @@ type Daemon struct {
 // New opens the store and the token core and builds the HTTP handler. On
 // an error everything opened so far is closed again.
 func New(ctx context.Context, opts Options) (*Daemon, error) {
-	if err := opts.Config.Validate(); err != nil {
+	if err := CheckConfig(ctx, opts.Config, opts.Builtins); err != nil {
 		return nil, err
 	}
 	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), bg: newBackground()}
@@ -87,6 +87,43 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	d.handler = d.routes()
 	return d, nil
+}
+
+// CheckConfig is what `handoff config check` and New check before
+// anything starts: Validate, and each built-in provider's deliver.via
+// against what its kind's Describe reports (builtins' factories answer
+// Describe in process; nothing is configured or started). Third-party
+// plugins are checked by New once they have started.
+func CheckConfig(ctx context.Context, cfg config.Config, builtins map[string]sdk.Factory) error {
+	var ps config.Problems
+	for _, err := range []error{cfg.Validate(), cfg.ValidateDelivery(builtinProves(ctx, builtins))} {
+		var more config.Problems
+		switch {
+		case errors.As(err, &more):
+			ps = append(ps, more...)
+		case err != nil:
+			return err
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+// builtinProves answers config.ProvesIdentity for the built-in kinds.
+func builtinProves(ctx context.Context, builtins map[string]sdk.Factory) config.ProvesIdentity {
+	return func(p config.Provider) (bool, bool) {
+		f, ok := builtins[p.Kind]
+		if p.Plugin != nil || !ok {
+			return false, false
+		}
+		info, err := f().Describe(ctx)
+		if err != nil {
+			return false, false
+		}
+		return info.ProvesIdentity, true
+	}
 }
 
 // OpenCore opens the configured store and the token core on it. Closing
