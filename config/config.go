@@ -16,6 +16,7 @@ type Config struct {
 	// Data is the directory for the embedded store and generated files.
 	Data      string     `koanf:"data"`
 	Store     Store      `koanf:"store"`
+	Secrets   Secrets    `koanf:"secrets"`
 	Tokens    Tokens     `koanf:"tokens"`
 	Sessions  Sessions   `koanf:"sessions"`
 	CORS      CORS       `koanf:"cors"`
@@ -36,6 +37,19 @@ type Store struct {
 	SweepInterval time.Duration `koanf:"sweep_interval"` // how often expired tokens and sessions are swept; default 1m
 
 	dsnFromFile bool // DSN was read from DSNFile by Load
+}
+
+// Secrets says where the keys that seal the store's own secrets live, and
+// where the first API key goes.
+type Secrets struct {
+	// KeyFile holds the keys that seal the pepper and the signing keys in
+	// the store: one a line, 32 random bytes in base64 (`openssl rand
+	// -base64 32`); the first seals and every one opens. Empty on bolt:
+	// <store path>.key, generated at the first start. Required on postgres.
+	KeyFile string `koanf:"key_file"`
+	// BootstrapKeyFile receives the first API key, in a new 0600 file,
+	// instead of stderr.
+	BootstrapKeyFile string `koanf:"bootstrap_key_file"`
 }
 
 // Tokens are the defaults and rules of one-time tokens.

@@ -67,6 +67,17 @@ func (c Config) StorePath() string {
 	return filepath.Join(c.Data, "handoff.db")
 }
 
+// SecretsKeyFile returns the file of the keys that seal the store's
+// secrets: secrets.key_file, or on bolt the store path plus ".key" when it
+// is empty (generated at the first start). It reports whether the path is
+// that default.
+func (c Config) SecretsKeyFile() (path string, generated bool) {
+	if c.Secrets.KeyFile != "" || c.Store.Driver == "postgres" {
+		return c.Secrets.KeyFile, false
+	}
+	return c.StorePath() + ".key", true
+}
+
 // WithDefaults returns p with its unset (zero) fields filled in: timeout 5s,
 // deliver.via response, deliver.webhook.timeout 5s and attempts 5,
 // deliver.email.tls starttls and subject "Your sign-in code". Load applies

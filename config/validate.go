@@ -80,6 +80,9 @@ func (c Config) Validate() error {
 	}
 
 	v.store(c.Store)
+	if c.Store.Driver == "postgres" && c.Secrets.KeyFile == "" {
+		v.add("secrets.key_file", "is required when store.driver is postgres: every replica seals and opens the store's secrets with the keys of this file (one `openssl rand -base64 32` a line)")
+	}
 	v.tokens(c.Tokens)
 
 	if c.Sessions.Duration < MinSession {

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -45,6 +44,10 @@ type Options struct {
 	// Pepper keys the HMAC of token secrets. Empty: the store's own,
 	// generated at the first start.
 	Pepper []byte
+	// Sealer encrypts the secrets the core keeps in the store (the pepper,
+	// the signing keys). Nil keeps them in plain text, and a store whose
+	// secrets are sealed then fails to open with ErrSealed.
+	Sealer *Sealer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -81,6 +84,9 @@ type Core struct {
 
 	signMu sync.RWMutex
 	keys   *keyRing
+
+	kidMu   sync.Mutex // one unknown-kid read of the signing keys at a time
+	kidRead time.Time  // when an unknown kid last made the core read them
 }
 
 // New opens the core on store: it loads (or creates, at the first start)
@@ -97,14 +103,26 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{store: store, opts: opts, pepper: opts.Pepper}
-	if len(c.pepper) == 0 {
-		p, err := c.metaOnce(ctx, "pepper", func() ([]byte, error) { return randomBytes(32) })
-		if err != nil {
-			return nil, fmt.Errorf("load pepper: %w", err)
-		}
-		c.pepper = p
+	first, err := newSigningKey(c.now())
+	if err != nil {
+		return nil, err
 	}
-	if err := c.loadSigningKeys(ctx); err != nil {
+	makers := map[string]func() ([]byte, error){
+		metaSigningKeys: func() ([]byte, error) {
+			return json.Marshal(signingKeys{Current: first.ID, Keys: []signingKey{first}})
+		},
+	}
+	if len(c.pepper) == 0 {
+		makers[metaPepper] = func() ([]byte, error) { return randomBytes(32) }
+	}
+	secrets, err := c.secretsOnce(ctx, makers)
+	if err != nil {
+		return nil, fmt.Errorf("load the pepper and signing keys: %w", err)
+	}
+	if len(c.pepper) == 0 {
+		c.pepper = secrets[metaPepper]
+	}
+	if err := c.setKeyRing(secrets[metaSigningKeys]); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -117,30 +135,6 @@ func (c *Core) Store() Store { return c.store }
 func (c *Core) Options() Options { return c.opts }
 
 func (c *Core) now() time.Time { return c.opts.Now().UTC() }
-
-// metaOnce returns the meta value under name, creating it with make when
-// absent. Of several processes starting at once, the first writer wins and
-// every one returns its value.
-func (c *Core) metaOnce(ctx context.Context, name string, make func() ([]byte, error)) ([]byte, error) {
-	fresh, err := make()
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	err = c.store.Update(ctx, func(tx Tx) error {
-		v, err := tx.Get(bucketMeta, []byte(name))
-		switch {
-		case err == nil:
-			out = clone(v)
-			return nil
-		case !errors.Is(err, ErrNotFound):
-			return err
-		}
-		out = fresh
-		return tx.Put(bucketMeta, []byte(name), fresh, time.Time{})
-	})
-	return out, err
-}
 
 // Sweep removes up to limit expired tokens, sessions and plugin values.
 func (c *Core) Sweep(ctx context.Context, limit int) (int, error) {

@@ -12,4 +12,9 @@
 //
 // Secrets never rest in clear: a token is kept as HMAC-SHA256 under a server
 // pepper, a session as SHA-256 of its 256-hex secret, an API key as SHA-256.
+// The pepper and the Ed25519 signing seeds, which must be read back, are
+// sealed with AES-256-GCM by a Sealer whose keys live outside the store
+// (the daemon's secrets.key_file), each bound to its bucket and key; a
+// store written before sealing is sealed in place by the first New with a
+// Sealer.
 package tokenstore

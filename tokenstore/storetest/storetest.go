@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) tokenstore.Store, opts ...Option)
 		{"Text", textTests},
 		{"Keys", keyTests},
 		{"JWT", jwtTests},
+		{"Secrets", secretTests},
 		{"KV", kvTests},
 		{"Limits", limitTests},
 		{"Sweep", sweepTests},
