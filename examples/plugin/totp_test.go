@@ -255,27 +255,33 @@ type kvHost struct{ kv sdk.KV }
 
 func (h kvHost) KV() sdk.KV { return h.kv }
 
+// gated is the TOTP verifier whose host KV (the SDK's gRPC client of it)
+// is gated.
+type gated struct {
+	*TOTP
+	kv *gatedKV
+}
+
+func (g gated) Configure(ctx context.Context, raw json.RawMessage, host sdk.Host) error {
+	g.kv.KV = host.KV()
+	return g.TOTP.Configure(ctx, raw, kvHost{g.kv})
+}
+
 // TestParallelCodesThenRightOne is the attack of issue 9 §2 on TOTP: 40
 // wrong codes at once, then the right code while they are in flight, with
-// max_failures 5. Reading the throttle before checking and counting the
-// failure after let all 41 through. Reserving each attempt before the
-// check lets 5 be checked, and refuses the rest, the right code too.
+// max_failures 5, through the in-process gRPC pair (the host's KV server
+// and the SDK's client of it). Reading the throttle before checking and
+// counting the failure after let all 41 through. Reserving each attempt
+// before the check lets 5 be checked, and refuses the rest, the right code
+// too.
 func TestParallelCodesThenRightOne(t *testing.T) {
 	const guesses, limit = 40, 5
 	clk := &clock{t: time.Unix(1_700_000_000, 0)}
-	kv := &gatedKV{KV: providertest.NewKV(), open: make(chan struct{})}
+	kv := &gatedKV{open: make(chan struct{})}
 	v := &TOTP{now: clk.now}
+	c, _ := providertest.Connect(t, func() sdk.Verifier { return gated{TOTP: v, kv: kv} }, map[string]any{"issuer": "MyApp", "max_failures": limit})
 	ctx := context.Background()
-	if err := v.Configure(ctx, body(map[string]any{"issuer": "MyApp", "max_failures": limit}), kvHost{kv}); err != nil {
-		t.Fatal(err)
-	}
-	res, err := v.Enroll(ctx, sdk.EnrollRequest{UserID: "u1", Payload: json.RawMessage(`{}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e Enrolled
-	_ = json.Unmarshal(res.Data, &e)
-	secret, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(e.Secret)
+	secret := enroll(t, c, "u1") // writes the secret: no read, no gate
 	good := code(secret, clk.now())
 	bad := "000000"
 	if bad == good {
@@ -287,12 +293,12 @@ func TestParallelCodesThenRightOne(t *testing.T) {
 		returned atomic.Int32
 		wins     atomic.Int32
 	)
-	send := func(c string) {
+	send := func(guess string) {
 		wg.Go(func() {
 			defer returned.Add(1)
-			if _, err := v.Verify(ctx, sdk.Request{Payload: body(VerifyPayload{UserID: "u1", Code: c})}); err == nil {
+			if _, err := c.Verify(ctx, sdk.Request{Payload: body(VerifyPayload{UserID: "u1", Code: guess})}); err == nil {
 				wins.Add(1)
-				if c == good {
+				if guess == good {
 					t.Error("the right code, sent last, verified")
 				}
 			}
