@@ -42,8 +42,8 @@ const (
 	// casRetries bounds a CompareAndSwap loop. Each retry means another
 	// writer won a round, so this many is contention no real login sees.
 	casRetries = 64
-	// undoTimeout bounds giving an attempt back after the sign-in's own
-	// deadline has passed.
+	// undoTimeout bounds giving an attempt back, or writing a lock, after
+	// the sign-in's own deadline has passed.
 	undoTimeout = 2 * time.Second
 )
 
@@ -396,7 +396,10 @@ func (v *Verifier) failed(ctx context.Context, username string, n int64, known b
 	}
 	window := v.cfg.Lockout.Duration.Duration
 	raw, _ := json.Marshal(lock{Until: v.now().Add(window).UTC()})
-	if err := v.kv.Put(ctx, lockPrefix+username, raw, window); err != nil {
+	// The compare may have used up the sign-in's deadline.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	if err := v.kv.Put(wctx, lockPrefix+username, raw, window); err != nil {
 		// The counter still refuses every attempt until it lapses.
 		sdk.Logger(ctx).Warn("password: could not write the lock", "err", err.Error())
 		return
