@@ -645,6 +645,16 @@ func (a kvAdapter) Update(ctx context.Context, key string, ttl time.Duration, ch
 
 func (a kvAdapter) Delete(ctx context.Context, key string) error { return a.kv.Delete(ctx, key) }
 
+// Add makes plugins' counters atomic across replicas. A key that holds no
+// counter is the plugin's mistake: a bad request, not a 500.
+func (a kvAdapter) Add(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	n, err := a.kv.Add(ctx, key, delta, ttl)
+	if errors.Is(err, tokenstore.ErrInvalidArgument) {
+		return 0, &sdk.Error{Code: sdk.CodeInvalidRequest, Message: err.Error()}
+	}
+	return n, err
+}
+
 func (a kvAdapter) List(ctx context.Context, prefix, after string, limit int) ([]sdk.KVEntry, error) {
 	es, err := a.kv.List(ctx, prefix, after, limit)
 	if err != nil {

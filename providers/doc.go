@@ -47,7 +47,8 @@
 //
 // Each plugin gets Options.KV(provider name) as its KV over one broker
 // connection opened at Configure. A KV that also implements Updater (as
-// tokenstore.KV does) makes the plugins' CompareAndSwap atomic across
-// daemons sharing a store; without it, CompareAndSwap is atomic within
-// this process.
+// tokenstore.KV does) makes the plugins' CompareAndSwap and Add atomic
+// across daemons sharing a store; without it, both are atomic within this
+// process. A KV that implements Adder (as tokenstore.KV does) serves Add
+// by its own, in one store transaction.
 package providers

@@ -71,8 +71,9 @@ type External struct {
 // KV is a key-value space the host serves to one provider's plugin (the
 // daemon's store, namespaced to the provider). A miss is an error matching
 // sdk.ErrNotFound. A KV that also implements Updater gives plugins an
-// atomic CompareAndSwap across replicas; without it, CompareAndSwap is
-// atomic within this process only.
+// atomic CompareAndSwap and Add across replicas; without it, both are
+// atomic within this process only. One that implements Adder serves
+// plugins' Add by its own.
 type KV interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
@@ -86,6 +87,14 @@ type KV interface {
 // aborts and is returned.
 type Updater interface {
 	Update(ctx context.Context, key string, ttl time.Duration, change func(old []byte) ([]byte, error)) error
+}
+
+// Adder is the optional atomic counter of a KV, with the signature and
+// semantics of sdk.KV.Add (tokenstore.KV.Add is one): it adds delta to the
+// 8-byte big-endian counter under key in one transaction and returns the
+// sum; ttl above zero expires it ttl after this add.
+type Adder interface {
+	Add(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
 }
 
 // Options configure a Host.

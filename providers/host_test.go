@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -630,4 +631,102 @@ func TestPluginLogsReachHost(t *testing.T) {
 	waitFor(t, 2*time.Second, "the stray stdout line", func() bool {
 		return find("WARN plugin wrote to stdout", "stray stdout line from Verify")
 	})
+}
+
+// updaterKV is a host KV with Update but no Add of its own.
+type updaterKV struct{ m *memkv.KV }
+
+func (k updaterKV) Get(ctx context.Context, key string) ([]byte, error) { return k.m.Get(ctx, key) }
+func (k updaterKV) Put(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	return k.m.Put(ctx, key, v, ttl)
+}
+func (k updaterKV) Delete(ctx context.Context, key string) error { return k.m.Delete(ctx, key) }
+func (k updaterKV) List(ctx context.Context, p, after string, limit int) ([]sdk.KVEntry, error) {
+	return k.m.List(ctx, p, after, limit)
+}
+func (k updaterKV) Update(ctx context.Context, key string, ttl time.Duration, change func([]byte) ([]byte, error)) error {
+	return k.m.Update(ctx, key, ttl, change)
+}
+
+// plainKV is a host KV with neither Update nor Add.
+type plainKV struct{ m *memkv.KV }
+
+func (k plainKV) Get(ctx context.Context, key string) ([]byte, error) { return k.m.Get(ctx, key) }
+func (k plainKV) Put(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	return k.m.Put(ctx, key, v, ttl)
+}
+func (k plainKV) Delete(ctx context.Context, key string) error { return k.m.Delete(ctx, key) }
+func (k plainKV) List(ctx context.Context, p, after string, limit int) ([]sdk.KVEntry, error) {
+	return k.m.List(ctx, p, after, limit)
+}
+
+// TestHostKVAdd: a plugin's KV.Add crosses to the host and is atomic
+// whichever way the host KV offers it (its own Add, Update, or neither):
+// concurrent adds from the plugin each get a distinct count, the stored
+// value is 8 bytes big-endian, a TTL crosses, and a key holding another
+// value is the plugin's invalid request.
+func TestHostKVAdd(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kv   func(*memkv.KV) KV
+	}{
+		{"adder", func(m *memkv.KV) KV { return m }},
+		{"updater", func(m *memkv.KV) KV { return updaterKV{m} }},
+		{"plain", func(m *memkv.KV) KV { return plainKV{m} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := memkv.New()
+			h, err := newHost(t, Options{KV: func(string) KV { return tc.kv(m) }}, Spec{Name: "a", Kind: "echo"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := mustProvider(t, h, "a")
+			const n = 20
+			var (
+				mu   sync.Mutex
+				seen = map[float64]bool{}
+				wg   sync.WaitGroup
+			)
+			for range n {
+				wg.Go(func() {
+					id, err := verify(a, map[string]any{"op": "kvadd", "key": "c", "value": "1"})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					got, _ := id.Claims["n"].(float64)
+					if seen[got] {
+						t.Errorf("two adds returned %v", got)
+					}
+					seen[got] = true
+				})
+			}
+			wg.Wait()
+			id, err := verify(a, map[string]any{"op": "kvadd", "key": "c", "value": "-25"})
+			if err != nil || id.Claims["n"] != float64(-5) {
+				t.Fatalf("add -25 after %d adds: %v %v", n, id.Claims["n"], err)
+			}
+			if v, err := m.Get(context.Background(), "c"); err != nil || !bytes.Equal(v, sdk.EncodeCounter(-5)) {
+				t.Fatalf("stored counter %x %v, want %x", v, err, sdk.EncodeCounter(-5))
+			}
+			if _, err := verify(a, map[string]any{"op": "kvadd", "key": "short", "value": "7", "ms": 50}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(80 * time.Millisecond)
+			if id, err := verify(a, map[string]any{"op": "kvadd", "key": "short", "value": "1"}); err != nil || id.Claims["n"] != float64(1) {
+				t.Fatalf("add after the TTL: %v %v, want 1", id.Claims["n"], err)
+			}
+			if _, err := verify(a, map[string]any{"op": "kvput", "key": "text", "value": "12"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verify(a, map[string]any{"op": "kvadd", "key": "text", "value": "1"}); !errors.Is(err, sdk.ErrInvalidRequest) {
+				t.Fatalf("add to a text value: %v, want invalid request", err)
+			}
+			if _, err := verify(a, map[string]any{"op": "kvadd", "key": "", "value": "1"}); !errors.Is(err, sdk.ErrInvalidRequest) {
+				t.Fatalf("add to an empty key: %v, want invalid request", err)
+			}
+		})
+	}
 }

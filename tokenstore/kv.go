@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -132,4 +133,49 @@ func (kv KV) Update(ctx context.Context, k string, ttl time.Duration, change fun
 		}
 		return tx.Put(bucketKV, key(kv.ns, k), encodeKV(v, expire), expire)
 	})
+}
+
+// CounterSize is the length of a counter's value: 8 bytes, big-endian
+// two's complement, as Get returns it.
+const CounterSize = 8
+
+// Add adds delta to the int64 counter under k (absent or expired is 0) in
+// one store transaction and returns the new value, so concurrent Adds, on
+// one daemon or many sharing a store, each see a distinct count. A ttl
+// above zero expires the counter ttl after this Add (each Add restarts
+// the clock); zero leaves it without expiry. A value under k that is not
+// CounterSize bytes, or a sum that overflows, is ErrInvalidArgument and
+// changes nothing.
+func (kv KV) Add(ctx context.Context, k string, delta int64, ttl time.Duration) (int64, error) {
+	now := kv.core.now()
+	var expire time.Time
+	if ttl > 0 {
+		expire = now.Add(ttl)
+	}
+	var n int64
+	err := kv.core.store.Update(ctx, func(tx Tx) error {
+		raw, err := tx.Get(bucketKV, key(kv.ns, k))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		var cur int64
+		// Not Update: it hands an empty value over as absent, and an
+		// empty value is no counter.
+		if v, ok := decodeKV(raw, now); err == nil && ok {
+			if len(v) != CounterSize {
+				return fmt.Errorf("kv: the value under %q is not a counter: %w", k, ErrInvalidArgument)
+			}
+			cur = int64(binary.BigEndian.Uint64(v))
+		}
+		n = cur + delta
+		if (delta > 0 && n < cur) || (delta < 0 && n > cur) {
+			return fmt.Errorf("kv: counter %q overflows: %w", k, ErrInvalidArgument)
+		}
+		v := binary.BigEndian.AppendUint64(make([]byte, 0, CounterSize), uint64(n))
+		return tx.Put(bucketKV, key(kv.ns, k), encodeKV(v, expire), expire)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/handoffd/handoff/providers/sdk"
@@ -54,6 +55,9 @@ type TOTP struct {
 	skew        int
 	maxFailures int
 	kv          sdk.KV
+
+	// matches counts codes checked against a secret, for tests.
+	matches atomic.Int64
 }
 
 // New returns an unconfigured TOTP verifier: the plugin's factory.
@@ -62,7 +66,7 @@ func New() sdk.Verifier { return &TOTP{now: time.Now} }
 // Describe says what the plugin is: a direct-flow verifier that proves who
 // the user is on its own.
 func (v *TOTP) Describe(context.Context) (sdk.Info, error) {
-	return sdk.Info{Name: "totp", Version: "1.0.0", Flows: []string{sdk.FlowDirect}, ProvesIdentity: true}, nil
+	return sdk.Info{Name: "totp", Version: "1.1.0", Flows: []string{sdk.FlowDirect}, ProvesIdentity: true}, nil
 }
 
 // Configure reads the config strictly (unknown keys are errors naming the
@@ -169,22 +173,44 @@ func (v *TOTP) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, error
 	if len(p.Code) != digits || !allDigits(p.Code) {
 		return sdk.Identity{}, fmt.Errorf("code must be %d digits: %w", digits, sdk.ErrInvalidRequest)
 	}
-	if v.throttled(ctx, p.UserID) {
+	if err := v.reserve(ctx, p.UserID); err != nil {
+		return sdk.Identity{}, err
+	}
+	id, err := v.check(ctx, p)
+	switch {
+	case err == nil:
+		// The reservation goes with the rest of the count.
+		_ = v.kv.Delete(ctx, failKey(p.UserID))
+	case !errors.Is(err, errWrongCode):
+		v.unreserve(ctx, p.UserID) // no code was wrong: give the attempt back
+	}
+	if errors.Is(err, errWrongCode) || errors.Is(err, errReplayed) {
 		return sdk.Identity{}, errInvalidCode
 	}
+	return id, err
+}
+
+// errWrongCode and errReplayed are check's answers, both turned into
+// errInvalidCode; only a wrong code (or an unknown user) keeps its attempt.
+var (
+	errWrongCode = errors.New("wrong code")
+	errReplayed  = errors.New("replayed code")
+)
+
+// check matches the code against the user's secret and records it as used.
+func (v *TOTP) check(ctx context.Context, p VerifyPayload) (sdk.Identity, error) {
 	secret, err := v.kv.Get(ctx, secretKey(p.UserID))
 	if errors.Is(err, sdk.ErrNotFound) {
-		v.fail(ctx, p.UserID)
-		return sdk.Identity{}, errInvalidCode
+		return sdk.Identity{}, errWrongCode
 	}
 	if err != nil {
 		return sdk.Identity{}, fmt.Errorf("read secret: %w", err)
 	}
 	now := v.now()
+	v.matches.Add(1)
 	step, ok := match(secret, p.Code, now, v.skew)
 	if !ok {
-		v.fail(ctx, p.UserID)
-		return sdk.Identity{}, errInvalidCode
+		return sdk.Identity{}, errWrongCode
 	}
 	// Put-if-absent: of two requests with one code, one wins.
 	until := time.Unix((step+int64(v.skew)+1)*int64(period.Seconds()), 0)
@@ -194,35 +220,41 @@ func (v *TOTP) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, error
 	}
 	if !fresh {
 		sdk.Logger(ctx).Warn("replayed TOTP code refused", "user", p.UserID)
-		return sdk.Identity{}, errInvalidCode
+		return sdk.Identity{}, errReplayed
 	}
-	_ = v.kv.Delete(ctx, failKey(p.UserID))
 	return sdk.Identity{Subject: p.UserID}, nil
 }
 
 const failWindow = 5 * time.Minute
 
-// throttled reports whether the user has used up the failures allowed in
-// the current window (RFC 6238 §5.2 asks for throttling).
-func (v *TOTP) throttled(ctx context.Context, user string) bool {
+// reserve takes one of the user's max_failures attempts before the code is
+// checked (RFC 6238 §5.2 asks for throttling). The count is the host KV's
+// atomic Add, so however many codes arrive at once, at most max_failures
+// are checked per window: the rest, even a right one, are refused. The
+// window ends failWindow after the last counted attempt: a user already
+// at the limit is refused before counting, so that attempts while
+// throttled do not prolong it.
+func (v *TOTP) reserve(ctx context.Context, user string) error {
 	raw, err := v.kv.Get(ctx, failKey(user))
-	n, _ := strconv.Atoi(string(raw))
-	return err == nil && n >= v.maxFailures
+	if n, ok := sdk.DecodeCounter(raw); err == nil && ok && n >= int64(v.maxFailures) {
+		return errInvalidCode
+	}
+	n, err := v.kv.Add(ctx, failKey(user), 1, failWindow)
+	if err != nil {
+		return fmt.Errorf("count attempt: %w", err)
+	}
+	if n > int64(v.maxFailures) {
+		return errInvalidCode
+	}
+	return nil
 }
 
-// fail counts a failure; a lost race or a KV error only undercounts.
-func (v *TOTP) fail(ctx context.Context, user string) {
-	for range 3 {
-		old, err := v.kv.Get(ctx, failKey(user))
-		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
-			return
-		}
-		n, _ := strconv.Atoi(string(old))
-		next := []byte(strconv.Itoa(n + 1))
-		if ok, err := v.kv.CompareAndSwap(ctx, failKey(user), old, next, failWindow); err != nil || ok {
-			return
-		}
-	}
+// unreserve gives back an attempt that checked no wrong code, under a
+// deadline of its own: the sign-in's may be what failed.
+func (v *TOTP) unreserve(ctx context.Context, user string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_, _ = v.kv.Add(ctx, failKey(user), -1, failWindow)
 }
 
 // match finds the step within ±skew of now whose code is code.
@@ -286,4 +318,7 @@ func secretKey(user string) string { return "secret/" + user }
 func usedKey(user string, step int64) string {
 	return "used/" + user + "/" + strconv.FormatInt(step, 10)
 }
-func failKey(user string) string { return "failures/" + user }
+
+// failKey is the user's attempt counter (sdk.KV.Add). Version 1.0 kept
+// decimal text under failures/, which lapses by its TTL.
+func failKey(user string) string { return "attempts/" + user }

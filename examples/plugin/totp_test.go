@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,4 +233,96 @@ func TestREADMEConfig(t *testing.T) {
 		t.Fatalf("README config %s: %v", p.Config, err)
 	}
 	providertest.CheckConfigTable(t, "README.md", Config{})
+}
+
+// gatedKV holds every read of a secret until open is closed, so a test
+// can put many verifications in flight at once, past the throttle.
+type gatedKV struct {
+	sdk.KV
+	open    chan struct{}
+	waiting atomic.Int32
+}
+
+func (k *gatedKV) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, "secret/") {
+		k.waiting.Add(1)
+		<-k.open
+	}
+	return k.KV.Get(ctx, key)
+}
+
+type kvHost struct{ kv sdk.KV }
+
+func (h kvHost) KV() sdk.KV { return h.kv }
+
+// gated is the TOTP verifier whose host KV (the SDK's gRPC client of it)
+// is gated.
+type gated struct {
+	*TOTP
+	kv *gatedKV
+}
+
+func (g gated) Configure(ctx context.Context, raw json.RawMessage, host sdk.Host) error {
+	g.kv.KV = host.KV()
+	return g.TOTP.Configure(ctx, raw, kvHost{g.kv})
+}
+
+// TestParallelCodesThenRightOne is the attack of issue 9 §2 on TOTP: 40
+// wrong codes at once, then the right code while they are in flight, with
+// max_failures 5, through the in-process gRPC pair (the host's KV server
+// and the SDK's client of it). Reading the throttle before checking and
+// counting the failure after let all 41 through. Reserving each attempt
+// before the check lets 5 be checked, and refuses the rest, the right code
+// too.
+func TestParallelCodesThenRightOne(t *testing.T) {
+	const guesses, limit = 40, 5
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	kv := &gatedKV{open: make(chan struct{})}
+	v := &TOTP{now: clk.now}
+	c, _ := providertest.Connect(t, func() sdk.Verifier { return gated{TOTP: v, kv: kv} }, map[string]any{"issuer": "MyApp", "max_failures": limit})
+	ctx := context.Background()
+	secret := enroll(t, c, "u1") // writes the secret: no read, no gate
+	good := code(secret, clk.now())
+	bad := "000000"
+	if bad == good {
+		bad = "111111"
+	}
+
+	var (
+		wg       sync.WaitGroup
+		returned atomic.Int32
+		wins     atomic.Int32
+	)
+	send := func(guess string) {
+		wg.Go(func() {
+			defer returned.Add(1)
+			if _, err := c.Verify(ctx, sdk.Request{Payload: body(VerifyPayload{UserID: "u1", Code: guess})}); err == nil {
+				wins.Add(1)
+				if guess == good {
+					t.Error("the right code, sent last, verified")
+				}
+			}
+		})
+	}
+	settle := func(n int32) { // until n are held at the secret or done
+		for deadline := time.Now().Add(5 * time.Second); kv.waiting.Load()+returned.Load() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d held, %d returned; want %d", kv.waiting.Load(), returned.Load(), n)
+			}
+		}
+	}
+	for range guesses {
+		send(bad)
+	}
+	settle(guesses)
+	send(good)
+	settle(guesses + 1)
+	close(kv.open)
+	wg.Wait()
+	if wins.Load() != 0 {
+		t.Fatalf("%d verifications succeeded", wins.Load())
+	}
+	if n := v.matches.Load(); n > limit {
+		t.Fatalf("%d codes checked, want at most max_failures (%d)", n, limit)
+	}
 }

@@ -7,7 +7,9 @@
 // argon2 hash, re-hashed with the current parameters at the next sign-in);
 // Verify checks them and returns the lowercased username as the subject.
 // Unknown usernames cost the same hash as wrong passwords, failures lock a
-// username for a while, and a semaphore bounds how many hashes (each taking
+// username for a while (each attempt is counted with the host KV's atomic
+// Add before its hash is compared, so concurrent guesses cannot overrun
+// the limit), and a semaphore bounds how many hashes (each taking
 // argon2.memory of RAM) run at once. README.md documents the config,
 // payloads and errors.
 //

@@ -23,13 +23,17 @@ var (
 )
 
 // Version is the plugin's version, reported in Describe.
-const Version = "1.0.0"
+const Version = "1.1.0"
 
 // Keys in the host KV. Usernames are lowercased before they are used.
 const (
 	userPrefix  = "user/" // user/<username>: record
 	ownerPrefix = "uid/"  // uid/<user id>: the user's username
-	failPrefix  = "fail/" // fail/<username>: failures
+	// attempts/<username>: the attempt counter (sdk.KV.Add), reserved
+	// before each compare. Version 1.0 kept a JSON count under fail/; it
+	// lapses by its TTL.
+	attemptPrefix = "attempts/"
+	lockPrefix    = "lock/" // lock/<username>: a lock, as JSON
 )
 
 const (
@@ -38,6 +42,9 @@ const (
 	// casRetries bounds a CompareAndSwap loop. Each retry means another
 	// writer won a round, so this many is contention no real login sees.
 	casRetries = 64
+	// undoTimeout bounds giving an attempt back, or writing a lock, after
+	// the sign-in's own deadline has passed.
+	undoTimeout = 2 * time.Second
 )
 
 // record is what the plugin keeps per username, under user/<username>.
@@ -47,12 +54,11 @@ type record struct {
 	Updated time.Time `json:"updated"`
 }
 
-// failures counts a username's recent failed sign-ins, under
-// fail/<username>. The host's TTL removes it at Until; Until is also
-// checked here, so a lock ends on time whatever the host's sweep does.
-type failures struct {
-	N     int       `json:"n"`
-	Until time.Time `json:"until"` // end of the lock, or when the count lapses
+// lock is a username's lock, under lock/<username>, written by the
+// failure that reached lockout.attempts. The host's TTL removes it at
+// Until; Until is also checked here, by the plugin's clock.
+type lock struct {
+	Until time.Time `json:"until"`
 }
 
 // login is a verify payload. Other fields (a guard's token) are ignored.
@@ -142,17 +148,35 @@ func (v *Verifier) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, e
 	}
 	password := []byte(*c.Password)
 
-	prior, err := v.lockout(ctx, username)
+	n, err := v.reserve(ctx, username)
 	if err != nil {
 		return sdk.Identity{}, err
 	}
-	if len(password) > v.cfg.MaxLength {
-		return sdk.Identity{}, v.failed(ctx, username, false)
+	known, err := v.check(ctx, username, password)
+	switch {
+	case err == nil:
+		v.succeeded(ctx, username, n)
+		return sdk.Identity{Subject: username}, nil
+	case errors.Is(err, sdk.ErrInvalidCredentials):
+		v.failed(ctx, username, n, known)
+	default:
+		v.unreserve(ctx, username, n) // no compare was made: give it back
 	}
+	return sdk.Identity{}, err
+}
 
+// check compares password with username's stored hash (or the dummy hash,
+// for an unknown username), and re-hashes an outdated hash on success. It
+// answers ErrInvalidCredentials for a wrong password, an unknown username
+// and a password over max_length; known reports whether username is
+// enrolled.
+func (v *Verifier) check(ctx context.Context, username string, password []byte) (known bool, err error) {
+	if len(password) > v.cfg.MaxLength {
+		return false, sdk.ErrInvalidCredentials
+	}
 	raw, err := v.kv.Get(ctx, userPrefix+username)
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
-		return sdk.Identity{}, kvError("read user", err)
+		return false, kvError("read user", err)
 	}
 	var (
 		rec    record
@@ -160,29 +184,23 @@ func (v *Verifier) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, e
 	)
 	if raw != nil {
 		if err := json.Unmarshal(raw, &rec); err != nil {
-			return sdk.Identity{}, fmt.Errorf("password: user record of %q unreadable: %v: %w", username, err, sdk.ErrInternal)
+			return false, fmt.Errorf("password: user record of %q unreadable: %v: %w", username, err, sdk.ErrInternal)
 		}
 		if stored, err = parseHash(rec.Hash); err != nil {
-			return sdk.Identity{}, fmt.Errorf("password: stored hash of %q unreadable: %v: %w", username, err, sdk.ErrInternal)
+			return false, fmt.Errorf("password: stored hash of %q unreadable: %v: %w", username, err, sdk.ErrInternal)
 		}
 	}
 	ok, err := v.compare(ctx, stored, password)
 	if err != nil {
-		return sdk.Identity{}, err
+		return raw != nil, err
 	}
 	if !ok || raw == nil {
-		return sdk.Identity{}, v.failed(ctx, username, raw != nil)
-	}
-
-	if prior {
-		if err := v.kv.Delete(ctx, failPrefix+username); err != nil {
-			sdk.Logger(ctx).Warn("password: could not reset the failure count", "username", username, "err", err.Error())
-		}
+		return raw != nil, sdk.ErrInvalidCredentials
 	}
 	if !current(stored, v.params) {
 		v.rehash(ctx, username, raw, rec, stored.algorithm(), password)
 	}
-	return sdk.Identity{Subject: username}, nil
+	return true, nil
 }
 
 // Enroll sets or changes the password of req.UserID under a username:
@@ -242,8 +260,10 @@ func (v *Verifier) Enroll(ctx context.Context, req sdk.EnrollRequest) (sdk.Enrol
 		return sdk.EnrollResult{}, err
 	}
 	if v.cfg.Lockout.Attempts > 0 {
-		if err := v.kv.Delete(ctx, failPrefix+username); err != nil {
-			return sdk.EnrollResult{}, kvError("reset failures", err)
+		for _, k := range []string{attemptPrefix + username, lockPrefix + username} {
+			if err := v.kv.Delete(ctx, k); err != nil {
+				return sdk.EnrollResult{}, kvError("reset failures", err)
+			}
 		}
 	}
 	data, _ := json.Marshal(map[string]string{"username": username, "algorithm": h.algorithm()})
@@ -311,77 +331,117 @@ func (v *Verifier) moveOwner(ctx context.Context, userID, username string) error
 	return nil
 }
 
-// lockout reports whether the username has a live failure count, or
-// answers the locked error when the count has reached lockout.attempts.
-func (v *Verifier) lockout(ctx context.Context, username string) (prior bool, err error) {
+// reserve takes one of username's lockout.attempts before any hash is
+// compared, and returns the attempt's number (0 when lockout is off). The
+// counter is the host KV's atomic Add, so of any number of concurrent
+// sign-ins at most lockout.attempts get past here within the window: the
+// rest answer the locked error without hashing, whatever the compares
+// then find. The counter lapses lockout.duration after the last attempt.
+func (v *Verifier) reserve(ctx context.Context, username string) (int64, error) {
 	if v.cfg.Lockout.Attempts == 0 {
-		return false, nil
+		return 0, nil
 	}
-	raw, err := v.kv.Get(ctx, failPrefix+username)
+	if err := v.checkLock(ctx, username); err != nil {
+		return 0, err
+	}
+	window := v.cfg.Lockout.Duration.Duration
+	n, err := v.kv.Add(ctx, attemptPrefix+username, 1, window)
+	if err != nil {
+		return 0, kvError("count attempt", err)
+	}
+	if n > int64(v.cfg.Lockout.Attempts) {
+		// Concurrent attempts hold the rest; the lock is written once
+		// they have failed.
+		return 0, locked(window)
+	}
+	return n, nil
+}
+
+// checkLock answers the locked error while username's lock lasts. A lock
+// past its Until by this plugin's clock, not yet expired by the host's,
+// is ended here, with its count, by the one caller whose CompareAndSwap
+// removes it.
+func (v *Verifier) checkLock(ctx context.Context, username string) error {
+	key := lockPrefix + username
+	raw, err := v.kv.Get(ctx, key)
 	if errors.Is(err, sdk.ErrNotFound) {
-		return false, nil
+		return nil
 	}
 	if err != nil {
-		return false, kvError("read failures", err)
+		return kvError("read lock", err)
 	}
-	f, live := v.readFailures(raw)
-	if !live {
-		return true, nil // lapsed; still delete it after a success
+	var l lock
+	if json.Unmarshal(raw, &l) == nil && v.now().Before(l.Until) {
+		return locked(l.Until.Sub(v.now()))
 	}
-	if f.N >= v.cfg.Lockout.Attempts {
-		return true, locked(f.Until.Sub(v.now()))
+	ended, err := v.kv.CompareAndSwap(ctx, key, raw, nil, 0)
+	if err != nil {
+		return kvError("end lock", err)
 	}
-	return true, nil
+	if ended {
+		if err := v.kv.Delete(ctx, attemptPrefix+username); err != nil {
+			return kvError("reset failures", err)
+		}
+	}
+	return nil
 }
 
-func (v *Verifier) readFailures(raw []byte) (failures, bool) {
-	var f failures
-	if raw == nil || json.Unmarshal(raw, &f) != nil || !v.now().Before(f.Until) {
-		return failures{}, false
+// failed keeps attempt n of username as a failure. The failure that is
+// the lockout.attempts-th writes the lock, which lasts lockout.duration.
+// The lock is logged with the username only when it is known to be
+// enrolled: another may be a password typed into the wrong field.
+func (v *Verifier) failed(ctx context.Context, username string, n int64, known bool) {
+	if n == 0 || n < int64(v.cfg.Lockout.Attempts) {
+		return
 	}
-	return f, true
+	window := v.cfg.Lockout.Duration.Duration
+	raw, _ := json.Marshal(lock{Until: v.now().Add(window).UTC()})
+	// The compare may have used up the sign-in's deadline.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	if err := v.kv.Put(wctx, lockPrefix+username, raw, window); err != nil {
+		// The counter still refuses every attempt until it lapses.
+		sdk.Logger(ctx).Warn("password: could not write the lock", "err", err.Error())
+		return
+	}
+	shown := username
+	if !known {
+		shown = "(withheld)"
+	}
+	sdk.Logger(ctx).Info("password: username locked after repeated failures",
+		"username", shown, "attempts", n, "for", window.String())
 }
 
-// failed counts a failed sign-in of username and returns the error to
-// answer: ErrInvalidCredentials, or the KV's error when the failure could
-// not be counted (a failure that goes uncounted would dodge the lockout).
-// Concurrent failures are each counted, by CompareAndSwap. The lock is
-// logged with the username only when it is known to be enrolled: another
-// may be a password typed into the wrong field.
-func (v *Verifier) failed(ctx context.Context, username string, known bool) error {
-	if v.cfg.Lockout.Attempts == 0 {
-		return sdk.ErrInvalidCredentials
+// succeeded resets username's count after a sign-in proved the password,
+// as well as a lock a concurrent failure wrote meanwhile. It only logs
+// when it fails: the sign-in stands.
+func (v *Verifier) succeeded(ctx context.Context, username string, n int64) {
+	if n == 0 {
+		return
 	}
-	key, window := failPrefix+username, v.cfg.Lockout.Duration.Duration
-	for range casRetries {
-		cur, err := v.kv.Get(ctx, key)
-		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
-			return kvError("read failures", err)
-		}
-		f, _ := v.readFailures(cur)
-		if f.N >= v.cfg.Lockout.Attempts {
-			return sdk.ErrInvalidCredentials // locked by a concurrent failure meanwhile
-		}
-		f.N++
-		f.Until = v.now().Add(window).UTC()
-		next, _ := json.Marshal(f)
-		ok, err := v.kv.CompareAndSwap(ctx, key, cur, next, window)
-		if err != nil {
-			return kvError("count failure", err)
-		}
-		if ok {
-			if f.N == v.cfg.Lockout.Attempts {
-				shown := username
-				if !known {
-					shown = "(withheld)"
-				}
-				sdk.Logger(ctx).Info("password: username locked after repeated failures",
-					"username", shown, "attempts", f.N, "for", window.String())
-			}
-			return sdk.ErrInvalidCredentials
+	keys := []string{attemptPrefix + username}
+	if n > 1 {
+		keys = append(keys, lockPrefix+username)
+	}
+	for _, k := range keys {
+		if err := v.kv.Delete(ctx, k); err != nil {
+			sdk.Logger(ctx).Warn("password: could not reset the failure count", "username", username, "err", err.Error())
 		}
 	}
-	return contended()
+}
+
+// unreserve gives attempt n back when no compare was made (no hashing
+// slot in time, a KV error): only a compare counts against the limit.
+func (v *Verifier) unreserve(ctx context.Context, username string, n int64) {
+	if n == 0 {
+		return
+	}
+	// Often the sign-in's deadline is what failed; the undo gets its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	if _, err := v.kv.Add(ctx, attemptPrefix+username, -1, v.cfg.Lockout.Duration.Duration); err != nil {
+		sdk.Logger(ctx).Warn("password: could not give an attempt back", "err", err.Error())
+	}
 }
 
 // rehash replaces a stored hash that is not argon2id with the current

@@ -190,6 +190,11 @@ func (k *KV) Update(ctx context.Context, key string, ttl time.Duration, change f
 	return k.m.Update(ctx, key, ttl, change)
 }
 
+// Add implements sdk.KV.
+func (k *KV) Add(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	return k.m.Add(ctx, key, delta, ttl)
+}
+
 // CompareAndSwap implements sdk.KV.
 func (k *KV) CompareAndSwap(ctx context.Context, key string, old, new []byte, ttl time.Duration) (bool, error) {
 	return k.m.CompareAndSwap(ctx, key, old, new, ttl)

@@ -301,6 +301,14 @@ func (k *kvClient) CompareAndSwap(ctx context.Context, key string, old, new []by
 	return r.GetSwapped(), nil
 }
 
+func (k *kvClient) Add(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	r, err := k.c.Add(ctx, &pb.KVAddRequest{Key: key, Delta: delta, TtlMs: ttlMillis(ttl)})
+	if err != nil {
+		return 0, decode(err)
+	}
+	return r.GetValue(), nil
+}
+
 // noKV is the KV of a plugin configured without host services.
 type noKV struct{}
 
@@ -313,3 +321,4 @@ func (noKV) List(context.Context, string, string, int) ([]KVEntry, error) { retu
 func (noKV) CompareAndSwap(context.Context, string, []byte, []byte, time.Duration) (bool, error) {
 	return false, errNoHost
 }
+func (noKV) Add(context.Context, string, int64, time.Duration) (int64, error) { return 0, errNoHost }

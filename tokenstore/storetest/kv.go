@@ -2,9 +2,12 @@ package storetest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +19,9 @@ var kvTests = []test{
 	{"TTL", testKVTTL},
 	{"List", testKVList},
 	{"Update", testKVUpdate},
+	{"Add", testKVAdd},
+	{"AddTTL", testKVAddTTL},
+	{"AddParallel", testKVAddParallel},
 }
 
 var sweepTests = []test{
@@ -335,5 +341,118 @@ func testReopenPepper(t *testing.T, s *suite) {
 	must(t, "VerifyJWT after reopening (the signing key must persist)", err)
 	if string(e.core.JWKS()) != string(jwks) {
 		t.Fatalf("JWKS changed across a reopen:\n%s\n%s", jwks, e.core.JWKS())
+	}
+}
+
+// wantAdd adds delta to the counter under key and checks the sum, and that
+// Get returns it as 8 bytes big-endian.
+func wantAdd(t *testing.T, e *env, kv tokenstore.KV, key string, delta int64, ttl time.Duration, want int64) {
+	t.Helper()
+	n, err := kv.Add(e.ctx, key, delta, ttl)
+	must(t, "Add("+key+")", err)
+	if n != want {
+		t.Fatalf("Add(%s, %d) = %d, want %d", key, delta, n, want)
+	}
+	wantKV(t, e, kv, key, string(binary.BigEndian.AppendUint64(nil, uint64(want))))
+}
+
+func testKVAdd(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	kv := e.core.KV("password")
+	wantAdd(t, e, kv, "n", 1, 0, 1) // absent counts as 0
+	wantAdd(t, e, kv, "n", 4, 0, 5)
+	wantAdd(t, e, kv, "n", -2, 0, 3) // a negative delta
+	wantAdd(t, e, kv, "n", -10, 0, -7)
+	wantAdd(t, e, kv, "n", 0, 0, -7)
+	wantAdd(t, e, e.core.KV("other"), "n", 1, 0, 1) // namespaces apart
+	wantKV(t, e, kv, "n", string(binary.BigEndian.AppendUint64(nil, uint64(math.MaxUint64-6))))
+
+	for _, tc := range []struct{ name, value string }{
+		{"text", "12"},
+		{"empty", ""},
+		{"nine bytes", "123456789"},
+	} {
+		t.Run("not a counter/"+tc.name, func(t *testing.T) {
+			must(t, "Put", kv.Put(e.ctx, tc.name, []byte(tc.value), 0))
+			_, err := kv.Add(e.ctx, tc.name, 1, 0)
+			wantIs(t, "Add to "+tc.name, err, tokenstore.ErrInvalidArgument)
+			wantKV(t, e, kv, tc.name, tc.value)
+		})
+	}
+	t.Run("overflow", func(t *testing.T) {
+		wantAdd(t, e, kv, "big", math.MaxInt64, 0, math.MaxInt64)
+		_, err := kv.Add(e.ctx, "big", 1, 0)
+		wantIs(t, "Add past MaxInt64", err, tokenstore.ErrInvalidArgument)
+		wantAdd(t, e, kv, "big", 0, 0, math.MaxInt64)
+		wantAdd(t, e, kv, "small", math.MinInt64, 0, math.MinInt64)
+		_, err = kv.Add(e.ctx, "small", -1, 0)
+		wantIs(t, "Add below MinInt64", err, tokenstore.ErrInvalidArgument)
+	})
+	must(t, "Delete", kv.Delete(e.ctx, "n"))
+	wantAdd(t, e, kv, "n", 1, 0, 1) // a deleted counter starts again at 0
+}
+
+// testKVAddTTL: a ttl expires the counter ttl after the last Add (each Add
+// restarts the clock); an expired counter counts from 0; ttl 0 keeps it.
+func testKVAddTTL(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	kv := e.core.KV("password")
+	wantAdd(t, e, kv, "n", 1, time.Minute, 1)
+	e.clock.Advance(50 * time.Second)
+	wantAdd(t, e, kv, "n", 1, time.Minute, 2)
+	e.clock.Advance(50 * time.Second) // 100s after the first, 50s after the last
+	wantAdd(t, e, kv, "n", 1, time.Minute, 3)
+	e.clock.Advance(time.Minute + time.Nanosecond)
+	wantNoKV(t, e, kv, "n")
+	if l, err := kv.List(e.ctx, "", "", 0); err != nil || len(l) != 0 {
+		t.Fatalf("List after expiry = %+v, %v", l, err)
+	}
+	wantAdd(t, e, kv, "n", 5, time.Minute, 5) // counts from 0 again
+	wantAdd(t, e, kv, "n", -1, 0, 4)          // ttl 0: no expiry from now on
+	e.clock.Advance(24 * time.Hour)
+	wantAdd(t, e, kv, "n", 1, 0, 5)
+}
+
+// testKVAddParallel: Adds from many goroutines, half of them through a
+// second core on the store (another daemon replica), each see a distinct
+// count and sum exactly.
+func testKVAddParallel(t *testing.T, s *suite) {
+	const workers, each = 16, 10
+	e := s.env(t, tokenstore.Options{})
+	r := e.replica(tokenstore.Options{})
+	kvs := []tokenstore.KV{e.core.KV("password"), r.core.KV("password")}
+	var (
+		mu   sync.Mutex
+		seen = map[int64]bool{}
+		wg   sync.WaitGroup
+	)
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for range each {
+				n, err := kvs[w%2].Add(e.ctx, "n", 1, time.Hour)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				if seen[n] {
+					errs <- errors.New("two Adds returned " + strconv.FormatInt(n, 10))
+				}
+				seen[n] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	wantAdd(t, e, kvs[0], "n", 0, time.Hour, workers*each)
+	for i := int64(1); i <= workers*each; i++ {
+		if !seen[i] {
+			t.Fatalf("no Add returned %d", i)
+		}
 	}
 }

@@ -28,6 +28,12 @@ type Updater interface {
 	Update(ctx context.Context, key string, ttl time.Duration, change func(old []byte) ([]byte, error)) error
 }
 
+// Adder is a KV with its own atomic counter (as tokenstore.KV.Add is, in
+// one store transaction), with sdk.KV.Add's semantics.
+type Adder interface {
+	Add(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+}
+
 // Limits on what a plugin may store.
 const (
 	MaxKeyLen    = 512
@@ -182,6 +188,67 @@ func (s *KVServer) CompareAndSwap(ctx context.Context, r *pb.KVCompareAndSwapReq
 		return nil, encode(err)
 	}
 	return &pb.KVCompareAndSwapResponse{Swapped: true}, nil
+}
+
+// Add serves sdk.KV.Add: by the KV's own Add, else in one Update, else
+// under swapMu (atomic within this host process only).
+func (s *KVServer) Add(ctx context.Context, r *pb.KVAddRequest) (*pb.KVAddResponse, error) {
+	if err := checkKey(r.GetKey()); err != nil {
+		return nil, err
+	}
+	key, delta, ttl := r.GetKey(), r.GetDelta(), ttlOf(r.GetTtlMs())
+	var (
+		n   int64
+		err error
+	)
+	switch kv := s.kv.(type) {
+	case Adder:
+		n, err = kv.Add(ctx, key, delta, ttl)
+	case Updater:
+		err = kv.Update(ctx, key, ttl, func(cur []byte) ([]byte, error) {
+			sum, v, aerr := AddCounter(cur, delta)
+			n = sum
+			return v, aerr
+		})
+	default:
+		n, err = s.addLocked(ctx, key, delta, ttl)
+	}
+	if err != nil {
+		return nil, encode(err)
+	}
+	return &pb.KVAddResponse{Value: n}, nil
+}
+
+func (s *KVServer) addLocked(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	cur, err := s.kv.Get(ctx, key)
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		return 0, err
+	}
+	n, v, err := AddCounter(cur, delta)
+	if err != nil {
+		return 0, err
+	}
+	return n, s.kv.Put(ctx, key, v, ttl)
+}
+
+// AddCounter adds delta to the counter encoded in cur (nil is 0) and
+// returns the sum and its encoding, or ErrInvalidRequest when cur is no
+// counter or the sum overflows.
+func AddCounter(cur []byte, delta int64) (int64, []byte, error) {
+	var old int64
+	if cur != nil {
+		var ok bool
+		if old, ok = sdk.DecodeCounter(cur); !ok {
+			return 0, nil, &sdk.Error{Code: sdk.CodeInvalidRequest, Message: "kv: the value under the key is not a counter"}
+		}
+	}
+	n := old + delta
+	if (delta > 0 && n < old) || (delta < 0 && n > old) {
+		return 0, nil, &sdk.Error{Code: sdk.CodeInvalidRequest, Message: "kv: counter overflows"}
+	}
+	return n, sdk.EncodeCounter(n), nil
 }
 
 func nonNil(b []byte) []byte {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/handoffd/handoff/providers/internal/hostrpc"
 	"github.com/handoffd/handoff/providers/sdk"
 )
 
@@ -154,6 +155,21 @@ func (kv *KV) CompareAndSwap(ctx context.Context, key string, old, new []byte, t
 		err = nil
 	}
 	return swapped, err
+}
+
+// Add implements sdk.KV's Add in one Update, for verifiers run directly
+// (without the host) in tests.
+func (kv *KV) Add(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	var n int64
+	err := kv.Update(ctx, key, ttl, func(cur []byte) ([]byte, error) {
+		sum, v, err := hostrpc.AddCounter(cur, delta)
+		n = sum
+		return v, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 type keep struct{}

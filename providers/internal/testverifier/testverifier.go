@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/handoffd/handoff/providers/sdk"
@@ -149,6 +150,17 @@ func (e *Echo) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, error
 		if !ok {
 			return id, fmt.Errorf("already used: %w", sdk.ErrInvalidCredentials)
 		}
+		return id, nil
+	case "kvadd":
+		delta, err := strconv.ParseInt(p.Value, 10, 64)
+		if err != nil {
+			return id, fmt.Errorf("kvadd: value %q: %w", p.Value, sdk.ErrInvalidRequest)
+		}
+		n, err := e.kv.Add(ctx, p.Key, delta, time.Duration(p.Millis)*time.Millisecond)
+		if err != nil {
+			return id, fmt.Errorf("kv add %q: %w", p.Key, err)
+		}
+		id.Claims["n"] = n
 		return id, nil
 	case "kvlist":
 		es, err := e.kv.List(ctx, p.Key, "", 0)

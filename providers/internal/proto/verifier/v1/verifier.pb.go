@@ -1591,6 +1591,115 @@ func (x *KVCompareAndSwapResponse) GetSwapped() bool {
 	return false
 }
 
+// KVAddRequest adds delta to the int64 counter under key (absent is 0) in
+// one step. The counter is stored as 8 bytes, big-endian two's complement.
+type KVAddRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Delta int64                  `protobuf:"varint,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	// ttl_ms above zero expires the counter ttl_ms after this add; zero or
+	// less leaves it without expiry.
+	TtlMs         int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVAddRequest) Reset() {
+	*x = KVAddRequest{}
+	mi := &file_verifier_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVAddRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVAddRequest) ProtoMessage() {}
+
+func (x *KVAddRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVAddRequest.ProtoReflect.Descriptor instead.
+func (*KVAddRequest) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *KVAddRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KVAddRequest) GetDelta() int64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *KVAddRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type KVAddResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// value is the counter after the add.
+	Value         int64 `protobuf:"varint,1,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVAddResponse) Reset() {
+	*x = KVAddResponse{}
+	mi := &file_verifier_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVAddResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVAddResponse) ProtoMessage() {}
+
+func (x *KVAddResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVAddResponse.ProtoReflect.Descriptor instead.
+func (*KVAddResponse) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *KVAddResponse) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
 var File_verifier_proto protoreflect.FileDescriptor
 
 const file_verifier_proto_rawDesc = "" +
@@ -1684,7 +1793,13 @@ const file_verifier_proto_rawDesc = "" +
 	"\x06delete\x18\x05 \x01(\bR\x06delete\x12\x15\n" +
 	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\"4\n" +
 	"\x18KVCompareAndSwapResponse\x12\x18\n" +
-	"\aswapped\x18\x01 \x01(\bR\aswapped*\xba\x01\n" +
+	"\aswapped\x18\x01 \x01(\bR\aswapped\"M\n" +
+	"\fKVAddRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x03R\x05delta\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"%\n" +
+	"\rKVAddResponse\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\x03R\x05value*\xba\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eERROR_CODE_INVALID_CREDENTIALS\x10\x01\x12\x1e\n" +
@@ -1699,13 +1814,14 @@ const file_verifier_proto_rawDesc = "" +
 	"\x05Check\x12!.handoff.verifier.v1.CheckRequest\x1a\".handoff.verifier.v1.CheckResponse\x12N\n" +
 	"\x05Begin\x12!.handoff.verifier.v1.BeginRequest\x1a\".handoff.verifier.v1.BeginResponse\x12W\n" +
 	"\bComplete\x12$.handoff.verifier.v1.CompleteRequest\x1a%.handoff.verifier.v1.CompleteResponse\x12Q\n" +
-	"\x06Enroll\x12\".handoff.verifier.v1.EnrollRequest\x1a#.handoff.verifier.v1.EnrollResponse2\xbb\x03\n" +
+	"\x06Enroll\x12\".handoff.verifier.v1.EnrollRequest\x1a#.handoff.verifier.v1.EnrollResponse2\x89\x04\n" +
 	"\x06HostKV\x12L\n" +
 	"\x03Get\x12!.handoff.verifier.v1.KVGetRequest\x1a\".handoff.verifier.v1.KVGetResponse\x12L\n" +
 	"\x03Put\x12!.handoff.verifier.v1.KVPutRequest\x1a\".handoff.verifier.v1.KVPutResponse\x12U\n" +
 	"\x06Delete\x12$.handoff.verifier.v1.KVDeleteRequest\x1a%.handoff.verifier.v1.KVDeleteResponse\x12O\n" +
 	"\x04List\x12\".handoff.verifier.v1.KVListRequest\x1a#.handoff.verifier.v1.KVListResponse\x12m\n" +
-	"\x0eCompareAndSwap\x12,.handoff.verifier.v1.KVCompareAndSwapRequest\x1a-.handoff.verifier.v1.KVCompareAndSwapResponseBMZKgithub.com/handoffd/handoff/providers/internal/proto/verifier/v1;verifierv1b\x06proto3"
+	"\x0eCompareAndSwap\x12,.handoff.verifier.v1.KVCompareAndSwapRequest\x1a-.handoff.verifier.v1.KVCompareAndSwapResponse\x12L\n" +
+	"\x03Add\x12!.handoff.verifier.v1.KVAddRequest\x1a\".handoff.verifier.v1.KVAddResponseBMZKgithub.com/handoffd/handoff/providers/internal/proto/verifier/v1;verifierv1b\x06proto3"
 
 var (
 	file_verifier_proto_rawDescOnce sync.Once
@@ -1720,7 +1836,7 @@ func file_verifier_proto_rawDescGZIP() []byte {
 }
 
 var file_verifier_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_verifier_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_verifier_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_verifier_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: handoff.verifier.v1.ErrorCode
 	(*ErrorDetail)(nil),              // 1: handoff.verifier.v1.ErrorDetail
@@ -1752,6 +1868,8 @@ var file_verifier_proto_goTypes = []any{
 	(*KVListResponse)(nil),           // 27: handoff.verifier.v1.KVListResponse
 	(*KVCompareAndSwapRequest)(nil),  // 28: handoff.verifier.v1.KVCompareAndSwapRequest
 	(*KVCompareAndSwapResponse)(nil), // 29: handoff.verifier.v1.KVCompareAndSwapResponse
+	(*KVAddRequest)(nil),             // 30: handoff.verifier.v1.KVAddRequest
+	(*KVAddResponse)(nil),            // 31: handoff.verifier.v1.KVAddResponse
 }
 var file_verifier_proto_depIdxs = []int32{
 	0,  // 0: handoff.verifier.v1.ErrorDetail.code:type_name -> handoff.verifier.v1.ErrorCode
@@ -1773,20 +1891,22 @@ var file_verifier_proto_depIdxs = []int32{
 	23, // 16: handoff.verifier.v1.HostKV.Delete:input_type -> handoff.verifier.v1.KVDeleteRequest
 	25, // 17: handoff.verifier.v1.HostKV.List:input_type -> handoff.verifier.v1.KVListRequest
 	28, // 18: handoff.verifier.v1.HostKV.CompareAndSwap:input_type -> handoff.verifier.v1.KVCompareAndSwapRequest
-	3,  // 19: handoff.verifier.v1.Verifier.Describe:output_type -> handoff.verifier.v1.DescribeResponse
-	5,  // 20: handoff.verifier.v1.Verifier.Configure:output_type -> handoff.verifier.v1.ConfigureResponse
-	9,  // 21: handoff.verifier.v1.Verifier.Verify:output_type -> handoff.verifier.v1.VerifyResponse
-	11, // 22: handoff.verifier.v1.Verifier.Check:output_type -> handoff.verifier.v1.CheckResponse
-	13, // 23: handoff.verifier.v1.Verifier.Begin:output_type -> handoff.verifier.v1.BeginResponse
-	16, // 24: handoff.verifier.v1.Verifier.Complete:output_type -> handoff.verifier.v1.CompleteResponse
-	18, // 25: handoff.verifier.v1.Verifier.Enroll:output_type -> handoff.verifier.v1.EnrollResponse
-	20, // 26: handoff.verifier.v1.HostKV.Get:output_type -> handoff.verifier.v1.KVGetResponse
-	22, // 27: handoff.verifier.v1.HostKV.Put:output_type -> handoff.verifier.v1.KVPutResponse
-	24, // 28: handoff.verifier.v1.HostKV.Delete:output_type -> handoff.verifier.v1.KVDeleteResponse
-	27, // 29: handoff.verifier.v1.HostKV.List:output_type -> handoff.verifier.v1.KVListResponse
-	29, // 30: handoff.verifier.v1.HostKV.CompareAndSwap:output_type -> handoff.verifier.v1.KVCompareAndSwapResponse
-	19, // [19:31] is the sub-list for method output_type
-	7,  // [7:19] is the sub-list for method input_type
+	30, // 19: handoff.verifier.v1.HostKV.Add:input_type -> handoff.verifier.v1.KVAddRequest
+	3,  // 20: handoff.verifier.v1.Verifier.Describe:output_type -> handoff.verifier.v1.DescribeResponse
+	5,  // 21: handoff.verifier.v1.Verifier.Configure:output_type -> handoff.verifier.v1.ConfigureResponse
+	9,  // 22: handoff.verifier.v1.Verifier.Verify:output_type -> handoff.verifier.v1.VerifyResponse
+	11, // 23: handoff.verifier.v1.Verifier.Check:output_type -> handoff.verifier.v1.CheckResponse
+	13, // 24: handoff.verifier.v1.Verifier.Begin:output_type -> handoff.verifier.v1.BeginResponse
+	16, // 25: handoff.verifier.v1.Verifier.Complete:output_type -> handoff.verifier.v1.CompleteResponse
+	18, // 26: handoff.verifier.v1.Verifier.Enroll:output_type -> handoff.verifier.v1.EnrollResponse
+	20, // 27: handoff.verifier.v1.HostKV.Get:output_type -> handoff.verifier.v1.KVGetResponse
+	22, // 28: handoff.verifier.v1.HostKV.Put:output_type -> handoff.verifier.v1.KVPutResponse
+	24, // 29: handoff.verifier.v1.HostKV.Delete:output_type -> handoff.verifier.v1.KVDeleteResponse
+	27, // 30: handoff.verifier.v1.HostKV.List:output_type -> handoff.verifier.v1.KVListResponse
+	29, // 31: handoff.verifier.v1.HostKV.CompareAndSwap:output_type -> handoff.verifier.v1.KVCompareAndSwapResponse
+	31, // 32: handoff.verifier.v1.HostKV.Add:output_type -> handoff.verifier.v1.KVAddResponse
+	20, // [20:33] is the sub-list for method output_type
+	7,  // [7:20] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1803,7 +1923,7 @@ func file_verifier_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_verifier_proto_rawDesc), len(file_verifier_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

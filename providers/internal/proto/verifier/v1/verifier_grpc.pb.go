@@ -384,6 +384,7 @@ const (
 	HostKV_Delete_FullMethodName         = "/handoff.verifier.v1.HostKV/Delete"
 	HostKV_List_FullMethodName           = "/handoff.verifier.v1.HostKV/List"
 	HostKV_CompareAndSwap_FullMethodName = "/handoff.verifier.v1.HostKV/CompareAndSwap"
+	HostKV_Add_FullMethodName            = "/handoff.verifier.v1.HostKV/Add"
 )
 
 // HostKVClient is the client API for HostKV service.
@@ -398,6 +399,7 @@ type HostKVClient interface {
 	Delete(ctx context.Context, in *KVDeleteRequest, opts ...grpc.CallOption) (*KVDeleteResponse, error)
 	List(ctx context.Context, in *KVListRequest, opts ...grpc.CallOption) (*KVListResponse, error)
 	CompareAndSwap(ctx context.Context, in *KVCompareAndSwapRequest, opts ...grpc.CallOption) (*KVCompareAndSwapResponse, error)
+	Add(ctx context.Context, in *KVAddRequest, opts ...grpc.CallOption) (*KVAddResponse, error)
 }
 
 type hostKVClient struct {
@@ -458,6 +460,16 @@ func (c *hostKVClient) CompareAndSwap(ctx context.Context, in *KVCompareAndSwapR
 	return out, nil
 }
 
+func (c *hostKVClient) Add(ctx context.Context, in *KVAddRequest, opts ...grpc.CallOption) (*KVAddResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KVAddResponse)
+	err := c.cc.Invoke(ctx, HostKV_Add_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostKVServer is the server API for HostKV service.
 // All implementations must embed UnimplementedHostKVServer
 // for forward compatibility.
@@ -470,6 +482,7 @@ type HostKVServer interface {
 	Delete(context.Context, *KVDeleteRequest) (*KVDeleteResponse, error)
 	List(context.Context, *KVListRequest) (*KVListResponse, error)
 	CompareAndSwap(context.Context, *KVCompareAndSwapRequest) (*KVCompareAndSwapResponse, error)
+	Add(context.Context, *KVAddRequest) (*KVAddResponse, error)
 	mustEmbedUnimplementedHostKVServer()
 }
 
@@ -494,6 +507,9 @@ func (UnimplementedHostKVServer) List(context.Context, *KVListRequest) (*KVListR
 }
 func (UnimplementedHostKVServer) CompareAndSwap(context.Context, *KVCompareAndSwapRequest) (*KVCompareAndSwapResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompareAndSwap not implemented")
+}
+func (UnimplementedHostKVServer) Add(context.Context, *KVAddRequest) (*KVAddResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Add not implemented")
 }
 func (UnimplementedHostKVServer) mustEmbedUnimplementedHostKVServer() {}
 func (UnimplementedHostKVServer) testEmbeddedByValue()                {}
@@ -606,6 +622,24 @@ func _HostKV_CompareAndSwap_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostKV_Add_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KVAddRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostKVServer).Add(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostKV_Add_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostKVServer).Add(ctx, req.(*KVAddRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostKV_ServiceDesc is the grpc.ServiceDesc for HostKV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -632,6 +666,10 @@ var HostKV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompareAndSwap",
 			Handler:    _HostKV_CompareAndSwap_Handler,
+		},
+		{
+			MethodName: "Add",
+			Handler:    _HostKV_Add_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
