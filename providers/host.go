@@ -160,6 +160,7 @@ type Host struct {
 	log   *slog.Logger
 	tune  tuning
 	spawn *spawner
+	pins  *pinned // verified copies of pinned binaries
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -197,7 +198,7 @@ func New(opts Options) *Host {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Host{
 		opts: opts, log: log.With("component", "providers"), tune: defaultTuning,
-		spawn: newSpawner(), ctx: ctx, cancel: cancel, providers: map[string]*Provider{},
+		spawn: newSpawner(), pins: &pinned{log: log}, ctx: ctx, cancel: cancel, providers: map[string]*Provider{},
 	}
 }
 
@@ -402,6 +403,7 @@ func (h *Host) Close() error {
 		h.cancel()
 		h.wg.Wait()
 		h.spawn.close()
+		h.pins.close()
 		if h.sockDir != "" {
 			_ = os.RemoveAll(h.sockDir)
 		}
