@@ -57,8 +57,9 @@ type External struct {
 	// Path is the binary: a file path (relative to the daemon's working
 	// directory), not looked up in PATH.
 	Path string
-	// SHA256 is the hex SHA-256 of the binary (`sha256sum`); required. It
-	// is checked before every start.
+	// SHA256 is the hex SHA-256 of the binary (`sha256sum`); required.
+	// The binary runs from a private copy whose hash was checked as it
+	// was made, at the first start and every restart (see pinned).
 	SHA256 string
 	// Args are passed to the binary.
 	Args []string
