@@ -155,14 +155,15 @@ func stageDir(sockDir string, log *slog.Logger) (dir string, made bool, err erro
 	return dir, true, nil
 }
 
-// mkPrivate makes dir (0700) and checks that it and its parent are
-// directories of this user that no one else may write to, so nobody else
-// can put a file where a verified copy is looked for.
+// mkPrivate makes dir (0700) and checks that it, its parent (the host's
+// h<pid>) and their parent (the runtime dir) are directories of this user
+// that no one else may write to, so nobody else can put a file, or a
+// directory, where a verified copy is looked for.
 func mkPrivate(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("providers: plugin binaries dir: %w", err)
 	}
-	for _, d := range []string{filepath.Dir(dir), dir} {
+	for _, d := range []string{filepath.Dir(filepath.Dir(dir)), filepath.Dir(dir), dir} {
 		st, err := os.Lstat(d)
 		if err != nil {
 			return fmt.Errorf("providers: plugin binaries dir: %w", err)

@@ -258,3 +258,17 @@ func TestBuiltinRestartRunsTheDaemonsBytes(t *testing.T) {
 		return
 	}
 }
+
+// TestPinnedRefusesASharedRuntimeDir: where others may write, they could
+// put a directory or file where the verified copy is looked for; a pinned
+// plugin does not start there.
+func TestPinnedRefusesASharedRuntimeDir(t *testing.T) {
+	rt := runtimeDir(t)
+	if err := os.Chmod(rt, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newHost(t, Options{RuntimeDir: rt}, external(t, "p", "echo"))
+	if err == nil || !strings.Contains(err.Error(), "others cannot write") {
+		t.Fatalf("start in a world-writable runtime dir: %v", err)
+	}
+}
