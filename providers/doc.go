@@ -5,12 +5,19 @@
 //
 // # Launch
 //
-// A built-in kind runs Options.Executable (handoff itself) with
-// BuiltinArgs(kind), by default `plugin <kind>`, whose main calls
-// sdk.Serve with the kind's factory; a third-party plugin runs
-// External.Path, after its SHA-256 is checked against External.SHA256
-// (go-plugin's SecureConfig, on every start; a mismatch refuses the
-// provider and says expected and actual). Both speak gRPC only, with
+// A built-in kind runs Options.Executable with BuiltinArgs(kind), by
+// default `plugin <kind>`, whose main calls sdk.Serve with the kind's
+// factory; without Executable it runs /proc/self/exe on Linux, the bytes
+// of the running daemon even when its file has been replaced since. A
+// third-party plugin never runs from External.Path: at its first start the
+// file is copied into a directory only the daemon's user can enter
+// (<runtime dir>/h<pid>/bin, or the user cache dir when that file system
+// is noexec), hashed as it is copied, and the copy runs only when its
+// SHA-256 is External.SHA256 (a mismatch refuses the provider and says
+// expected and actual). Every restart runs that verified copy (hashed
+// again first; a copy that is gone is made and checked again), so a file
+// swapped or rewritten at the path, before or after the check, never runs.
+// The copies are removed at Close. Both speak gRPC only, with
 // AutoMTLS, a 10 s start timeout, and an environment made of the spec's
 // Env plus PATH, HOME, TZ, LANG and the CA and proxy variables (nothing
 // else of the daemon's environment, which may hold secrets). Every start

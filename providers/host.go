@@ -57,8 +57,9 @@ type External struct {
 	// Path is the binary: a file path (relative to the daemon's working
 	// directory), not looked up in PATH.
 	Path string
-	// SHA256 is the hex SHA-256 of the binary (`sha256sum`); required. It
-	// is checked before every start.
+	// SHA256 is the hex SHA-256 of the binary (`sha256sum`); required.
+	// The binary runs from a private copy whose hash was checked as it
+	// was made, at the first start and every restart (see pinned).
 	SHA256 string
 	// Args are passed to the binary.
 	Args []string
@@ -169,6 +170,7 @@ type Host struct {
 	log   *slog.Logger
 	tune  tuning
 	spawn *spawner
+	pins  *pinned // verified copies of pinned binaries
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -206,7 +208,7 @@ func New(opts Options) *Host {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Host{
 		opts: opts, log: log.With("component", "providers"), tune: defaultTuning,
-		spawn: newSpawner(), ctx: ctx, cancel: cancel, providers: map[string]*Provider{},
+		spawn: newSpawner(), pins: &pinned{log: log}, ctx: ctx, cancel: cancel, providers: map[string]*Provider{},
 	}
 }
 
@@ -411,6 +413,7 @@ func (h *Host) Close() error {
 		h.cancel()
 		h.wg.Wait()
 		h.spawn.close()
+		h.pins.close()
 		if h.sockDir != "" {
 			_ = os.RemoveAll(h.sockDir)
 		}

@@ -115,7 +115,7 @@ func TestStartFailuresAreReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Failed starts leave no socket dir behind; only "ok" has one.
-	if entries, _ := os.ReadDir(h.sockDir); len(entries) != 1 {
+	if entries := socketDirs(h.sockDir); len(entries) != 1 {
 		t.Fatalf("socket dirs after failed starts: %v", entries)
 	}
 }
@@ -361,8 +361,9 @@ func TestUnhealthyPluginIsRestarted(t *testing.T) {
 }
 
 // TestCallsFailFastWhileDown makes restarts fail (the pinned binary was
-// replaced): the provider stays down, calls fail at once with
-// ErrUnavailable, and it recovers once the binary is right again.
+// replaced, and its verified copy is gone, so it must be copied and checked
+// again): the provider stays down, calls fail at once with ErrUnavailable,
+// and it recovers once the binary is right again.
 func TestCallsFailFastWhileDown(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "echo")
@@ -386,6 +387,9 @@ func TestCallsFailFastWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(h.pins.dir, spec.External.SHA256)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := verify(p, map[string]any{"op": "crash"}); !errors.Is(err, sdk.ErrUnavailable) {
@@ -503,13 +507,12 @@ func TestNoStaleSocketDirs(t *testing.T) {
 			waitFor(t, 5*time.Second, "restart", func() bool { st := p.status(); return st.Restarts == i+1 && st.Health == HealthUp })
 		}
 	}
-	entries, _ := os.ReadDir(sockDir)
+	entries := socketDirs(sockDir)
 	if len(entries) != 2 {
 		t.Fatalf("%d socket dirs for 2 running plugins: %v", len(entries), entries)
 	}
 	h.Close()
-	entries, _ = os.ReadDir(rt)
-	if len(entries) != 0 {
+	if entries, _ := os.ReadDir(rt); len(entries) != 0 {
 		t.Fatalf("runtime dir not empty after Close: %v", entries)
 	}
 }

@@ -38,6 +38,10 @@ func TestMain(m *testing.M) {
 		// (GORACE atexit_sleep_ms), which only slows the tests' Close.
 		syscall.Exit(0)
 	}
+	if os.Getenv(envBuiltinHelper) != "" {
+		builtinHelper()
+		return
+	}
 	if os.Getenv(envHostHelper) != "" {
 		hostHelper()
 		return
@@ -92,6 +96,19 @@ func runtimeDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// socketDirs lists the per-process socket dirs in a host's dir (not the
+// bin dir of verified plugin copies).
+func socketDirs(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "plugin-dir") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -2,8 +2,6 @@ package providers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +12,9 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
 
 	"github.com/handoffd/handoff/providers/internal/wire"
@@ -25,27 +23,33 @@ import (
 // Interface guards.
 var _ runner.Runner = (*procRunner)(nil)
 
-// command is the executable and arguments of p's plugin, and the checksum
-// to verify before each start ("" for built-ins, which are this binary).
-func (p *Provider) command() (*exec.Cmd, string) {
-	var path, sum string
+// command is the executable and arguments of p's plugin. A pinned plugin
+// runs from its verified private copy (see pinned), made or checked again
+// here before each start; argv[0] stays the configured path, for ps.
+func (p *Provider) command() (*exec.Cmd, error) {
+	var path, name string
 	var args []string
 	env := map[string]string{}
 	if ext := p.spec.External; ext != nil {
-		path, args, sum = ext.Path, ext.Args, ext.SHA256
+		name, args = ext.Path, ext.Args
 		for k, v := range ext.Env {
 			env[k] = v
 		}
+		var err error
+		if path, err = p.h.pins.path(p.h.sockDir, ext.Path, ext.SHA256); err != nil {
+			return nil, err
+		}
 	} else {
-		path = p.h.opts.Executable
+		path, name = p.h.opts.Executable, p.h.opts.Executable
 		if path == "" {
-			path, _ = os.Executable()
+			path = builtinPath()
+			name, _ = os.Executable()
 		}
 		args = p.h.opts.BuiltinArgs(p.spec.Kind)
 	}
-	cmd := &exec.Cmd{Path: path, Args: append([]string{path}, args...)}
+	cmd := &exec.Cmd{Path: path, Args: append([]string{name}, args...)}
 	cmd.Env = pluginEnv(env, p.log.Enabled(context.Background(), slog.LevelDebug), p.log.Enabled(context.Background(), slog.LevelInfo))
-	return cmd, sum
+	return cmd, nil
 }
 
 // passEnv are the host variables a plugin gets; nothing else of the host's
@@ -87,11 +91,11 @@ func pluginEnv(spec map[string]string, debug, info bool) []string {
 // (under Options.RuntimeDir) for the sockets of this one process and
 // removes it on Kill; go-plugin's own environment (cookie, mTLS
 // certificate, socket dir) comes in gen.Env.
-func (h *Host) runnerFunc(name string, cmd *exec.Cmd, checksum string, out **procRunner) func(hclog.Logger, *exec.Cmd, string) (runner.Runner, error) {
+func (h *Host) runnerFunc(name string, cmd *exec.Cmd, out **procRunner) func(hclog.Logger, *exec.Cmd, string) (runner.Runner, error) {
 	return func(_ hclog.Logger, gen *exec.Cmd, tmpDir string) (runner.Runner, error) {
 		cmd.Env = append(cmd.Env, gen.Env...)
 		cmd.SysProcAttr = sysProcAttr()
-		r := &procRunner{name: name, cmd: cmd, checksum: checksum, dir: tmpDir, spawn: h.spawn.start}
+		r := &procRunner{name: name, cmd: cmd, dir: tmpDir, spawn: h.spawn.start}
 		var err error
 		if r.stdout, err = cmd.StdoutPipe(); err != nil {
 			return nil, err
@@ -104,17 +108,16 @@ func (h *Host) runnerFunc(name string, cmd *exec.Cmd, checksum string, out **pro
 	}
 }
 
-// procRunner runs one plugin process for go-plugin: checksum check, spawn
-// on the host's locked spawner thread (so Pdeathsig outlives the call),
-// its own process group, and a kill that takes the whole group.
+// procRunner runs one plugin process for go-plugin: spawn on the host's
+// locked spawner thread (so Pdeathsig outlives the call), its own process
+// group, and a kill that takes the whole group.
 type procRunner struct {
-	name     string
-	cmd      *exec.Cmd
-	checksum string
-	dir      string
-	spawn    func(*exec.Cmd) error
-	stdout   io.ReadCloser
-	stderr   io.ReadCloser
+	name   string
+	cmd    *exec.Cmd
+	dir    string
+	spawn  func(*exec.Cmd) error
+	stdout io.ReadCloser
+	stderr io.ReadCloser
 
 	mu      sync.Mutex
 	pid     int
@@ -122,49 +125,18 @@ type procRunner struct {
 	waitErr error
 }
 
-// checksumError is a pinned plugin whose binary has another hash.
-type checksumError struct{ path, want, got string }
-
-func (e *checksumError) Error() string {
-	return fmt.Sprintf("sha256 mismatch for %s: expected %s, actual %s; refusing to run it (if you rebuilt it on purpose, pin the new hash: sha256sum %s)", e.path, e.want, e.got, e.path)
-}
-
-// verify checks the binary against its pin with go-plugin's SecureConfig,
-// right before exec, on every start.
-func (r *procRunner) verify() error {
-	want, err := hex.DecodeString(r.checksum)
-	if err != nil {
-		return fmt.Errorf("sha256 %q is not hex", r.checksum)
-	}
-	sc := &plugin.SecureConfig{Checksum: want, Hash: sha256.New()}
-	ok, err := sc.Check(r.cmd.Path)
-	if err != nil {
-		return fmt.Errorf("plugin binary: %w", err)
-	}
-	if ok {
-		return nil
-	}
-	got := "unknown"
-	if f, err := os.Open(r.cmd.Path); err == nil {
-		hash := sha256.New()
-		if _, err := io.Copy(hash, f); err == nil {
-			got = hex.EncodeToString(hash.Sum(nil))
-		}
-		f.Close()
-	}
-	return &checksumError{path: r.cmd.Path, want: r.checksum, got: got}
-}
+// textBusyTries bounds the starts retried after ETXTBSY.
+const textBusyTries = 20
 
 func (r *procRunner) Start(context.Context) error {
-	if r.checksum != "" {
-		if err := r.verify(); err != nil {
-			r.cleanup()
-			return err
-		}
+	err := r.spawn(r.cmd)
+	for i := 1; i < textBusyTries && textBusy(err); i++ {
+		time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+		err = r.spawn(r.cmd)
 	}
-	if err := r.spawn(r.cmd); err != nil {
+	if err != nil {
 		r.cleanup()
-		return fmt.Errorf("start %s: %w", r.cmd.Path, err)
+		return fmt.Errorf("start %s: %w", r.cmd.Args[0], err)
 	}
 	r.mu.Lock()
 	r.pid = r.cmd.Process.Pid
@@ -239,7 +211,7 @@ func (r *procRunner) ID() string {
 }
 
 func (r *procRunner) Diagnose(context.Context) string {
-	return fmt.Sprintf("%s is not a working handoff plugin: it must be built for %s/%s, be executable, call sdk.Serve from main, and never write to stdout before it", r.cmd.Path, runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("%s is not a working handoff plugin: it must be built for %s/%s, be executable, call sdk.Serve from main, and never write to stdout before it", r.cmd.Args[0], runtime.GOOS, runtime.GOARCH)
 }
 
 func (r *procRunner) PluginToHost(network, addr string) (string, string, error) {

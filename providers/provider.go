@@ -146,12 +146,15 @@ func (p *Provider) launch(ctx context.Context) (*instance, error) {
 
 // spawn starts the process and completes go-plugin's handshake.
 func (p *Provider) spawn() (*instance, error) {
-	cmd, checksum := p.command()
+	cmd, err := p.command()
+	if err != nil {
+		return nil, err
+	}
 	inst := &instance{}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: hostrpc.Plugins()},
-		RunnerFunc:       p.h.runnerFunc(p.spec.Name, cmd, checksum, &inst.runner),
+		RunnerFunc:       p.h.runnerFunc(p.spec.Name, cmd, &inst.runner),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
@@ -171,7 +174,7 @@ func (p *Provider) spawn() (*instance, error) {
 	}
 	if err != nil {
 		p.kill(inst, false)
-		return nil, startError(err, cmd.Path)
+		return nil, startError(err, cmd.Args[0])
 	}
 	return inst, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -569,4 +571,41 @@ func TestConformance(t *testing.T) {
 			return json.RawMessage(`{"userId": "conformance", "sample": ` + sample + `}`)
 		},
 	})
+}
+
+// TestRedirectsNotFollowed: the vendor answers with a redirect to another
+// server. The request is signed and carries the sample and the vendor's
+// headers (an API key), so following a 307 or 308 would re-post them
+// there: Verify and Enroll fail as unavailable, saying the status and no
+// secret, and the other server receives nothing.
+func TestRedirectsNotFollowed(t *testing.T) {
+	var hits atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+	}))
+	t.Cleanup(elsewhere.Close)
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		for _, mode := range modes {
+			t.Run(fmt.Sprintf("%d %s", status, mode), func(t *testing.T) {
+				vd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, elsewhere.URL+r.URL.Path, status)
+				}))
+				t.Cleanup(vd.Close)
+				secret := newSecret(t)
+				c := connect(t, mode, map[string]any{"url": vd.URL + "/match", "secret": secret, "headers": map[string]string{"X-Api-Key": "vendor-key-1"}})
+				_, err := c.Verify(ctxT(t), verifyReq(map[string]any{}))
+				wantErr(t, err, sdk.ErrUnavailable, fmt.Sprintf("answered %d", status))
+				_, err2 := c.Enroll(ctxT(t), sdk.EnrollRequest{UserID: "u1", Payload: json.RawMessage(`{"sample": ` + sample + `}`)})
+				wantErr(t, err2, sdk.ErrUnavailable, fmt.Sprintf("answered %d", status))
+				for _, e := range []error{err, err2} {
+					if strings.Contains(e.Error(), "vendor-key-1") || strings.Contains(e.Error(), strings.TrimPrefix(secret, "whsec_")) {
+						t.Fatalf("the error %q holds a secret", e)
+					}
+				}
+				if n := hits.Load(); n != 0 {
+					t.Fatalf("the redirect was followed: the other server got %d requests", n)
+				}
+			})
+		}
+	}
 }

@@ -550,3 +550,36 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// TestRedirectsNotFollowed: siteverify answers with a redirect to another
+// server. The form carries the secret key and the user's token, so
+// following a 307 or 308 would post them there: the check fails as
+// unavailable, saying the status and neither secret, and the other server
+// receives nothing.
+func TestRedirectsNotFollowed(t *testing.T) {
+	var hits atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte(`{"success": true}`))
+	}))
+	t.Cleanup(elsewhere.Close)
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		for _, mode := range modes {
+			t.Run(fmt.Sprintf("%d %s", status, mode), func(t *testing.T) {
+				sv := newSiteverify(t, func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, elsewhere.URL+"/siteverify", status)
+				})
+				c := connect(t, mode, map[string]any{"provider": "turnstile", "secret": turnstileSecret, "siteverify_url": sv.URL})
+				token := newToken("redirected")
+				err := c.Check(ctxT(t), sdk.Request{Payload: payload(map[string]any{"captcha": token})})
+				wantErr(t, err, sdk.ErrUnavailable, fmt.Sprintf("answered %d", status))
+				if strings.Contains(err.Error(), turnstileSecret) || strings.Contains(err.Error(), token) {
+					t.Fatalf("the error %q holds a secret", err)
+				}
+				if n := hits.Load(); n != 0 {
+					t.Fatalf("the redirect was followed: the other server got %d requests", n)
+				}
+			})
+		}
+	}
+}

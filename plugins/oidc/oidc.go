@@ -338,7 +338,7 @@ func (v *Verifier) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, e
 	if err := nativeNonce(nonce, tok.Nonce); err != nil {
 		return sdk.Identity{}, err
 	}
-	if err := v.spend(ctx, *p.IDToken, tok.Expiry); err != nil {
+	if err := v.spend(ctx, tok, claims); err != nil {
 		return sdk.Identity{}, err
 	}
 	return v.identity(claims)
@@ -347,14 +347,15 @@ func (v *Verifier) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, e
 // spend marks an ID token used, in the host KV until it expires, so each
 // ID token signs in once: one taken from a device, a log or a proxy on its
 // way cannot be played again (for the native flow nothing else binds it
-// to one sign-in when the app sends no nonce).
-func (v *Verifier) spend(ctx context.Context, raw string, expiry time.Time) error {
+// to one sign-in when the app sends no nonce). The redirect flow spends
+// its ID token too, so one read from the token answer cannot sign in again
+// through the native flow.
+func (v *Verifier) spend(ctx context.Context, tok *gooidc.IDToken, claims map[string]any) error {
 	if v.kv == nil {
 		return nil // no host (a bare unit test): nothing to keep it in
 	}
-	sum := sha256.Sum256([]byte(raw))
-	ttl := max(expiry.Sub(v.now())+spentLeeway, time.Minute)
-	fresh, err := v.kv.CompareAndSwap(ctx, "spent/"+hex.EncodeToString(sum[:]), nil, []byte{1}, ttl)
+	ttl := max(tok.Expiry.Sub(v.now())+spentLeeway, time.Minute)
+	fresh, err := v.kv.CompareAndSwap(ctx, spentKey(tok, claims), nil, []byte{1}, ttl)
 	switch {
 	case err != nil:
 		return fmt.Errorf("the replay check failed: %v: %w", err, sdk.ErrUnavailable)
@@ -362,6 +363,29 @@ func (v *Verifier) spend(ctx context.Context, raw string, expiry time.Time) erro
 		return fmt.Errorf("the ID token was used already; sign in again for a new one: %w", sdk.ErrInvalidCredentials)
 	}
 	return nil
+}
+
+// spentKey is the replay mark of a verified ID token. It is never the
+// token's text: base64url leaves unused low bits in the last character of
+// a segment, which decoders ignore, so one token has several spellings that
+// all verify; and an ECDSA signature (r, s) verifies as (r, n-s) too, so
+// the signature bytes do not name a token either. The mark is iss and jti
+// (unique per token at its issuer, OpenID Connect's replay identifier),
+// or, without jti, the SHA-256 of the verified claims as signed: the
+// decoded payload, which every spelling and every signature of the token
+// share, and which covers sub, iat, nonce and all else, so two tokens the
+// IdP really issued never share it.
+func spentKey(tok *gooidc.IDToken, claims map[string]any) string {
+	h := sha256.New()
+	if jti, ok := claims["jti"].(string); ok && jti != "" {
+		h.Write([]byte("jti\x00" + tok.Issuer + "\x00" + jti))
+	} else {
+		var payload json.RawMessage
+		_ = tok.Claims(&payload) // read once already by verifyIDToken
+		h.Write([]byte("payload\x00"))
+		h.Write(payload)
+	}
+	return "spent/" + hex.EncodeToString(h.Sum(nil))
 }
 
 // nativeNonce checks the native flow's nonce: when the request or the
@@ -560,6 +584,9 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 			return sdk.Identity{}, fmt.Errorf("the ID token's at_hash does not match the access token: %w", sdk.ErrInvalidCredentials)
 		}
 	}
+	if err := v.spend(ctx, tok, claims); err != nil {
+		return sdk.Identity{}, err
+	}
 	if v.cfg.Userinfo {
 		if err := v.mergeUserinfo(ctx, p, token, tok.Subject, claims); err != nil {
 			return sdk.Identity{}, err
@@ -582,6 +609,9 @@ func (v *Verifier) exchangeError(ctx context.Context, err error) error {
 			code = "no error code"
 		}
 		v.log.Warn("the identity provider refused the code exchange", "status", status, "error", code)
+		if status/100 == 3 {
+			return fmt.Errorf("the identity provider's token endpoint answered %d, a redirect (not followed): %w", status, sdk.ErrUnavailable)
+		}
 		if status >= 500 || status == http.StatusTooManyRequests {
 			return fmt.Errorf("the identity provider's token endpoint answered %d: %w", status, sdk.ErrUnavailable)
 		}

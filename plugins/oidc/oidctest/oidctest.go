@@ -12,7 +12,10 @@
 package oidctest
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -100,7 +103,9 @@ type Provider struct {
 	clients   map[string]Client
 	signing   *Key
 	published []*Key
+	ecKeys    []*ECKey
 	requests  map[string]int
+	issued    []string // ID tokens the token endpoint answered with
 }
 
 // New starts a provider on loopback; it stops when the test ends.
@@ -169,7 +174,20 @@ func New(t testing.TB, opts Options) *Provider {
 			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if r.URL.Path != TokenPath {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &teeWriter{ResponseWriter: w}
+		mux.ServeHTTP(rec, r)
+		var answer struct {
+			IDToken string `json:"id_token"`
+		}
+		if json.Unmarshal(rec.body.Bytes(), &answer) == nil && answer.IDToken != "" {
+			p.mu.Lock()
+			p.issued = append(p.issued, answer.IDToken)
+			p.mu.Unlock()
+		}
 	})
 	p.srv.Start()
 	t.Cleanup(p.srv.Close)
@@ -190,6 +208,26 @@ func renderLogin(w http.ResponseWriter, status int, id, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_ = loginPage.Execute(w, struct{ ID, Error string }{id, msg})
+}
+
+// teeWriter keeps a copy of the body it writes.
+type teeWriter struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (w *teeWriter) Write(b []byte) (int, error) {
+	w.body.Write(b)
+	return w.ResponseWriter.Write(b)
+}
+
+// IssuedIDTokens returns the ID tokens the token endpoint has answered
+// with, oldest first: what a client of the provider (handoff's redirect
+// flow among them) received.
+func (p *Provider) IssuedIDTokens() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.issued)
 }
 
 // URL returns the provider's URL for path.
@@ -288,24 +326,7 @@ func NewKey(t testing.TB) *Key {
 // Sign signs claims as a JWT with k, its id in the kid header.
 func (k *Key) Sign(t testing.TB, claims map[string]any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: k.Private, KeyID: k.ID}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatalf("oidctest: %v", err)
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatalf("oidctest: %v", err)
-	}
-	obj, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatalf("oidctest: %v", err)
-	}
-	s, err := obj.CompactSerialize()
-	if err != nil {
-		t.Fatalf("oidctest: %v", err)
-	}
-	return s
+	return sign(t, jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: k.Private, KeyID: k.ID}}, claims)
 }
 
 // Browser is an HTTP client with a cookie jar, as a browser is, that
@@ -473,15 +494,23 @@ func (s *store) SigningKey(context.Context) (op.SigningKey, error) {
 }
 
 func (s *store) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	if len(s.p.ecKeys) > 0 {
+		return []jose.SignatureAlgorithm{jose.RS256, jose.ES256}, nil
+	}
 	return []jose.SignatureAlgorithm{jose.RS256}, nil
 }
 
 func (s *store) KeySet(context.Context) ([]op.Key, error) {
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()
-	out := make([]op.Key, len(s.p.published))
-	for i, k := range s.p.published {
-		out[i] = publicKey{k}
+	out := make([]op.Key, 0, len(s.p.published)+len(s.p.ecKeys))
+	for _, k := range s.p.published {
+		out = append(out, publicKey{k})
+	}
+	for _, k := range s.p.ecKeys {
+		out = append(out, ecPublicKey{k})
 	}
 	return out, nil
 }
@@ -507,6 +536,63 @@ func (p publicKey) ID() string                         { return p.k.ID }
 func (p publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
 func (p publicKey) Use() string                        { return "sig" }
 func (p publicKey) Key() any                           { return &p.k.Private.PublicKey }
+
+type ecPublicKey struct{ k *ECKey }
+
+func (p ecPublicKey) ID() string                         { return p.k.ID }
+func (p ecPublicKey) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
+func (p ecPublicKey) Use() string                        { return "sig" }
+func (p ecPublicKey) Key() any                           { return &p.k.Private.PublicKey }
+
+// ECKey is an ES256 signing key. The provider signs its own tokens with
+// RS256 only; an ECKey it publishes (AddES256Key) signs tokens of the
+// test's making.
+type ECKey struct {
+	ID      string
+	Private *ecdsa.PrivateKey
+}
+
+// AddES256Key makes an ES256 key, publishes it in the JWKS and lists ES256
+// in discovery. Add it before the client discovers the provider.
+func (p *Provider) AddES256Key(t testing.TB) *ECKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("oidctest: %v", err)
+	}
+	k := &ECKey{ID: "ec-" + rand.Text()[:8], Private: priv}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ecKeys = append(p.ecKeys, k)
+	return k
+}
+
+// Sign signs claims as a JWT with k, its id in the kid header.
+func (k *ECKey) Sign(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	return sign(t, jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.Private, KeyID: k.ID}}, claims)
+}
+
+func sign(t testing.TB, key jose.SigningKey, claims map[string]any) string {
+	t.Helper()
+	signer, err := jose.NewSigner(key, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatalf("oidctest: %v", err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatalf("oidctest: %v", err)
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatalf("oidctest: %v", err)
+	}
+	s, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatalf("oidctest: %v", err)
+	}
+	return s
+}
 
 type userStore []User
 
