@@ -114,8 +114,8 @@ func CheckConfig(ctx context.Context, cfg config.Config, builtins map[string]sdk
 // builtinProves answers config.ProvesIdentity for the built-in kinds.
 func builtinProves(ctx context.Context, builtins map[string]sdk.Factory) config.ProvesIdentity {
 	return func(p config.Provider) (bool, bool) {
-		f, ok := builtins[p.Kind]
-		if p.Plugin != nil || !ok {
+		f := builtins[p.Kind]
+		if p.Plugin != nil || f == nil { // nil: a kind served by another binary (the bench's)
 			return false, false
 		}
 		info, err := f().Describe(ctx)
