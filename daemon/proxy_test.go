@@ -83,8 +83,14 @@ func TestClientIP(t *testing.T) {
 }
 
 // TestClientIPTrustProxy: the deprecated trust_proxy: true trusts loopback
-// and the private ranges, and no longer takes the leftmost entry.
+// and the private ranges, and no longer takes the leftmost entry; the
+// daemon says once at start that it is deprecated.
 func TestClientIPTrustProxy(t *testing.T) {
+	var logs lockedBuffer
+	newTestServer(t, withLogs(&logs), func(c *config.Config) { c.HTTP.TrustProxy = true })
+	if n := strings.Count(logs.String(), "http.trust_proxy is deprecated"); n != 1 {
+		t.Fatalf("%d deprecation lines in\n%s", n, logs.String())
+	}
 	h := config.Default().HTTP
 	h.TrustProxy = true
 	for peer, want := range map[string]string{
