@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -230,4 +231,38 @@ func TestIPv6PrefixLimit(t *testing.T) {
 			t.Fatalf("ipv6_prefix 128, %s: %d remaining %s", ip, r.status, r.header.Get("X-RateLimit-Remaining"))
 		}
 	}
+}
+
+// FuzzClientIP feeds arbitrary forwarding headers from a trusted and an
+// untrusted peer. The client is always an IP address; an untrusted peer is
+// always itself; nothing panics.
+func FuzzClientIP(f *testing.F) {
+	for _, seed := range []string{
+		"1.2.3.4, 203.0.113.9", "garbage", "", ",,,", "[::1]:80, 10.0.0.1", "fe80::1%eth0",
+		`for="[2001:db8::1]:4711";proto=https, for=10.0.0.2`, `for="\"`, `for=unknown, for=_x`, "for=1.2.3.4;for=5.6.7.8",
+	} {
+		f.Add(seed, seed)
+	}
+	f.Fuzz(func(t *testing.T, xff, forwarded string) {
+		for _, mode := range []string{"x-forwarded-for", "forwarded"} {
+			h := config.Default().HTTP
+			h.TrustedProxies, h.ClientIPHeader = []string{"10.0.0.0/8", "::1"}, mode
+			p := newProxies(h)
+			for peer, trusted := range map[string]bool{"10.0.0.1:80": true, "[::1]:80": true, "203.0.113.1:80": false} {
+				r := httptest.NewRequest("GET", "/", nil)
+				r.RemoteAddr = peer
+				r.Header["X-Forwarded-For"] = []string{xff}
+				r.Header["Forwarded"] = []string{forwarded}
+				r.Header.Set("X-Forwarded-Proto", xff)
+				got := p.client(r)
+				a, err := netip.ParseAddr(got.ip)
+				if err != nil || a.Zone() != "" {
+					t.Fatalf("client %q is not an address", got.ip)
+				}
+				if !trusted && (got.ip != "203.0.113.1" || got.https) {
+					t.Fatalf("untrusted peer became %+v", got)
+				}
+			}
+		}
+	})
 }
