@@ -623,7 +623,9 @@ func TestValidate(t *testing.T) {
 		{"cors origin wildcard", func(c *Config) { c.CORS.Origins[0] = "*" }, []string{"cors.origins[0]"}},
 		{"http timeouts", func(c *Config) { c.HTTP.ReadTimeout, c.HTTP.IdleTimeout = 0, -time.Second },
 			[]string{"http.read_timeout", "http.idle_timeout"}},
-		{"trusted proxies", func(c *Config) { c.HTTP.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::ffff:10.1.0.0/112"} }, nil},
+		{"trusted proxies", func(c *Config) {
+			c.HTTP.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::ffff:10.1.0.0/112"}
+		}, nil},
 		{"trusted proxies bad CIDR", func(c *Config) { c.HTTP.TrustedProxies = []string{"10.0.0.0/8", "10.0.0.0/33", "proxy.internal", ""} },
 			[]string{"http.trusted_proxies[1]", "http.trusted_proxies[2]", "http.trusted_proxies[3]"}},
 		{"client ip header", func(c *Config) { c.HTTP.ClientIPHeader = "x-real-ip" }, []string{"http.client_ip_header"}},
