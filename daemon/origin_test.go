@@ -240,3 +240,23 @@ func TestLoginCSRF(t *testing.T) {
 		t.Fatalf("form_post callback refused by Origin: %s", r.body)
 	}
 }
+
+// TestListenHostPort: without public_url the daemon names itself by the
+// configured listen host (a name stays a name, for the browser's cookies)
+// and the port actually bound.
+func TestListenHostPort(t *testing.T) {
+	for _, tc := range []struct{ listen, bound, want string }{
+		{"127.0.0.1:0", "127.0.0.1:43210", "127.0.0.1:43210"},
+		{"localhost:8080", "127.0.0.1:8080", "localhost:8080"},
+		{"[::1]:0", "[::1]:5555", "[::1]:5555"},
+		{":8080", "[::]:8080", "[::]:8080"},
+	} {
+		bound, err := net.ResolveTCPAddr("tcp", tc.bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := listenHostPort(tc.listen, bound); got != tc.want {
+			t.Errorf("listenHostPort(%q, %s) = %q, want %q", tc.listen, tc.bound, got, tc.want)
+		}
+	}
+}
