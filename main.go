@@ -50,10 +50,12 @@ const usage = `handoff: a pluggable auth bridge with Appwrite-compatible session
 
 Usage:
   handoff [serve] [--config F] [--listen ADDR] [--data DIR]   run the daemon
+          [--bootstrap-key-file F]                              write the first API key to F (0600), not stderr
   handoff keys create --name N --scopes a,b [--expire 720h]     create an API key (printed once)
   handoff keys list                                             list API keys
   handoff keys revoke ID                                        revoke an API key
   handoff keys rotate-signing                                   make a new JWT signing key
+  handoff secrets reencrypt                                     seal the store's secrets under secrets.key_file's first key
   handoff config check [--print]                                validate the config (and print it)
   handoff bench [--scenario exchange] [--target URL --key K]    measure speed and memory (bench --help)
   handoff version                                               print the version
@@ -78,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args, stderr)
 	case "keys":
 		err = keys(args, stdout)
+	case "secrets":
+		err = secretsCmd(args, stdout)
 	case "config":
 		err = configCmd(args, stdout)
 	case "plugin":
@@ -124,6 +128,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 func serve(args []string, stderr io.Writer) error {
 	fs, path := flags("serve")
+	fs.String("bootstrap-key-file", "", "write the first API key to this new 0600 file instead of stderr (secrets.bootstrap_key_file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -258,6 +263,27 @@ func keys(args []string, stdout io.Writer) error {
 	})
 }
 
+// secretsCmd is `handoff secrets reencrypt`: after a new key went first
+// into secrets.key_file, it seals every secret of the store under it, so
+// the old key can leave the file.
+func secretsCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "reencrypt" {
+		return errors.New("secrets: want reencrypt")
+	}
+	fs, path := flags("secrets reencrypt")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	return withCore(fs, *path, func(ctx context.Context, core *tokenstore.Core) error {
+		n, err := core.ResealSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "sealed %d secrets again under the first key of secrets.key_file; every secret now opens with it alone\n", n)
+		return nil
+	})
+}
+
 func configCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
 		return errors.New("config: want check")
@@ -271,7 +297,10 @@ func configCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := daemon.CheckConfig(context.Background(), cfg, builtins); err != nil {
+		return err
+	}
+	if err := daemon.CheckSecretsKeyFile(cfg); err != nil {
 		return err
 	}
 	if *print {

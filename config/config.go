@@ -19,6 +19,7 @@ type Config struct {
 	// Data is the directory for the embedded store and generated files.
 	Data      string     `koanf:"data"`
 	Store     Store      `koanf:"store"`
+	Secrets   Secrets    `koanf:"secrets"`
 	Tokens    Tokens     `koanf:"tokens"`
 	Sessions  Sessions   `koanf:"sessions"`
 	CORS      CORS       `koanf:"cors"`
@@ -41,13 +42,29 @@ type Store struct {
 	dsnFromFile bool // DSN was read from DSNFile by Load
 }
 
+// Secrets says where the keys that seal the store's own secrets live, and
+// where the first API key goes.
+type Secrets struct {
+	// KeyFile holds the keys that seal the pepper and the signing keys in
+	// the store: one a line, 32 random bytes in base64 (`openssl rand
+	// -base64 32`); the first seals and every one opens. Empty on bolt:
+	// <store path>.key, generated at the first start. Required on postgres.
+	KeyFile string `koanf:"key_file"`
+	// BootstrapKeyFile receives the first API key, in a new 0600 file,
+	// instead of stderr.
+	BootstrapKeyFile string `koanf:"bootstrap_key_file"`
+}
+
 // Tokens are the defaults and rules of one-time tokens.
 type Tokens struct {
 	Length      int           `koanf:"length"`       // 4..128, default 6
 	Expire      time.Duration `koanf:"expire"`       // 60s..1y, default 15m
-	MaxAttempts int           `koanf:"max_attempts"` // default 10
-	Pepper      string        `koanf:"pepper"`       // optional; hex or text
-	PepperFile  string        `koanf:"pepper_file"`  // read into Pepper by Load
+	MaxAttempts int           `koanf:"max_attempts"` // wrong guesses a token survives; default 10
+	// MaxOutstanding caps a user's live tokens; minting more removes the
+	// oldest. 1..100, default 5.
+	MaxOutstanding int    `koanf:"max_outstanding"`
+	Pepper         string `koanf:"pepper"`      // optional; hex or text
+	PepperFile     string `koanf:"pepper_file"` // read into Pepper by Load
 
 	pepperFromFile bool // Pepper was read from PepperFile by Load
 }
@@ -145,9 +162,46 @@ type TokenOverride struct {
 
 // Deliver says how a minted secret reaches the user.
 type Deliver struct {
-	Via     string  `koanf:"via"` // response | redirect | webhook | email; default response
-	Webhook Webhook `koanf:"webhook"`
-	Email   Email   `koanf:"email"`
+	Via     DeliveryMode `koanf:"via"` // response | redirect | webhook | email; default response
+	Webhook Webhook      `koanf:"webhook"`
+	Email   Email        `koanf:"email"`
+}
+
+// DeliveryMode is deliver.via: the way a minted secret reaches the user.
+// The daemon decides from it, the sign-in's flow and whether the verifier
+// proves identity where a secret may go; a mode it does not know sends a
+// secret nowhere.
+type DeliveryMode string
+
+// The delivery modes.
+const (
+	// DeliverResponse hands the secret back in the answer to the request
+	// that proved identity: the verify answer's body, or the redirect
+	// flow's redirect to the success URL. Only a verifier that proves
+	// identity on its own may use it. An unset deliver.via means response.
+	DeliverResponse DeliveryMode = "response"
+	// DeliverRedirect hands the secret only to the browser redirect flow,
+	// on the redirect to the success URL; a direct verify is refused. Only
+	// a verifier that proves identity on its own may use it.
+	DeliverRedirect DeliveryMode = "redirect"
+	// DeliverWebhook posts the secret to the app's backend.
+	DeliverWebhook DeliveryMode = "webhook"
+	// DeliverEmail mails the secret to the user's address.
+	DeliverEmail DeliveryMode = "email"
+)
+
+// OutOfBand reports whether the mode sends the secret on a channel of its
+// own, never in an HTTP answer. A verifier that does not prove identity
+// (a captcha shows that someone is there, not who) may only deliver out of
+// band: whoever receives the secret is then the proof.
+func (m DeliveryMode) OutOfBand() bool {
+	switch m {
+	case DeliverWebhook, DeliverEmail:
+		return true
+	case DeliverResponse, DeliverRedirect, "":
+		return false
+	}
+	return false
 }
 
 // Webhook posts the secret to the app's backend, signed per Standard Webhooks.

@@ -64,6 +64,7 @@ func TestDefault(t *testing.T) {
 		{"tokens.length", c.Tokens.Length, 6},
 		{"tokens.expire", c.Tokens.Expire, 15 * time.Minute},
 		{"tokens.max_attempts", c.Tokens.MaxAttempts, 10},
+		{"tokens.max_outstanding", c.Tokens.MaxOutstanding, 5},
 		{"sessions.duration", c.Sessions.Duration, 8760 * time.Hour},
 		{"sessions.max_per_user", c.Sessions.MaxPerUser, 10},
 		{"http.read_timeout", c.HTTP.ReadTimeout, 10 * time.Second},
@@ -122,6 +123,7 @@ func newFlags(t *testing.T, args ...string) *pflag.FlagSet {
 	fs.String("store-path", "", "")
 	fs.String("store-driver", "", "")
 	fs.String("store-dsn", "", "")
+	fs.String("bootstrap-key-file", "", "")
 	fs.Bool("print", false, "")
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -188,6 +190,21 @@ tokens:
 				t.Errorf("tokens.expire = %s, want the default 15m", c.Tokens.Expire)
 			}
 		})
+	}
+}
+
+// TestBootstrapKeyFileFlag: serve's --bootstrap-key-file sets
+// secrets.bootstrap_key_file, over the environment.
+func TestBootstrapKeyFileFlag(t *testing.T) {
+	c, err := Load(LoadOptions{
+		Env:   []string{"HANDOFF_SECRETS__BOOTSTRAP_KEY_FILE=/env/key"},
+		Flags: newFlags(t, "--bootstrap-key-file", "/flag/key"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Secrets.BootstrapKeyFile != "/flag/key" {
+		t.Fatalf("secrets.bootstrap_key_file = %q, want /flag/key", c.Secrets.BootstrapKeyFile)
 	}
 }
 
@@ -296,6 +313,18 @@ providers:
 			}},
 		{"new list entry", "HANDOFF_PROVIDERS__1__NAME=pw",
 			func(c Config) bool { return len(c.Providers) == 2 && c.Providers[1].Name == "pw" }},
+		{"secrets key file", "HANDOFF_SECRETS__KEY_FILE=/etc/handoff/secrets.key",
+			func(c Config) bool {
+				path, generated := c.SecretsKeyFile()
+				return c.Secrets.KeyFile == "/etc/handoff/secrets.key" && path == c.Secrets.KeyFile && !generated
+			}},
+		{"secrets key file unset on bolt", "HANDOFF_DATA=/srv",
+			func(c Config) bool {
+				path, generated := c.SecretsKeyFile()
+				return path == filepath.Join("/srv", "handoff.db.key") && generated
+			}},
+		{"bootstrap key file", "HANDOFF_SECRETS__BOOTSTRAP_KEY_FILE=/run/first-key",
+			func(c Config) bool { return c.Secrets.BootstrapKeyFile == "/run/first-key" }},
 		{"raw provider config", "HANDOFF_PROVIDERS__0__CONFIG__SITE_SECRET=abc",
 			func(c Config) bool { return c.Providers[0].Config["site_secret"] == "abc" }},
 	} {
@@ -493,6 +522,7 @@ func TestSecretFiles(t *testing.T) {
 	t.Run("read into the sibling keys", func(t *testing.T) {
 		path := writeFile(t, "handoff.yaml", `
 store: {driver: postgres, dsn_file: `+dsn+`}
+secrets: {key_file: /etc/handoff/secrets.key}
 tokens: {pepper_file: `+pepper+`}
 providers:
   - name: a
@@ -599,8 +629,10 @@ func TestValidate(t *testing.T) {
 		{"project bad char", func(c *Config) { c.Project = "my app" }, []string{"project"}},
 		{"data empty", func(c *Config) { c.Data = "" }, []string{"data"}},
 		{"store driver", func(c *Config) { c.Store.Driver = "sqlite" }, []string{"store.driver"}},
-		{"postgres without dsn", func(c *Config) { c.Store.Driver = "postgres" }, []string{"store.dsn"}},
-		{"postgres with dsn", func(c *Config) { c.Store.Driver, c.Store.DSN = "postgres", "postgres://db/h" }, nil},
+		{"postgres without dsn", func(c *Config) { c.Store.Driver, c.Secrets.KeyFile = "postgres", "/k" }, []string{"store.dsn"}},
+		{"postgres with dsn", func(c *Config) { c.Store.Driver, c.Store.DSN, c.Secrets.KeyFile = "postgres", "postgres://db/h", "/k" }, nil},
+		{"postgres without a secrets key", func(c *Config) { c.Store.Driver, c.Store.DSN = "postgres", "postgres://db/h" }, []string{"secrets.key_file"}},
+		{"bolt without a secrets key", func(c *Config) { c.Secrets.KeyFile = "" }, nil},
 		{"dsn twice", func(c *Config) { c.Store.DSN, c.Store.DSNFile = "x", "/run/dsn" }, []string{"store.dsn_file"}},
 		{"sweep interval", func(c *Config) { c.Store.SweepInterval = 0 }, []string{"store.sweep_interval"}},
 		{"token length low", func(c *Config) { c.Tokens.Length = 3 }, []string{"tokens.length"}},
@@ -613,6 +645,10 @@ func TestValidate(t *testing.T) {
 		{"max attempts zero", func(c *Config) { c.Tokens.MaxAttempts = 0 }, []string{"tokens.max_attempts"}},
 		{"max attempts over NIST", func(c *Config) { c.Tokens.MaxAttempts = 101 }, []string{"tokens.max_attempts"}},
 		{"max attempts 100", func(c *Config) { c.Tokens.MaxAttempts = 100 }, nil},
+		{"max outstanding zero", func(c *Config) { c.Tokens.MaxOutstanding = 0 }, []string{"tokens.max_outstanding"}},
+		{"max outstanding 101", func(c *Config) { c.Tokens.MaxOutstanding = 101 }, []string{"tokens.max_outstanding"}},
+		{"max outstanding 1", func(c *Config) { c.Tokens.MaxOutstanding = 1 }, nil},
+		{"max outstanding 100", func(c *Config) { c.Tokens.MaxOutstanding = 100 }, nil},
 		{"short pepper", func(c *Config) { c.Tokens.Pepper = "short" }, []string{"tokens.pepper"}},
 		{"session under a minute", func(c *Config) { c.Sessions.Duration = 59 * time.Second }, []string{"sessions.duration"}},
 		{"max per user unlimited", func(c *Config) { c.Sessions.MaxPerUser = -1 }, nil},
@@ -688,7 +724,7 @@ func TestValidate(t *testing.T) {
 				c.Providers[2].Plugin.SHA256 = ""
 			},
 			want: []string{
-				"listen", "project", "store.dsn", "tokens.length", "tokens.max_attempts",
+				"listen", "project", "store.dsn", "secrets.key_file", "tokens.length", "tokens.max_attempts",
 				"http.write_timeout", "log.level", "providers[0].guards[0]",
 				"providers[1].deliver.webhook.url", "providers[2].plugin.sha256",
 			},

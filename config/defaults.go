@@ -12,7 +12,7 @@ const (
 	DefaultWebhookAttempts = 5
 	DefaultEmailTLS        = "starttls"
 	DefaultEmailSubject    = "Your sign-in code"
-	DefaultDeliverVia      = "response"
+	DefaultDeliverVia      = DeliverResponse
 )
 
 // Default returns the built-in configuration: what handoff runs with when
@@ -28,9 +28,10 @@ func Default() Config {
 			SweepInterval: time.Minute,
 		},
 		Tokens: Tokens{
-			Length:      6,
-			Expire:      15 * time.Minute,
-			MaxAttempts: 10,
+			Length:         6,
+			Expire:         15 * time.Minute,
+			MaxAttempts:    10,
+			MaxOutstanding: 5,
 		},
 		Sessions: Sessions{
 			Duration:   8760 * time.Hour,
@@ -66,6 +67,17 @@ func (c Config) StorePath() string {
 		return c.Store.Path
 	}
 	return filepath.Join(c.Data, "handoff.db")
+}
+
+// SecretsKeyFile returns the file of the keys that seal the store's
+// secrets: secrets.key_file, or on bolt the store path plus ".key" when it
+// is empty (generated at the first start). It reports whether the path is
+// that default.
+func (c Config) SecretsKeyFile() (path string, generated bool) {
+	if c.Secrets.KeyFile != "" || c.Store.Driver == "postgres" {
+		return c.Secrets.KeyFile, false
+	}
+	return c.StorePath() + ".key", true
 }
 
 // WithDefaults returns p with its unset (zero) fields filled in: timeout 5s,

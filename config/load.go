@@ -40,6 +40,8 @@ var flagKeys = map[string]string{
 	"store-path":   "store.path",
 	"store-driver": "store.driver",
 	"store-dsn":    "store.dsn",
+
+	"bootstrap-key-file": "secrets.bootstrap_key_file",
 }
 
 // LoadOptions says where Load finds the configuration.
@@ -54,7 +56,8 @@ type LoadOptions struct {
 	Env []string
 	// Flags are the parsed command-line flags. Only flags that were set
 	// (Changed) override, and only these: listen, data, project,
-	// store-path, store-driver and store-dsn (store.path and so on).
+	// store-path, store-driver, store-dsn (store.path and so on) and
+	// bootstrap-key-file (secrets.bootstrap_key_file).
 	// Other flags in the set are ignored. Nil means no flags.
 	Flags *pflag.FlagSet
 }

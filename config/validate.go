@@ -51,6 +51,7 @@ const (
 	MinTokenExpire   = 60 * time.Second
 	MaxTokenExpire   = 31536000 * time.Second
 	MaxAttempts      = 100 // NIST SP 800-63B allows at most 100 consecutive failures
+	MaxOutstanding   = 100
 	MinSession       = time.Minute
 	MinMaxBodyBytes  = 1 << 10
 	MaxMaxBodyBytes  = 64 << 20
@@ -83,6 +84,9 @@ func (c Config) Validate() error {
 	}
 
 	v.store(c.Store)
+	if c.Store.Driver == "postgres" && c.Secrets.KeyFile == "" {
+		v.add("secrets.key_file", "is required when store.driver is postgres: every replica seals and opens the store's secrets with the keys of this file (one `openssl rand -base64 32` a line)")
+	}
 	v.tokens(c.Tokens)
 
 	if c.Sessions.Duration < MinSession {
@@ -161,7 +165,7 @@ func (v *validator) publicURLNeeded(c Config) {
 		return
 	}
 	for i, p := range c.Providers {
-		if p.Deliver.Via == "redirect" || p.Kind == "oidc" {
+		if p.Deliver.Via == DeliverRedirect || p.Kind == "oidc" {
 			v.add("public_url", "is required when listen (%q) is not a loopback address and a provider uses the redirect flow (providers[%d], %q)", c.Listen, i, p.Name)
 			return
 		}
@@ -209,6 +213,9 @@ func (v *validator) tokens(t Tokens) {
 	v.tokenExpire("tokens.expire", t.Expire)
 	if t.MaxAttempts < 1 || t.MaxAttempts > MaxAttempts {
 		v.add("tokens.max_attempts", "must be between 1 and %d (NIST SP 800-63B allows at most %d), got %d", MaxAttempts, MaxAttempts, t.MaxAttempts)
+	}
+	if t.MaxOutstanding < 1 || t.MaxOutstanding > MaxOutstanding {
+		v.add("tokens.max_outstanding", "must be between 1 and %d, got %d", MaxOutstanding, t.MaxOutstanding)
 	}
 	if t.Pepper != "" && len(t.Pepper) < MinPepperLength {
 		v.add("tokens.pepper", "must be at least %d characters (or leave it empty to have one generated)", MinPepperLength)
@@ -285,10 +292,10 @@ func (v *validator) providers(ps []Provider) {
 
 func (v *validator) deliver(key string, d Deliver) {
 	switch d.Via {
-	case "", "response", "redirect":
-	case "webhook":
+	case "", DeliverResponse, DeliverRedirect:
+	case DeliverWebhook:
 		v.webhook(key+".webhook", d.Webhook)
-	case "email":
+	case DeliverEmail:
 		v.email(key+".email", d.Email)
 	default:
 		v.add(key+".via", "must be response, redirect, webhook or email, got %q", d.Via)
@@ -296,6 +303,43 @@ func (v *validator) deliver(key string, d Deliver) {
 	// Secrets given twice are wrong whichever way the secret is delivered.
 	v.bothSet(key+".webhook.secret", d.Webhook.Secret, d.Webhook.SecretFile, d.Webhook.secretFromFile)
 	v.bothSet(key+".email.password", d.Email.Password, d.Email.PasswordFile, d.Email.passwordFromFile)
+}
+
+// ProvesIdentity reports what a provider's verifier says of itself in
+// Describe: whether a successful verify proves who the person is. known
+// is false when it cannot be told (a third-party plugin that has not been
+// started).
+type ProvesIdentity func(p Provider) (proves, known bool)
+
+// ValidateDelivery checks each provider's deliver.via against what its
+// verifier proves: one that does not prove identity may only deliver out
+// of band (webhook or email). Config does not know the verifiers, so the
+// caller says: from the built-in kinds' Describe before start, or from
+// every plugin's after. It returns Problems (nil when there are none).
+func (c Config) ValidateDelivery(proves ProvesIdentity) error {
+	v := &validator{}
+	for i, p := range c.Providers {
+		if ok, known := proves(p); known && !ok && !p.Deliver.Via.OutOfBand() {
+			via := p.Deliver.Via
+			if via == "" {
+				via = DefaultDeliverVia
+			}
+			v.add(fmt.Sprintf("providers[%d].deliver.via", i),
+				"must be webhook or email, got %q: the %s verifier does not prove identity on its own, so its secret may only go out of band, never in an HTTP answer or redirect", via, kindOf(p))
+		}
+	}
+	if len(v.ps) == 0 {
+		return nil
+	}
+	return v.ps
+}
+
+// kindOf names a provider's verifier in messages.
+func kindOf(p Provider) string {
+	if p.Kind != "" {
+		return p.Kind
+	}
+	return "plugin's"
 }
 
 func (v *validator) webhook(key string, w Webhook) {

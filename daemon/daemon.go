@@ -65,7 +65,7 @@ type Daemon struct {
 // New opens the store and the token core and builds the HTTP handler. On
 // an error everything opened so far is closed again.
 func New(ctx context.Context, opts Options) (*Daemon, error) {
-	if err := opts.Config.Validate(); err != nil {
+	if err := CheckConfig(ctx, opts.Config, opts.Builtins); err != nil {
 		return nil, err
 	}
 	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), bg: newBackground()}
@@ -85,7 +85,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.cfg.HTTP.TrustProxy {
 		d.log.Warn("http.trust_proxy is deprecated: it trusts loopback and the private ranges as proxies; list your proxies in http.trusted_proxies instead")
 	}
-	if _, err := BootstrapKey(ctx, core, d.notice); err != nil {
+	if _, err := BootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -97,6 +97,43 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
+// CheckConfig is what `handoff config check` and New check before
+// anything starts: Validate, and each built-in provider's deliver.via
+// against what its kind's Describe reports (builtins' factories answer
+// Describe in process; nothing is configured or started). Third-party
+// plugins are checked by New once they have started.
+func CheckConfig(ctx context.Context, cfg config.Config, builtins map[string]sdk.Factory) error {
+	var ps config.Problems
+	for _, err := range []error{cfg.Validate(), cfg.ValidateDelivery(builtinProves(ctx, builtins))} {
+		var more config.Problems
+		switch {
+		case errors.As(err, &more):
+			ps = append(ps, more...)
+		case err != nil:
+			return err
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+// builtinProves answers config.ProvesIdentity for the built-in kinds.
+func builtinProves(ctx context.Context, builtins map[string]sdk.Factory) config.ProvesIdentity {
+	return func(p config.Provider) (bool, bool) {
+		f, ok := builtins[p.Kind]
+		if p.Plugin != nil || !ok {
+			return false, false
+		}
+		info, err := f().Describe(ctx)
+		if err != nil {
+			return false, false
+		}
+		return info.ProvesIdentity, true
+	}
+}
+
 // OpenCore opens the configured store and the token core on it. Closing
 // core.Store() releases it.
 func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) {
@@ -104,18 +141,33 @@ func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) 
 }
 
 func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokenstore.Core, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	store, err := openStore(ctx, cfg, log)
 	if err != nil {
+		return nil, err
+	}
+	sealer, err := openSealer(ctx, cfg, store, log)
+	if err != nil {
+		store.Close()
 		return nil, err
 	}
 	core, err := tokenstore.New(ctx, store, tokenstore.Options{
 		TokenLength:     cfg.Tokens.Length,
 		TokenExpire:     cfg.Tokens.Expire,
 		MaxAttempts:     cfg.Tokens.MaxAttempts,
+		MaxOutstanding:  cfg.Tokens.MaxOutstanding,
 		SessionDuration: cfg.Sessions.Duration,
 		MaxSessions:     cfg.Sessions.MaxPerUser,
 		Pepper:          []byte(cfg.Tokens.Pepper),
+		Sealer:          sealer,
 	})
+	if errors.Is(err, tokenstore.ErrSealed) || errors.Is(err, tokenstore.ErrSealBroken) {
+		store.Close()
+		path, _ := cfg.SecretsKeyFile()
+		return nil, fmt.Errorf("secrets.key_file: %s: open the store's secrets: %w", path, err)
+	}
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open token core: %w", err)
@@ -137,17 +189,34 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokens
 }
 
 // BootstrapKey creates an API key with every scope on a store that never
-// had one, and prints it once to w. It reports whether it made one. Of
-// several replicas starting at once on one empty database, one does.
-func BootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer) (bool, error) {
-	_, secret, created, err := core.CreateFirstKey(ctx, "bootstrap", Scopes)
+// had one, and reports whether it made one. Of several replicas starting
+// at once on one empty database, one does. It writes the key to a new
+// 0600 file when file is set, else to w, the one time it is shown.
+//
+// A file that cannot be made (it exists, say) fails the start and undoes
+// the key, so the next start makes one again: a key written nowhere would
+// be a live credential no one holds.
+func BootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer, file string) (bool, error) {
+	k, secret, created, err := core.CreateFirstKey(ctx, "bootstrap", Scopes)
 	if err != nil {
 		return false, fmt.Errorf("create the first api key: %w", err)
 	}
 	if !created {
 		return false, nil
 	}
-	fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes (shown once, keep it safe):\n\n    %s\n\nManage keys with `handoff keys list|create|revoke`.\n\n", secret)
+	if file == "" {
+		fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes (shown once, keep it safe):\n\n    %s\n\n"+
+			"Manage keys with `handoff keys list|create|revoke`. To have it written to a 0600 file\n"+
+			"instead of here, start with --bootstrap-key-file F (or secrets.bootstrap_key_file).\n\n", secret)
+		return true, nil
+	}
+	if err := writeNewFile(file, []byte(secret+"\n")); err != nil {
+		if uerr := core.UndoFirstKey(ctx, k.ID); uerr != nil {
+			return false, fmt.Errorf("secrets.bootstrap_key_file: %w (and undo the first api key: %v)", err, uerr)
+		}
+		return false, fmt.Errorf("secrets.bootstrap_key_file: write the first api key: %w (no key was kept; remove the file or pick another path)", err)
+	}
+	fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes and wrote it to %s (mode 0600).\nManage keys with `handoff keys list|create|revoke`.\n\n", file)
 	return true, nil
 }
 

@@ -492,9 +492,32 @@ func TestExchangeRateLimit(t *testing.T) {
 	wantError(t, r, 429, "general_rate_limit_exceeded")
 	// API key callers are not limited; the ten failures burned the token.
 	wantError(t, s.do(req{method: "POST", path: "/v1/account/sessions/token", key: true, body: map[string]any{"userId": "u1", "secret": secret}}), 401, "user_invalid_token")
-	n, err := s.d.core.Failures(context.Background(), "u1")
-	if err != nil || n != 1 {
-		t.Fatalf("failures after burn and one more: %d %v", n, err)
+	if toks, err := s.d.core.ListTokens(context.Background(), "u1"); err != nil || len(toks) != 0 {
+		t.Fatalf("tokens after the burn: %v %v", toks, err)
+	}
+}
+
+// TestRateLimitedGuessesDoNotBurn: a guess the route limit refuses (429)
+// never reaches the exchange, so it does not count towards
+// tokens.max_attempts and cannot burn the victim's token.
+func TestRateLimitedGuessesDoNotBurn(t *testing.T) {
+	s := newTestServer(t, func(c *config.Config) { c.Limits.SessionToken = 3 })
+	s.createUser("u1", "")
+	secret := s.mint("u1", nil)
+	body := map[string]any{"userId": "u1", "secret": "nothex"}
+	for i := range 3 + 2*config.Default().Tokens.MaxAttempts {
+		want, typ := 429, "general_rate_limit_exceeded"
+		if i < 3 {
+			want, typ = 401, "user_invalid_token"
+		}
+		wantError(t, s.do(req{method: "POST", path: "/v1/account/sessions/token", body: body}), want, typ)
+	}
+	toks, err := s.d.core.ListTokens(context.Background(), "u1")
+	if err != nil || len(toks) != 1 || toks[0].Attempts != 3 {
+		t.Fatalf("tokens after 3 wrong guesses and 20 refused ones: %+v %v", toks, err)
+	}
+	if r := s.do(req{method: "POST", path: "/v1/account/sessions/token", key: true, body: map[string]any{"userId": "u1", "secret": secret}}); r.status != 201 {
+		t.Fatalf("the victim's exchange: %d %s", r.status, r.body)
 	}
 }
 

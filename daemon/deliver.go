@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/template"
 	"time"
@@ -18,6 +20,69 @@ import (
 	"github.com/handoffd/handoff/config"
 	"github.com/handoffd/handoff/tokenstore"
 )
+
+// signIn is the way a sign-in reached the daemon.
+type signIn int
+
+const (
+	// directSignIn is POST /v1/providers/{name}/verify: the answer is JSON
+	// to whoever called, who may be anyone.
+	directSignIn signIn = iota
+	// browserSignIn is the OAuth2 redirect flow's callback: the answer
+	// redirects the browser that began the flow to its success URL.
+	browserSignIn
+)
+
+// channel is where a minted secret goes.
+type channel int
+
+const (
+	channelNone     channel = iota // nowhere: the sign-in is refused before anything is minted
+	channelBody                    // the verify answer's body (Appwrite's Token model)
+	channelLocation                // the success URL in the redirect flow's Location
+	channelWebhook                 // a signed POST to the app's backend
+	channelEmail                   // a mail to the user's address
+)
+
+// secretChannel is the allow-list of where a minted secret may go, and
+// the one place that decides it. A verifier that does not prove identity
+// (a captcha) delivers only out of band, so that the receiver of the
+// secret is the proof. A direct verify answers with the secret only in
+// mode response; redirect mode serves only the browser redirect flow,
+// where response also means the redirect, the answer of that flow. Every
+// other combination, and a mode this switch does not know, is channelNone.
+func secretChannel(in signIn, mode config.DeliveryMode, provesIdentity bool) channel {
+	switch mode {
+	case config.DeliverWebhook:
+		return channelWebhook
+	case config.DeliverEmail:
+		return channelEmail
+	case config.DeliverResponse, "": // unset deliver.via means response
+		switch {
+		case !provesIdentity:
+			return channelNone
+		case in == directSignIn:
+			return channelBody
+		case in == browserSignIn:
+			return channelLocation
+		}
+	case config.DeliverRedirect:
+		if provesIdentity && in == browserSignIn {
+			return channelLocation
+		}
+	}
+	return channelNone
+}
+
+// deliveryRefused is why a sign-in whose secret may go nowhere is
+// refused. A verifier that does not prove identity got here only if it
+// changed its Describe after start; the provider is then unavailable.
+func deliveryRefused(provesIdentity bool) *apiError {
+	if !provesIdentity {
+		return errUnavailable
+	}
+	return errRedirectOnly
+}
 
 // delivery is what a deliverer sends: a minted secret and who it is for.
 type delivery struct {
@@ -41,14 +106,22 @@ type webhookSender struct {
 	signer   *standardwebhooks.Webhook
 	client   *http.Client
 	attempts int
+	log      *slog.Logger
 }
 
-func newWebhookSender(c config.Webhook) (*webhookSender, error) {
+// newWebhookSender builds a sender whose client never follows a redirect:
+// a 3xx would re-post the signed secret wherever it points, so it counts
+// as a failed attempt instead.
+func newWebhookSender(c config.Webhook, log *slog.Logger) (*webhookSender, error) {
 	signer, err := standardwebhooks.NewWebhook(c.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("webhook secret: %w", err)
 	}
-	return &webhookSender{url: c.URL, signer: signer, client: &http.Client{Timeout: c.Timeout}, attempts: max(1, c.Attempts)}, nil
+	client := &http.Client{
+		Timeout:       c.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &webhookSender{url: c.URL, signer: signer, client: client, attempts: max(1, c.Attempts), log: log}, nil
 }
 
 // send makes the first attempt now and, when it fails, hands the rest to
@@ -61,26 +134,36 @@ func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) 
 		return err
 	}
 	id := "msg_" + tokenstore.NewID()
-	err = w.post(ctx, id, body)
+	err = w.attempt(ctx, id, body, 1)
 	if err == nil || w.attempts == 1 {
 		return err
 	}
 	bg.Go(func(stop <-chan struct{}) {
 		backoff := 500 * time.Millisecond
-		for i := 1; i < w.attempts; i++ {
+		for i := 2; i <= w.attempts; i++ {
 			wait := backoff + rand.N(backoff/2)
 			select {
 			case <-stop:
 				return
 			case <-time.After(wait):
 			}
-			if w.post(context.Background(), id, body) == nil {
+			if w.attempt(context.Background(), id, body, i) == nil {
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
 		}
 	})
 	return nil
+}
+
+// attempt posts once and logs a failure with its status or transport
+// error: the message id, never the body, which holds the secret.
+func (w *webhookSender) attempt(ctx context.Context, id string, body []byte, n int) error {
+	err := w.post(ctx, id, body)
+	if err != nil {
+		w.log.Warn("webhook attempt failed", "attempt", n, "attempts", w.attempts, "webhook_id", id, "err", err.Error())
+	}
+	return err
 }
 
 func (w *webhookSender) post(ctx context.Context, id string, body []byte) error {
@@ -100,10 +183,17 @@ func (w *webhookSender) post(ctx context.Context, id string, body []byte) error 
 	req.Header.Set("webhook-signature", sig)
 	res, err := w.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL may hold a token of the app's; the config has it
+		}
 		return fmt.Errorf("webhook: %w", err)
 	}
 	res.Body.Close()
-	if res.StatusCode/100 != 2 {
+	switch {
+	case res.StatusCode/100 == 3:
+		return fmt.Errorf("webhook: status %d: redirects are not followed", res.StatusCode)
+	case res.StatusCode/100 != 2:
 		return fmt.Errorf("webhook: status %d", res.StatusCode)
 	}
 	return nil

@@ -52,8 +52,30 @@ var (
 	errStoreUnavailable = &apiError{503, "store_unavailable", "The store is unavailable. Please try again later."}
 )
 
+// The errors of providers and their flows.
+var (
+	errInvalidCredentials = &apiError{401, "user_invalid_credentials", "Invalid credentials. Please check the payload and try again."}
+	errUnlinked           = &apiError{401, "user_unauthorized", "No user is linked to this identity, and the provider may not create one."}
+	errUnsupported        = &apiError{400, "provider_unsupported", "The provider does not support this operation."}
+	errRedirectOnly       = &apiError{400, "provider_unsupported", "The provider delivers by redirect only. Please sign in with the OAuth2 redirect flow."}
+	errDelivery           = &apiError{503, "provider_delivery_failed", "The code could not be delivered. Please try again later."}
+	errInvalidSuccessURL  = &apiError{400, "project_invalid_success_url", "Invalid redirect URL for OAuth success."}
+	errInvalidFailureURL  = &apiError{400, "project_invalid_failure_url", "Invalid redirect URL for OAuth failure."}
+	errFlowNotFound       = &apiError{400, "user_oauth2_bad_request", "The sign-in flow is unknown, used or expired. Please start again."}
+	errFlowOtherBrowser   = &apiError{401, "user_oauth2_bad_request", "The sign-in was begun in another browser. Please start again."}
+)
+
 func invalidParam(param, reason string) *apiError {
 	return &apiError{400, "general_argument_invalid", "Invalid `" + param + "` param: " + reason}
+}
+
+// invalidIdentity is a plugin's identity the core refused: a 502, since the
+// fault is the upstream's (the plugin, or the IdP behind it), which should
+// have refused the proof or cleaned what it reports, not the client's,
+// which often cannot see or change it (an IdP's subject). The answer names
+// the field and the rule, never the value.
+func invalidIdentity(e *tokenstore.IdentityError) *apiError {
+	return &apiError{502, "provider_invalid_identity", "The provider reported an identity this server cannot accept: its " + e.Field + " " + e.Reason + "."}
 }
 
 func missingParam(param string) *apiError {
@@ -66,12 +88,16 @@ func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	var (
 		ae  *apiError
 		arg *tokenstore.ArgumentError
+		bad *tokenstore.IdentityError
 	)
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &arg):
 		return invalidParam(arg.Param, arg.Reason)
+	case errors.As(err, &bad):
+		d.log.WarnContext(r.Context(), "provider reported an invalid identity", "provider", bad.Provider, "field", bad.Field, "reason", bad.Reason)
+		return invalidIdentity(bad)
 	case errors.Is(err, tokenstore.ErrUserNotFound):
 		return errUserNotFound
 	case errors.Is(err, tokenstore.ErrUserExists):

@@ -23,10 +23,16 @@ import (
 // provider is a configured verifier with its delivery.
 type provider struct {
 	cfg     config.Provider
-	refused string // why the daemon will not use a provider that runs
 	plugin  *providers.Provider
 	webhook *webhookSender
 	email   *emailSender
+}
+
+// channel is where this provider's secret goes in a sign-in, decided by
+// secretChannel from what the plugin reports now (a restarted plugin may
+// report otherwise than at start).
+func (p *provider) channel(in signIn) channel {
+	return secretChannel(in, p.cfg.Deliver.Via, p.plugin.Info().ProvesIdentity)
 }
 
 // flowNamespace keeps redirect flows in flight, in the store's KV space,
@@ -54,17 +60,6 @@ func flowCookie(state string) string {
 	h := sha256.Sum256([]byte(state))
 	return "handoff_flow_" + hex.EncodeToString(h[:8])
 }
-
-var (
-	errInvalidCredentials = &apiError{401, "user_invalid_credentials", "Invalid credentials. Please check the payload and try again."}
-	errUnlinked           = &apiError{401, "user_unauthorized", "No user is linked to this identity, and the provider may not create one."}
-	errUnsupported        = &apiError{400, "provider_unsupported", "The provider does not support this operation."}
-	errDelivery           = &apiError{503, "provider_delivery_failed", "The code could not be delivered. Please try again later."}
-	errInvalidSuccessURL  = &apiError{400, "project_invalid_success_url", "Invalid redirect URL for OAuth success."}
-	errInvalidFailureURL  = &apiError{400, "project_invalid_failure_url", "Invalid redirect URL for OAuth failure."}
-	errFlowNotFound       = &apiError{400, "user_oauth2_bad_request", "The sign-in flow is unknown, used or expired. Please start again."}
-	errFlowOtherBrowser   = &apiError{401, "user_oauth2_bad_request", "The sign-in was begun in another browser. Please start again."}
-)
 
 // mapProviderError maps the plugin contract's error codes to answers.
 func mapProviderError(err error) *apiError {
@@ -106,7 +101,10 @@ func (d *Daemon) providerRoutes(api func(pattern, scope string, h handlerFunc)) 
 }
 
 // startProviders launches every configured provider's plugin. A provider
-// that fails is reported and left out; the rest serve.
+// that fails is reported and left out; the rest serve. A plugin that
+// reports in Describe that it does not prove identity while its provider
+// delivers in band fails the start, naming the key: that is a config
+// error, found only once the plugin has said what it is.
 func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 	d.providers = map[string]*provider{}
 	if len(d.cfg.Providers) == 0 {
@@ -132,32 +130,38 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 		specs = append(specs, spec)
 		p := &provider{cfg: pc}
 		switch pc.Deliver.Via {
-		case "webhook":
-			if p.webhook, err = newWebhookSender(pc.Deliver.Webhook); err != nil {
+		case config.DeliverWebhook:
+			if p.webhook, err = newWebhookSender(pc.Deliver.Webhook, d.log.With("provider", pc.Name)); err != nil {
 				return fmt.Errorf("provider %s: %w", pc.Name, err)
 			}
-		case "email":
+		case config.DeliverEmail:
 			if p.email, err = newEmailSender(pc.Deliver.Email); err != nil {
 				return fmt.Errorf("provider %s: %w", pc.Name, err)
 			}
+		case config.DeliverResponse, config.DeliverRedirect, "":
 		}
 		d.providers[pc.Name] = p
 	}
 	if err := d.host.Start(ctx, specs); err != nil {
 		d.log.Error("some providers did not start; the rest serve", "err", err.Error())
 	}
+	up := map[string]bool{}
 	for _, st := range d.host.Status() {
-		p, ok := d.providers[st.Name]
-		if !ok {
-			continue
-		}
-		p.plugin, _ = d.host.Provider(st.Name)
-		if st.Health == providers.HealthUp && !st.ProvesIdentity && (p.cfg.Deliver.Via == "response" || p.cfg.Deliver.Via == "") {
-			d.log.Error("provider refused: it does not prove identity on its own, so it may only deliver out of band (webhook or email)", "provider", st.Name)
-			p.plugin, p.refused = nil, "it does not prove identity on its own, so it may only deliver by webhook or email"
+		if p, ok := d.providers[st.Name]; ok {
+			p.plugin, _ = d.host.Provider(st.Name)
+			up[st.Name] = st.Health == providers.HealthUp
 		}
 	}
-	return nil
+	// A plugin that did not start has said nothing yet; should it come up
+	// later saying it does not prove identity, secretChannel refuses its
+	// sign-ins.
+	return d.cfg.ValidateDelivery(func(pc config.Provider) (bool, bool) {
+		p := d.providers[pc.Name]
+		if !up[pc.Name] || p.plugin == nil {
+			return false, false
+		}
+		return p.plugin.Info().ProvesIdentity, true
+	})
 }
 
 // lookupProvider finds a configured provider; one that did not start
@@ -193,21 +197,15 @@ func (d *Daemon) providerStatus(detail bool) []providerInfo {
 		if !ok {
 			continue
 		}
-		info := providerInfo{Name: st.Name, Kind: p.cfg.Kind, Flows: st.Flows, Health: st.Health, Deliver: p.cfg.Deliver.Via}
+		info := providerInfo{Name: st.Name, Kind: p.cfg.Kind, Flows: st.Flows, Health: st.Health, Deliver: string(p.cfg.Deliver.Via)}
 		if info.Kind == "" {
 			info.Kind = "plugin"
 		}
 		if info.Flows == nil {
 			info.Flows = []string{}
 		}
-		if p.refused != "" {
-			info.Health = providers.HealthFailed
-		}
 		if detail {
 			restarts, lastErr := st.Restarts, st.LastError
-			if p.refused != "" {
-				lastErr = p.refused
-			}
 			info.Restarts, info.LastError = &restarts, &lastErr
 		}
 		out = append(out, info)
@@ -236,6 +234,13 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err != nil {
 		return err
 	}
+	// Where the secret would go is known before anything is verified, so
+	// a sign-in whose secret may go nowhere spends no guard or verifier
+	// call (a captcha solve, a password attempt).
+	ch := p.channel(directSignIn)
+	if ch == channelNone {
+		return d.refuseDelivery(p)
+	}
 	if c.key == nil {
 		if err := d.limit(w, r, "verify:"+c.limitIP, d.cfg.Limits.Verify, time.Hour); err != nil {
 			return err
@@ -263,7 +268,17 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err != nil {
 		return err
 	}
-	return d.mintAndDeliver(w, r, c, p, user)
+	return d.mintAndDeliver(w, r, c, p, user, ch)
+}
+
+// refuseDelivery is the answer to a sign-in whose secret secretChannel
+// lets go nowhere.
+func (d *Daemon) refuseDelivery(p *provider) error {
+	proves := p.plugin.Info().ProvesIdentity
+	if !proves {
+		d.log.Error("sign-in refused: the plugin has not reported that it proves identity on its own, so its secret may only go out of band (deliver.via webhook or email)", "provider", p.cfg.Name, "via", string(p.cfg.Deliver.Via))
+	}
+	return deliveryRefused(proves)
 }
 
 // readPayload reads a verify or enroll body: a JSON object, passed to the
@@ -301,8 +316,10 @@ func (d *Daemon) resolve(ctx context.Context, p *provider, id sdk.Identity) (tok
 	return user, nil
 }
 
-// mintAndDeliver mints the user's secret and sends it the provider's way.
-func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User) error {
+// mintAndDeliver mints the user's secret for a direct verify and sends it
+// on ch, the channel secretChannel chose: in the answer's body, or out of
+// band with an empty secret in the answer.
+func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User, ch channel) error {
 	t, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{
 		UserID: user.ID, Length: p.cfg.Token.Length, Expire: p.cfg.Token.Expire,
 		Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent(),
@@ -310,22 +327,32 @@ func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
-	msg := newDelivery(t, secret, p.cfg.Name, user)
-	switch p.cfg.Deliver.Via {
-	case "webhook":
-		if err := p.webhook.send(r.Context(), d.bg, msg); err != nil {
-			d.log.Warn("webhook delivery failed", "provider", p.cfg.Name, "user", user.ID, "err", err.Error())
+	shown := ""
+	if ch == channelBody {
+		shown = secret
+	} else if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, newTokenModel(t, shown))
+	return nil
+}
+
+// sendOutOfBand sends a minted secret on an out-of-band channel. Any
+// other channel is a bug and sends nothing.
+func (d *Daemon) sendOutOfBand(ctx context.Context, p *provider, ch channel, msg delivery) error {
+	switch ch {
+	case channelWebhook:
+		if err := p.webhook.send(ctx, d.bg, msg); err != nil {
+			d.log.Warn("webhook delivery failed", "provider", p.cfg.Name, "user", msg.UserID, "err", err.Error())
 			return errDelivery
 		}
-		secret = ""
-	case "email":
-		if err := p.email.send(r.Context(), msg); err != nil {
-			return err
-		}
-		secret = ""
+		return nil
+	case channelEmail:
+		return p.email.send(ctx, msg)
+	case channelNone, channelBody, channelLocation:
 	}
-	writeJSON(w, http.StatusCreated, newTokenModel(t, secret))
-	return nil
+	d.log.Error("secret not sent: not an out-of-band channel", "provider", p.cfg.Name, "channel", int(ch))
+	return errServer
 }
 
 // beginOAuth2 starts the redirect flow (Appwrite's createOAuth2Token): it
@@ -335,6 +362,9 @@ func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) 
 	p, err := d.lookupProvider(r.PathValue("name"))
 	if err != nil {
 		return err
+	}
+	if p.channel(browserSignIn) == channelNone {
+		return d.refuseDelivery(p)
 	}
 	if err := d.limit(w, r, "oauth2:"+c.limitIP, d.cfg.Limits.OAuth2, time.Hour); err != nil {
 		return err
@@ -415,6 +445,10 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	if e := r.Form.Get("error"); e != "" {
 		return fail(&apiError{401, "user_oauth2_provider_error", "The identity provider refused the sign-in: " + truncate(e, 100)})
 	}
+	ch := p.channel(browserSignIn)
+	if ch == channelNone {
+		return fail(d.refuseDelivery(p))
+	}
 	id, err := p.plugin.Complete(r.Context(), sdk.CompleteRequest{Query: r.Form, State: f.State, CallbackURL: d.callbackURL(r, p.cfg.Name)})
 	if err != nil {
 		return fail(err)
@@ -424,20 +458,26 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 		return fail(err)
 	}
 	length, expire := p.cfg.Token.Length, p.cfg.Token.Expire
-	if length == 0 {
+	if length == 0 && ch == channelLocation {
 		length = 64 // the secret travels in a URL: make it long, and short-lived
 	}
-	if expire == 0 {
+	if expire == 0 && ch == channelLocation {
 		expire = tokenstore.MinTokenExpire
 	}
-	_, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{UserID: user.ID, Length: length, Expire: expire, Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent()})
+	t, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{UserID: user.ID, Length: length, Expire: expire, Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent()})
 	if err != nil {
 		return fail(err)
+	}
+	back := url.Values{"userId": {user.ID}}
+	if ch == channelLocation {
+		back.Set("secret", secret)
+	} else if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
+		return fail(err) // out of band: the browser learns its user id, the backend or mailbox the secret
 	}
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
 	w.Header().Set("Pragma", "no-cache")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	http.Redirect(w, r, withQuery(f.Success, url.Values{"userId": {user.ID}, "secret": {secret}}), http.StatusMovedPermanently)
+	http.Redirect(w, r, withQuery(f.Success, back), http.StatusMovedPermanently)
 	return nil
 }
 

@@ -36,7 +36,7 @@ var (
 	echoErr  error
 )
 
-func echoPlugin(t *testing.T) (path, sum string) {
+func echoPlugin(t testing.TB) (path, sum string) {
 	t.Helper()
 	echoOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "handoff-echo")
@@ -82,7 +82,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // echoProvider configures the echo plugin as a third-party provider.
-func echoProvider(t *testing.T, name string, change func(*config.Provider)) config.Provider {
+func echoProvider(t testing.TB, name string, change func(*config.Provider)) config.Provider {
 	path, sum := echoPlugin(t)
 	p := config.Provider{Name: name, Plugin: &config.Plugin{Path: path, SHA256: sum}, Users: config.Users{Create: true}, Timeout: 2 * time.Second}
 	if change != nil {

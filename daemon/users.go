@@ -20,7 +20,7 @@ func (d *Daemon) createUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if nu.Email, _, err = p.str("email"); err != nil {
 		return err
 	}
-	if nu.Email != "" && !validEmail(nu.Email) {
+	if nu.Email != "" && (!validEmail(nu.Email) || !tokenstore.ValidText(nu.Email)) {
 		return invalidParam("email", "Value must be a valid email address")
 	}
 	if nu.Phone, _, err = p.str("phone"); err != nil {
@@ -32,7 +32,7 @@ func (d *Daemon) createUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if nu.Name, _, err = p.str("name"); err != nil {
 		return err
 	}
-	if len(nu.Name) > 128 {
+	if !tokenstore.ValidName(nu.Name) {
 		return invalidParam("name", "Value must be a valid string and no longer than 128 chars")
 	}
 	if pw, ok, _ := p.str("password"); ok && pw != "" {

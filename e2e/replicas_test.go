@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/handoffd/handoff/tokenstore"
 	"github.com/handoffd/handoff/tokenstore/postgres"
 )
 
@@ -70,6 +72,7 @@ func pgSchema(t *testing.T) string {
 // database and print none.
 type cluster struct {
 	dsn      string
+	keyEnv   string // HANDOFF_SECRETS__KEY_FILE=<the key file all replicas share>
 	replicas []*daemon
 	key      string
 	client   *http.Client
@@ -78,10 +81,15 @@ type cluster struct {
 func startCluster(t *testing.T, n int, cfg string) *cluster {
 	t.Helper()
 	c := &cluster{dsn: pgSchema(t)}
+	keyFile := filepath.Join(t.TempDir(), "secrets.key")
+	if err := os.WriteFile(keyFile, []byte(tokenstore.NewSecretKeyLine()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.keyEnv = "HANDOFF_SECRETS__KEY_FILE=" + keyFile
 	for i := range n {
 		// Started one after the other: the first creates the schema's
 		// tables, the pepper, the signing key and the bootstrap key.
-		d := startDaemon(t, cfg, "HANDOFF_STORE__DSN="+c.dsn)
+		d := startDaemon(t, cfg, "HANDOFF_STORE__DSN="+c.dsn, c.keyEnv)
 		if i == 0 {
 			c.key = d.Key
 		} else if d.Key != "" {
@@ -318,7 +326,7 @@ func TestReplicaJWTAndKeyRotation(t *testing.T) {
 
 	// Rotate with the CLI on the same database, as an operator would.
 	cmd := exec.Command(handoffBinary(t), "keys", "rotate-signing", "--data", t.TempDir())
-	cmd.Env = append(os.Environ(), "HANDOFF_STORE__DRIVER=postgres", "HANDOFF_STORE__DSN="+c.dsn)
+	cmd.Env = append(os.Environ(), "HANDOFF_STORE__DRIVER=postgres", "HANDOFF_STORE__DSN="+c.dsn, c.keyEnv)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("handoff keys rotate-signing: %v\n%s", err, out)
@@ -381,8 +389,11 @@ type minted struct {
 }
 
 func TestReplicaKilledUnderLoad(t *testing.T) {
-	c := startCluster(t, 3, replicaConfig)
-	const users, workers = 16, 24
+	// Half the tokens are kept for the check at the end, up to keepPerUser
+	// a user: tokens.max_outstanding would evict any beyond it.
+	c := startCluster(t, 3, replicaConfig+"tokens:\n  max_outstanding: 100\n")
+	const users, workers, keepPerUser = 16, 24, 40
+	kept := map[string]int{}
 	for i := range users {
 		c.createUser(t, c.replicas[i%3], fmt.Sprintf("load%02d", i))
 	}
@@ -439,8 +450,12 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 				}
 				mu.Lock()
 				tokens = append(tokens, tok)
+				keep := n%2 == 0 && kept[user] < keepPerUser
+				if keep {
+					kept[user]++
+				}
 				mu.Unlock()
-				if n%2 == 0 {
+				if keep {
 					continue // kept for the check at the end
 				}
 				xi := alive(n + 1) // another replica than the minting one

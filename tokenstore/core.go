@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -25,26 +24,30 @@ const (
 	DefaultTokenExpire = 900 * time.Second
 
 	DefaultMaxAttempts     = 10
+	DefaultMaxOutstanding  = 5
+	MaxMaxOutstanding      = 100
 	DefaultSessionDuration = 31536000 * time.Second
 	DefaultMaxSessions     = 10
 
 	// sessionSecretLength is the hex length of a session secret.
 	sessionSecretLength = 256
-	// failureWindow is how long a run of failed exchanges is remembered
-	// after the last one.
-	failureWindow = 24 * time.Hour
 )
 
 // Options tune the core. The zero value takes every default.
 type Options struct {
 	TokenLength     int           // default secret length, 4..128
 	TokenExpire     time.Duration // default token lifetime, 60s..1y
-	MaxAttempts     int           // failed exchanges before a user's tokens burn
+	MaxAttempts     int           // wrong guesses a token faces before it burns
+	MaxOutstanding  int           // live tokens per user, 1..100; minting more evicts the oldest
 	SessionDuration time.Duration // session lifetime
 	MaxSessions     int           // sessions per user; the oldest go first; <0 unlimited
 	// Pepper keys the HMAC of token secrets. Empty: the store's own,
 	// generated at the first start.
 	Pepper []byte
+	// Sealer encrypts the secrets the core keeps in the store (the pepper,
+	// the signing keys). Nil keeps them in plain text, and a store whose
+	// secrets are sealed then fails to open with ErrSealed.
+	Sealer *Sealer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -58,6 +61,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.MaxOutstanding == 0 {
+		o.MaxOutstanding = DefaultMaxOutstanding
 	}
 	if o.SessionDuration == 0 {
 		o.SessionDuration = DefaultSessionDuration
@@ -78,6 +84,9 @@ type Core struct {
 
 	signMu sync.RWMutex
 	keys   *keyRing
+
+	kidMu   sync.Mutex // one unknown-kid read of the signing keys at a time
+	kidRead time.Time  // when an unknown kid last made the core read them
 }
 
 // New opens the core on store: it loads (or creates, at the first start)
@@ -90,15 +99,30 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 	if err := checkRange("expire", int(opts.TokenExpire/time.Second), int(MinTokenExpire/time.Second), int(MaxTokenExpire/time.Second)); err != nil {
 		return nil, err
 	}
-	c := &Core{store: store, opts: opts, pepper: opts.Pepper}
-	if len(c.pepper) == 0 {
-		p, err := c.metaOnce(ctx, "pepper", func() ([]byte, error) { return randomBytes(32) })
-		if err != nil {
-			return nil, fmt.Errorf("load pepper: %w", err)
-		}
-		c.pepper = p
+	if err := checkRange("max_outstanding", opts.MaxOutstanding, 1, MaxMaxOutstanding); err != nil {
+		return nil, err
 	}
-	if err := c.loadSigningKeys(ctx); err != nil {
+	c := &Core{store: store, opts: opts, pepper: opts.Pepper}
+	first, err := newSigningKey(c.now())
+	if err != nil {
+		return nil, err
+	}
+	makers := map[string]func() ([]byte, error){
+		metaSigningKeys: func() ([]byte, error) {
+			return json.Marshal(signingKeys{Current: first.ID, Keys: []signingKey{first}})
+		},
+	}
+	if len(c.pepper) == 0 {
+		makers[metaPepper] = func() ([]byte, error) { return randomBytes(32) }
+	}
+	secrets, err := c.secretsOnce(ctx, makers)
+	if err != nil {
+		return nil, fmt.Errorf("load the pepper and signing keys: %w", err)
+	}
+	if len(c.pepper) == 0 {
+		c.pepper = secrets[metaPepper]
+	}
+	if err := c.setKeyRing(secrets[metaSigningKeys]); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -111,30 +135,6 @@ func (c *Core) Store() Store { return c.store }
 func (c *Core) Options() Options { return c.opts }
 
 func (c *Core) now() time.Time { return c.opts.Now().UTC() }
-
-// metaOnce returns the meta value under name, creating it with make when
-// absent. Of several processes starting at once, the first writer wins and
-// every one returns its value.
-func (c *Core) metaOnce(ctx context.Context, name string, make func() ([]byte, error)) ([]byte, error) {
-	fresh, err := make()
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	err = c.store.Update(ctx, func(tx Tx) error {
-		v, err := tx.Get(bucketMeta, []byte(name))
-		switch {
-		case err == nil:
-			out = clone(v)
-			return nil
-		case !errors.Is(err, ErrNotFound):
-			return err
-		}
-		out = fresh
-		return tx.Put(bucketMeta, []byte(name), fresh, time.Time{})
-	})
-	return out, err
-}
 
 // Sweep removes up to limit expired tokens, sessions and plugin values.
 func (c *Core) Sweep(ctx context.Context, limit int) (int, error) {

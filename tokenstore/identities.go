@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FindIdentity returns the identity of subject at provider, or ErrNotFound.
@@ -19,8 +21,12 @@ func (c *Core) FindIdentity(ctx context.Context, provider, subject string) (Iden
 }
 
 // LinkIdentity links id (its Provider and Subject) to the user id.UserID,
-// replacing any earlier link of that subject.
+// replacing any earlier link of that subject. An identity the core will
+// not store (see checkIdentity) gives an IdentityError.
 func (c *Core) LinkIdentity(ctx context.Context, id Identity) (Identity, error) {
+	if err := checkIdentity(id); err != nil {
+		return id, err
+	}
 	err := c.store.Update(ctx, func(tx Tx) error {
 		if _, err := getUser(tx, id.UserID); err != nil {
 			return err
@@ -61,6 +67,9 @@ func (c *Core) putIdentity(tx Tx, id *Identity) error {
 // link and creation off it gives ErrIdentityUnlinked; an email owned by
 // another user without LinkByEmail gives ErrEmailExists.
 //
+// An identity the core will not store (see checkIdentity) gives an
+// IdentityError before any transaction.
+//
 // A known identity whose fields (email, its verification, phone, name,
 // claims) are what the provider says again is answered from a read
 // transaction, without a write: the usual repeat sign-in costs no durable
@@ -72,6 +81,9 @@ func (c *Core) ResolveIdentity(ctx context.Context, id Identity, policy LinkPoli
 		created bool
 		same    bool
 	)
+	if err := checkIdentity(id); err != nil {
+		return user, false, err
+	}
 	err := c.store.View(ctx, func(tx Tx) error {
 		same = false
 		var known Identity
@@ -141,6 +153,48 @@ func (c *Core) ResolveIdentity(ctx context.Context, id Identity, policy LinkPoli
 		return c.putIdentity(tx, &id)
 	})
 	return user, created, err
+}
+
+// checkIdentity refuses an identity a provider should never have reported:
+// a subject that is empty, over MaxSubjectLength bytes (a key the stores
+// could not hold: bbolt's limit is 32 KiB) or not ValidText; an email,
+// phone or name that could not be a user's (over MaxEmailLength or
+// MaxPhoneLength bytes, a name over MaxNameLength characters, or not
+// ValidText); claims over MaxClaimsSize bytes of JSON.
+func checkIdentity(id Identity) error {
+	bad := func(field, reason string, args ...any) error {
+		return &IdentityError{Provider: id.Provider, Field: field, Reason: fmt.Sprintf(reason, args...)}
+	}
+	const notText = "is not valid UTF-8 or holds control or bidi override characters"
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{{"subject", id.Subject, MaxSubjectLength}, {"email", id.Email, MaxEmailLength}, {"phone", id.Phone, MaxPhoneLength}} {
+		switch {
+		case len(f.value) > f.max:
+			return bad(f.name, "is %d bytes, over the limit of %d", len(f.value), f.max)
+		case !ValidText(f.value):
+			return bad(f.name, notText)
+		}
+	}
+	switch {
+	case id.Subject == "":
+		return bad("subject", "is empty")
+	case !ValidText(id.Name):
+		return bad("name", notText)
+	case utf8.RuneCountInString(id.Name) > MaxNameLength:
+		return bad("name", "is over %d characters", MaxNameLength)
+	}
+	if len(id.Claims) > 0 {
+		raw, err := json.Marshal(id.Claims)
+		switch {
+		case err != nil:
+			return bad("claims", "cannot be encoded as JSON")
+		case len(raw) > MaxClaimsSize:
+			return bad("claims", "are %d bytes as JSON, over the limit of %d", len(raw), MaxClaimsSize)
+		}
+	}
+	return nil
 }
 
 // sameIdentity reports whether the stored identity known already holds

@@ -57,27 +57,12 @@ func newSigningKey(now time.Time) (signingKey, error) {
 	return signingKey{ID: randomHex(16), Seed: seed, Created: now}, nil
 }
 
-func (c *Core) loadSigningKeys(ctx context.Context) error {
-	first, err := newSigningKey(c.now())
-	if err != nil {
-		return err
-	}
-	raw, err := c.metaOnce(ctx, metaSigningKeys, func() ([]byte, error) {
-		return json.Marshal(signingKeys{Current: first.ID, Keys: []signingKey{first}})
-	})
-	if err != nil {
-		return fmt.Errorf("load signing keys: %w", err)
-	}
-	return c.setKeyRing(raw)
-}
-
 // ReloadSigningKeys reads the signing keys again, so a replica picks up a
 // rotation made elsewhere.
 func (c *Core) ReloadSigningKeys(ctx context.Context) error {
 	var raw []byte
-	err := c.store.View(ctx, func(tx Tx) error {
-		v, err := tx.Get(bucketMeta, []byte(metaSigningKeys))
-		raw = clone(v)
+	err := c.store.View(ctx, func(tx Tx) (err error) {
+		raw, err = c.getSecret(tx, metaSigningKeys)
 		return err
 	})
 	if err != nil {
@@ -134,8 +119,12 @@ func (c *Core) RotateSigningKey(ctx context.Context) (string, error) {
 	var raw []byte
 	err = c.store.Update(ctx, func(tx Tx) error {
 		var ks signingKeys
-		if err := getJSON(tx, bucketMeta, []byte(metaSigningKeys), &ks); err != nil {
+		plain, err := c.getSecret(tx, metaSigningKeys)
+		if err != nil {
 			return err
+		}
+		if err := json.Unmarshal(plain, &ks); err != nil {
+			return fmt.Errorf("decode signing keys: %w", err)
 		}
 		kept := ks.Keys[:0:0]
 		for _, k := range ks.Keys {
@@ -149,7 +138,7 @@ func (c *Core) RotateSigningKey(ctx context.Context) (string, error) {
 		ks.Keys = append(kept, fresh)
 		ks.Current = fresh.ID
 		raw = mustJSON(ks)
-		return tx.Put(bucketMeta, []byte(metaSigningKeys), raw, time.Time{})
+		return c.putSecret(tx, metaSigningKeys, raw)
 	})
 	if err != nil {
 		return "", err
@@ -242,11 +231,8 @@ func (c *Core) parseJWT(ctx context.Context, token string) (JWTClaims, error) {
 	}
 	pub, ok := c.publicKey(h.Kid)
 	if !ok {
-		// A key rotated in by another replica: read the keys once more.
-		if c.ReloadSigningKeys(ctx) != nil {
-			return claims, ErrJWTInvalid
-		}
-		if pub, ok = c.publicKey(h.Kid); !ok {
+		// Perhaps a key rotated in by another replica.
+		if pub, ok = c.reloadForKid(ctx, h.Kid); !ok {
 			return claims, ErrJWTInvalid
 		}
 	}
@@ -261,6 +247,33 @@ func (c *Core) parseJWT(ctx context.Context, token string) (JWTClaims, error) {
 		return claims, ErrJWTInvalid
 	}
 	return claims, nil
+}
+
+// UnknownKidInterval is how often, at most, a JWT whose kid the core does
+// not know makes it read the signing keys again: anyone can send such JWTs,
+// as many as they like, so they share one read a second (a negative
+// cache), whatever their kids.
+const UnknownKidInterval = time.Second
+
+// reloadForKid reads the signing keys again for a JWT whose kid is not
+// among them, unless an unknown kid did so less than UnknownKidInterval
+// ago, and returns the kid's public key if it is there now. Concurrent
+// callers wait for one read rather than each making their own.
+func (c *Core) reloadForKid(ctx context.Context, kid string) (ed25519.PublicKey, bool) {
+	c.kidMu.Lock()
+	defer c.kidMu.Unlock()
+	if pub, ok := c.publicKey(kid); ok {
+		return pub, true // read in by the caller before us
+	}
+	now := time.Now() // the wall clock, not the core's: this paces reads
+	if !c.kidRead.IsZero() && now.Sub(c.kidRead) < UnknownKidInterval {
+		return nil, false
+	}
+	c.kidRead = now
+	if c.ReloadSigningKeys(ctx) != nil {
+		return nil, false
+	}
+	return c.publicKey(kid)
 }
 
 func (c *Core) publicKey(kid string) (ed25519.PublicKey, bool) {

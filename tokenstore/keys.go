@@ -65,6 +65,25 @@ func (c *Core) CreateFirstKey(ctx context.Context, name string, scopes []string)
 	return k, secret, true, nil
 }
 
+// UndoFirstKey deletes the first API key CreateFirstKey made, and the
+// mark that it was made, so the next start makes one again: for a first
+// key that could not be handed to anyone.
+func (c *Core) UndoFirstKey(ctx context.Context, id string) error {
+	return c.store.Update(ctx, func(tx Tx) error {
+		var k APIKey
+		if err := getJSON(tx, bucketKeys, []byte(id), &k); err != nil {
+			return err
+		}
+		if err := tx.Delete(bucketKeys, []byte(id)); err != nil {
+			return err
+		}
+		if err := tx.Delete(bucketKeysByHash, k.Hash); err != nil {
+			return err
+		}
+		return tx.Delete(bucketMeta, []byte(metaBootstrapped))
+	})
+}
+
 // AuthenticateKey returns the API key whose secret form is secret:
 // ErrKeyInvalid when there is none, ErrKeyExpired when it has expired.
 func (c *Core) AuthenticateKey(ctx context.Context, secret string) (APIKey, error) {

@@ -39,6 +39,9 @@ type Token struct {
 	Provider  string    `json:"provider,omitempty"` // the verifier that minted it, if any
 	IP        string    `json:"ip,omitempty"`
 	UserAgent string    `json:"userAgent,omitempty"`
+	// Attempts counts the wrong guesses made at the user's secrets while
+	// this token was live; at MaxAttempts it burns.
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // MintRequest says what token to mint. Zero Length and Expire take the

@@ -76,7 +76,7 @@ const (
 	bucketUsersByPhone   = "users_phone"     // phone -> userId
 	bucketUsersByCreated = "users_created"   // created(8) userId -> ""
 	bucketTokens         = "tokens"          // userId 0 hmac -> token
-	bucketFailures       = "failures"        // userId -> failed exchanges
+	bucketFailures       = "failures"        // no longer written (counts are on the tokens); old keys expire
 	bucketSessions       = "sessions"        // sessionId -> session
 	bucketSessionsByHash = "sessions_hash"   // sha256(secret) -> sessionId
 	bucketUserSessions   = "user_sessions"   // userId 0 created(8) sessionId -> ""
@@ -121,6 +121,7 @@ var (
 	ErrKeyInvalid       = errors.New("invalid api key")
 	ErrKeyExpired       = errors.New("api key expired")
 	ErrIdentityUnlinked = errors.New("identity has no user and creation is off")
+	ErrInvalidIdentity  = errors.New("provider reported an invalid identity")
 	ErrInvalidArgument  = errors.New("invalid argument")
 	ErrCursorNotFound   = errors.New("cursor not found")
 )
@@ -138,3 +139,20 @@ func (e *ArgumentError) Error() string {
 
 // Is makes errors.Is(err, ErrInvalidArgument) true.
 func (e *ArgumentError) Is(target error) bool { return target == ErrInvalidArgument }
+
+// IdentityError is an identity a provider reported that the core will not
+// store: Field names the part at fault and Reason says why. The value
+// itself is left out, since it is personal data or garbage that no answer
+// or log should carry. It matches ErrInvalidIdentity.
+type IdentityError struct {
+	Provider string
+	Field    string
+	Reason   string
+}
+
+func (e *IdentityError) Error() string {
+	return "provider " + e.Provider + " reported an invalid identity: its " + e.Field + " " + e.Reason
+}
+
+// Is makes errors.Is(err, ErrInvalidIdentity) true.
+func (e *IdentityError) Is(target error) bool { return target == ErrInvalidIdentity }

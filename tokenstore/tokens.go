@@ -1,10 +1,13 @@
 package tokenstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -12,6 +15,10 @@ import (
 // r.Length lowercase hex characters from crypto/rand (default 6), valid for
 // r.Expire (default 15 minutes). Only HMAC-SHA256(pepper, secret) is kept.
 // An unknown user gives ErrUserNotFound.
+//
+// A user keeps at most MaxOutstanding live tokens: in the same transaction
+// the oldest (by CreatedAt) go, so a guess at a user's secret never has
+// more than MaxOutstanding tokens to hit.
 func (c *Core) Mint(ctx context.Context, r MintRequest) (Token, string, error) {
 	if r.Length == 0 {
 		r.Length = c.opts.TokenLength
@@ -48,6 +55,9 @@ func (c *Core) Mint(ctx context.Context, r MintRequest) (Token, string, error) {
 			}
 			return err
 		}
+		if err := evictTokens(tx, r.UserID, now, c.opts.MaxOutstanding-1); err != nil {
+			return err
+		}
 		// Two secrets of one user colliding (likely only for short
 		// secrets) would make one unreachable: the later one replaces it.
 		return tx.Put(bucketTokens, key(r.UserID, string(t.Hash)), raw, t.Expire)
@@ -58,21 +68,16 @@ func (c *Core) Mint(ctx context.Context, r MintRequest) (Token, string, error) {
 	return t, secret, nil
 }
 
-// failures is a user's run of failed exchanges.
-type failures struct {
-	Count int       `json:"count"`
-	Last  time.Time `json:"last"`
-}
-
 // Exchange consumes a user's token and opens a session, atomically: of
 // several concurrent exchanges of one secret exactly one succeeds. The
 // session secret is returned inside the credential (see Credential).
 //
 // An unknown user, a wrong secret and a used or expired token all give
 // ErrInvalidToken after the same steps: one write transaction that looks up
-// the user and takes the token by its keyed hash. A failure counts against
-// the user; at MaxAttempts failures in a row every outstanding token of the
-// user is burned. Success resets the count and evicts the user's oldest
+// the user and takes the token by its keyed hash. A failure of a known
+// user counts against each of the user's live tokens, since any of them
+// may have been the target; a token burns when its count reaches
+// MaxAttempts (see countFailure). Success evicts the user's oldest
 // sessions beyond MaxSessions.
 func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (Session, string, error) {
 	if secret == "" || len(secret) > 256 {
@@ -110,16 +115,15 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 				return err
 			}
 			// The key lookup already matched the keyed hash; the
-			// constant-time compare guards the record itself.
-			if hmac.Equal(t.Hash, mac) && !now.After(t.Expire) {
+			// constant-time compare guards the record itself. A count
+			// at the limit (which a lowered MaxAttempts, or a replica
+			// configured otherwise, can leave) refuses like a burn.
+			if hmac.Equal(t.Hash, mac) && !now.After(t.Expire) && t.Attempts < c.opts.MaxAttempts {
 				if t.Provider != "" {
 					s.Provider = t.Provider
 					s.Factors = []string{t.Provider}
 				}
 				ok = true
-				if err := tx.Delete(bucketFailures, []byte(userID)); err != nil {
-					return err
-				}
 				return c.insertSession(tx, s)
 			}
 		}
@@ -137,58 +141,107 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 	return s, Credential(userID, sessionSecret), nil
 }
 
-// countFailure adds one failed exchange for userID and burns all its tokens
-// when the count reaches MaxAttempts.
+// countFailure adds one wrong guess to each live token of userID and burns
+// the tokens it brings to MaxAttempts.
+//
+// Counting on the tokens, not on the user, bounds every token by itself:
+// a token has faced exactly the wrong guesses made while it was live, so
+// none is ever exchanged after MaxAttempts of them, whatever was minted,
+// exchanged or burned around it. And a denial of service costs MaxAttempts
+// wrong guesses inside each token's own life: failures an attacker spread
+// out before the victim minted burn only the tokens that were live then.
 func (c *Core) countFailure(tx Tx, userID string, now time.Time) error {
-	var f failures
-	if err := getJSON(tx, bucketFailures, []byte(userID), &f); err != nil && !errors.Is(err, ErrNotFound) {
+	toks, err := userTokens(tx, userID)
+	if err != nil {
 		return err
 	}
-	f.Count++
-	f.Last = now
-	if f.Count < c.opts.MaxAttempts {
-		return putJSON(tx, bucketFailures, []byte(userID), f, now.Add(failureWindow))
-	}
-	if err := tx.Delete(bucketFailures, []byte(userID)); err != nil {
-		return err
-	}
-	return deleteTokens(tx, userID)
-}
-
-// Failures returns the user's current run of failed exchanges.
-func (c *Core) Failures(ctx context.Context, userID string) (int, error) {
-	var f failures
-	err := c.store.View(ctx, func(tx Tx) error {
-		err := getJSON(tx, bucketFailures, []byte(userID), &f)
-		if errors.Is(err, ErrNotFound) {
-			return nil
+	for _, t := range toks {
+		k := key(userID, string(t.Hash))
+		if now.After(t.Expire) {
+			if err := tx.Delete(bucketTokens, k); err != nil {
+				return err
+			}
+			continue
 		}
-		return err
-	})
-	return f.Count, err
+		t.Attempts++
+		if t.Attempts >= c.opts.MaxAttempts {
+			if err := tx.Delete(bucketTokens, k); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := tx.Put(bucketTokens, k, mustJSON(t), t.Expire); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// ListTokens returns the user's outstanding (unexpired) tokens.
+// evictTokens deletes userID's expired tokens and, of its live ones, the
+// oldest beyond keep.
+func evictTokens(tx Tx, userID string, now time.Time, keep int) error {
+	toks, err := userTokens(tx, userID)
+	if err != nil {
+		return err
+	}
+	live := toks[:0]
+	for _, t := range toks {
+		if now.After(t.Expire) {
+			if err := tx.Delete(bucketTokens, key(userID, string(t.Hash))); err != nil {
+				return err
+			}
+			continue
+		}
+		live = append(live, t)
+	}
+	if len(live) <= keep {
+		return nil
+	}
+	slices.SortFunc(live, func(a, b Token) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	for _, t := range live[:len(live)-keep] {
+		if err := tx.Delete(bucketTokens, key(userID, string(t.Hash))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// userTokens returns every stored token of userID, expired ones included.
+func userTokens(tx Tx, userID string) ([]Token, error) {
+	var (
+		out  []Token
+		derr error
+	)
+	err := tx.Scan(bucketTokens, prefix(userID), nil, func(_, v []byte) bool {
+		var t Token
+		if derr = json.Unmarshal(v, &t); derr != nil {
+			return false
+		}
+		out = append(out, t)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, derr
+}
+
+// ListTokens returns the user's outstanding (unexpired) tokens, each with
+// the wrong guesses it has faced (Attempts).
 func (c *Core) ListTokens(ctx context.Context, userID string) ([]Token, error) {
 	out := []Token{}
 	now := c.now()
 	err := c.store.View(ctx, func(tx Tx) error {
+		toks, err := userTokens(tx, userID)
 		out = out[:0]
-		var derr error
-		err := tx.Scan(bucketTokens, prefix(userID), nil, func(_, v []byte) bool {
-			var t Token
-			if derr = json.Unmarshal(v, &t); derr != nil {
-				return false
-			}
+		for _, t := range toks {
 			if !now.After(t.Expire) {
 				out = append(out, t)
 			}
-			return true
-		})
-		if err != nil {
-			return err
 		}
-		return derr
+		return err
 	})
 	return out, err
 }

@@ -7,10 +7,71 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxListTotal caps the total a user list reports, as Appwrite does.
 const MaxListTotal = 5000
+
+// Bounds of the text a user or an identity holds.
+const (
+	MaxNameLength    = 128      // characters of a user's name, as Appwrite's
+	MaxEmailLength   = 254      // bytes of an email (RFC 5321's path limit)
+	MaxPhoneLength   = 64       // bytes of an identity's phone (E.164 needs 16; IdPs format theirs)
+	MaxSubjectLength = 1024     // bytes of an identity's subject
+	MaxClaimsSize    = 32 << 10 // bytes of an identity's claims as JSON
+)
+
+// The reasons of the user checks, worded as Appwrite's validators.
+const (
+	reasonName  = "Value must be a valid string and no longer than 128 chars"
+	reasonEmail = "Value must be a valid email address"
+	reasonPhone = "Phone number must start with a '+' can have a maximum of fifteen digits."
+)
+
+// ValidText reports whether s may be shown as a name or an address: valid
+// UTF-8 without control characters (C0 with tab and newline, DEL, C1),
+// line or paragraph separators (U+2028, U+2029), or the bidi embeddings,
+// overrides and isolates (U+202A..U+202E, U+2066..U+2069) that make text
+// display in another order than it is stored, the trick of a spoofed
+// address in an admin console or a mail greeting. The marks LRM, RLM and
+// ALM and the joiners ZWJ and ZWNJ, which real names in right-to-left and
+// Indic scripts and emoji need, are allowed.
+func ValidText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case unicode.IsControl(r), r == '\u2028', r == '\u2029',
+			r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+			return false
+		}
+	}
+	return true
+}
+
+// ValidName reports whether s may be a user's name: ValidText and at most
+// MaxNameLength characters (not bytes: Appwrite counts characters too).
+func ValidName(s string) bool {
+	return ValidText(s) && utf8.RuneCountInString(s) <= MaxNameLength
+}
+
+// checkUserText refuses a name, email or phone of u that changed from old
+// and is not text a user may hold. The format of an email or phone is the
+// caller's to check; this only keeps bad bytes out of the store.
+func checkUserText(u, old User) error {
+	switch {
+	case u.Name != old.Name && !ValidName(u.Name):
+		return &ArgumentError{Param: "name", Reason: reasonName}
+	case u.Email != old.Email && (len(u.Email) > MaxEmailLength || !ValidText(u.Email)):
+		return &ArgumentError{Param: "email", Reason: reasonEmail}
+	case u.Phone != old.Phone && (len(u.Phone) > MaxPhoneLength || !ValidText(u.Phone)):
+		return &ArgumentError{Param: "phone", Reason: reasonPhone}
+	}
+	return nil
+}
 
 // ValidID reports whether id is a valid custom id: 1 to 36 characters of
 // a-z, A-Z, 0-9, '.', '_' and '-', not starting with one of the last three.
@@ -31,13 +92,18 @@ func ValidID(id string) bool {
 }
 
 // CreateUser creates a user. An id, email or phone already taken gives
-// ErrUserExists.
+// ErrUserExists; a name, email or phone that is not ValidText, or a name
+// over MaxNameLength characters, gives an ArgumentError.
 func (c *Core) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if nu.ID == "" || nu.ID == "unique()" {
 		nu.ID = NewID()
 	}
 	if !ValidID(nu.ID) {
 		return User{}, &ArgumentError{Param: "userId", Reason: "Parameter must contain at most 36 chars. Valid chars are a-z, A-Z, 0-9, period, hyphen, and underscore. Can't start with a special char"}
+	}
+	// Checked before lower-casing, which turns bad bytes into U+FFFD.
+	if err := checkUserText(User{Name: nu.Name, Email: nu.Email, Phone: nu.Phone}, User{}); err != nil {
+		return User{}, err
 	}
 	now := c.now()
 	u := User{
@@ -120,7 +186,8 @@ func (c *Core) FindUserByEmail(ctx context.Context, email string) (User, error) 
 }
 
 // UpdateUser applies change to the user with id and stores the result,
-// keeping the email and phone indexes in step.
+// keeping the email and phone indexes in step. A name, email or phone the
+// change sets to text no user may hold gives an ArgumentError.
 func (c *Core) UpdateUser(ctx context.Context, id string, change func(*User) error) (User, error) {
 	var out User
 	err := c.store.Update(ctx, func(tx Tx) error {
@@ -134,6 +201,9 @@ func (c *Core) UpdateUser(ctx context.Context, id string, change func(*User) err
 			return err
 		}
 		u.ID, u.CreatedAt = old.ID, old.CreatedAt
+		if err := checkUserText(u, old); err != nil {
+			return err
+		}
 		u.Email = strings.ToLower(u.Email)
 		u.UpdatedAt = c.now()
 		if u.Email != old.Email {

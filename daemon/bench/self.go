@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -99,6 +100,13 @@ func startSelf(ctx context.Context, c Config, opts Options, withPassword bool) (
 			return nil, err
 		}
 		fmt.Fprintf(logw(opts), "bench: PostgreSQL schema %s for this run (dropped at the end)\n", schema)
+		// PostgreSQL needs a secrets key; the fresh schema gets a fresh one.
+		cfg.Secrets.KeyFile = filepath.Join(dir, "secrets.key")
+		if err := os.WriteFile(cfg.Secrets.KeyFile, []byte(tokenstore.NewSecretKeyLine()), 0o600); err != nil {
+			os.RemoveAll(dir)
+			drop()
+			return nil, fmt.Errorf("bench: secrets key file: %w", err)
+		}
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.LogLevel))

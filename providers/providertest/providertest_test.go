@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"testing"
 	"time"
 
@@ -52,5 +53,39 @@ func TestHarness(t *testing.T) {
 	}
 	if keys := kv.Keys(); len(keys) != 1 || keys[0] != "a" {
 		t.Fatalf("keys = %v", keys)
+	}
+}
+
+// TestRequestFactsCrossAsUTF8 is the attack of a User-Agent (or a
+// callback's query, or a scope) holding the byte 0xff: protobuf strings
+// must be valid UTF-8, so sent as it is the call fails to marshal and the
+// sign-in answers 500. The host mends each bad sequence to U+FFFD before
+// the gRPC boundary, and the call goes through.
+func TestRequestFactsCrossAsUTF8(t *testing.T) {
+	c, _ := providertest.Connect(t, testverifier.New, nil)
+	ctx := context.Background()
+	const bad, mended = "curl/8\xff\xfe ok", "curl/8\uFFFD ok"
+
+	id, err := c.Verify(ctx, sdk.Request{Payload: json.RawMessage(`{"subject":"s"}`), UserAgent: bad, ClientIP: "192.0.2.1\xff", RequestID: "r\xff"})
+	if err != nil {
+		t.Fatalf("verify with a 0xff User-Agent: %v", err)
+	}
+	if id.Claims["user_agent"] != mended || id.Claims["client_ip"] != "192.0.2.1\uFFFD" || id.Claims["request_id"] != "r\uFFFD" {
+		t.Fatalf("the plugin got %q", id.Claims)
+	}
+	if err := c.Check(ctx, sdk.Request{Payload: json.RawMessage(`{"pass":true}`), UserAgent: bad}); err != nil {
+		t.Fatalf("check with a 0xff User-Agent: %v", err)
+	}
+	res, err := c.Begin(ctx, sdk.BeginRequest{CallbackURL: "https://h/cb", Scopes: []string{"openid", "x\xff"}, RequestID: "r"})
+	if err != nil || res.AuthURL == "" {
+		t.Fatalf("begin with a 0xff scope: %+v %v", res, err)
+	}
+	id, err = c.Complete(ctx, sdk.CompleteRequest{Query: url.Values{"code": {bad}, "k\xff": {"v"}}, State: []byte("st")})
+	if err != nil || id.Subject != mended {
+		t.Fatalf("complete with a 0xff query: %+v %v", id, err)
+	}
+	en, err := c.Enroll(ctx, sdk.EnrollRequest{UserID: "u\xff", Payload: json.RawMessage(`{}`)})
+	if err != nil || en.Subject != "u\uFFFD" {
+		t.Fatalf("enroll with a 0xff user id: %+v %v", en, err)
 	}
 }

@@ -102,6 +102,14 @@ type Request struct {
 
 // Identity is who a verification proved. Subject is stable and unique
 // within the provider (the host links it to a user); the rest is optional.
+//
+// The host refuses (502 provider_invalid_identity) an identity whose
+// subject is empty or over 1 KiB, whose email is over 254 bytes, phone over
+// 64 bytes or name over 128 characters, whose claims are over 32 KiB as
+// JSON, or whose subject, email, phone or name is not valid UTF-8 or holds
+// control, line-separator or bidi override characters. A plugin that takes
+// these from a client should refuse bad input itself, with
+// ErrInvalidRequest, so the client gets a 400.
 type Identity struct {
 	Subject       string
 	Email         string

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -587,4 +588,56 @@ func TestReadsAndDeletesCreateNoBucket(t *testing.T) {
 		}
 		return nil
 	}))
+}
+
+// TestSecretsAtRest is the attack of a stolen database file: with the file
+// alone, no key file, the pepper and the signing seeds are nowhere in its
+// bytes, in any encoding. The control (a core without a Sealer, as before
+// sealing) shows the scan finds them when they are there.
+func TestSecretsAtRest(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sealed bool
+	}{{"sealed", true}, {"plain, the control", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "handoff.db")
+			st, err := Open(path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var sealer *tokenstore.Sealer
+			if tc.sealed {
+				sealer, _ = storetest.NewSealer(t, 1)
+			}
+			core, err := tokenstore.New(ctx, st, tokenstore.Options{Sealer: sealer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := core.RotateSigningKey(ctx); err != nil {
+				t.Fatal(err)
+			}
+			needles := storetest.Secrets(t, st, sealer)
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := 0
+			for _, n := range needles {
+				if bytes.Contains(raw, n) {
+					found++
+				}
+			}
+			switch {
+			case tc.sealed && found > 0:
+				t.Fatalf("%d of %d forms of the pepper and seeds are in the file's bytes", found, len(needles))
+			case !tc.sealed && found == 0:
+				t.Fatal("the control found no secret in a plain store's file: the scan is blind")
+			}
+		})
+	}
 }

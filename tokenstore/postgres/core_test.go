@@ -69,7 +69,9 @@ func TestCoreRoundTrips(t *testing.T) {
 		}
 	}
 	var secret string
-	cost("mint", 2, func() (err error) {
+	// The user, then the user's tokens (the cap of tokens.max_outstanding),
+	// then the insert with the commit.
+	cost("mint", 3, func() (err error) {
 		_, secret, err = c.Mint(ctx, tokenstore.MintRequest{UserID: uid})
 		return err
 	})

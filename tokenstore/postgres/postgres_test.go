@@ -1058,3 +1058,64 @@ func TestHotRow(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestSecretsAtRest is the attack of a leaked database or backup: every
+// row of the schema, as bytes and as PostgreSQL prints it, holds neither
+// the pepper nor a signing seed in any encoding. The control (a core
+// without a Sealer, as before sealing) shows the scan finds them when they
+// are there.
+func TestSecretsAtRest(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sealed bool
+	}{{"sealed", true}, {"plain, the control", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			schema := freshSchema(t)
+			st := openSchema(t, schema, Options{})
+			var sealer *tokenstore.Sealer
+			if tc.sealed {
+				sealer, _ = storetest.NewSealer(t, 1)
+			}
+			core, err := tokenstore.New(ctx, st, tokenstore.Options{Sealer: sealer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := core.RotateSigningKey(ctx); err != nil {
+				t.Fatal(err)
+			}
+			needles := storetest.Secrets(t, st, sealer)
+			rows, err := admin(t).Query(ctx, "SELECT value, t::text FROM "+pgx.Identifier{schema, "handoff_kv"}.Sanitize()+" t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dump [][]byte
+			for rows.Next() {
+				var value []byte
+				var text string
+				if err := rows.Scan(&value, &text); err != nil {
+					t.Fatal(err)
+				}
+				dump = append(dump, value, []byte(text))
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			found := 0
+			for _, n := range needles {
+				for _, d := range dump {
+					if bytes.Contains(d, n) {
+						found++
+						break
+					}
+				}
+			}
+			switch {
+			case tc.sealed && found > 0:
+				t.Fatalf("%d of %d forms of the pepper and seeds are in the rows", found, len(needles))
+			case !tc.sealed && found == 0:
+				t.Fatal("the control found no secret in a plain store's rows: the scan is blind")
+			}
+		})
+	}
+}

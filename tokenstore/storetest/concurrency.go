@@ -24,6 +24,7 @@ var concurrencyTests = []test{
 	{"ManyUsers", testRaceManyUsers},
 	{"CreateUserOnce", testRaceCreateUser},
 	{"KVUpdate", testRaceKVUpdate},
+	{"MintCap", testRaceMintCap},
 }
 
 // RunConcurrency races concurrent callers against the stores open returns
@@ -136,8 +137,27 @@ func testRaceExchangeOnce(t *testing.T, s *suite) {
 	}
 }
 
+// testRaceMintCap: concurrent mints for one user all succeed and leave
+// exactly MaxOutstanding live tokens, never more.
+func testRaceMintCap(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	errs := make([]error, raceWorkers)
+	race(raceWorkers, func(i int) {
+		_, _, errs[i] = e.core.Mint(e.ctx, tokenstore.MintRequest{UserID: "u1", Length: 32})
+	})
+	for i, err := range errs {
+		must(t, fmt.Sprintf("Mint %d", i), err)
+	}
+	list, err := e.core.ListTokens(e.ctx, "u1")
+	must(t, "ListTokens", err)
+	if len(list) != tokenstore.DefaultMaxOutstanding {
+		t.Fatalf("%d concurrent mints left %d live tokens, want %d", raceWorkers, len(list), tokenstore.DefaultMaxOutstanding)
+	}
+}
+
 func testRaceManyUsers(t *testing.T, s *suite) {
-	e := s.env(t, tokenstore.Options{MaxSessions: -1})
+	e := s.env(t, tokenstore.Options{MaxSessions: -1, MaxOutstanding: raceWorkers / 4})
 	const perWorker = 4
 	e.user("shared")
 	users := make([]string, raceWorkers)

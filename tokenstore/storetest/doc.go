@@ -5,8 +5,9 @@
 // atomic Take, Scan with a prefix and a start, the expiry index behind
 // Sweep, rollback of a failed Update) and then every rule of the token core
 // through tokenstore.New on top of the store, with a fake clock: Mint,
-// Exchange, the failed-attempt burn, sessions and their cap, users and
-// their queries, identities and linking, API keys, JWTs and key rotation,
+// Exchange, the per-token burn after wrong guesses and the cap on live
+// tokens, sessions and their cap, users and their queries, identities and
+// linking, the text and sizes they may hold, API keys, JWTs and key rotation,
 // the plugins' key-value space and sweeping. With WithReopen it also checks
 // what must survive a restart (the pepper, the signing keys, the data).
 //

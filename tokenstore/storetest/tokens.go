@@ -29,6 +29,12 @@ var exchangeTests = []test{
 	{"FailuresCounted", testExchangeFailures},
 	{"MaxAttemptsBurnsTokens", testExchangeMaxAttempts},
 	{"MaxAttemptsOption", testExchangeMaxAttemptsOption},
+	{"BurnSparesLaterTokens", testExchangeBurnSparesLater},
+	{"LoweredMaxAttempts", testExchangeLoweredMaxAttempts},
+	{"SuccessKeepsOtherCounts", testExchangeSuccessKeepsCounts},
+	{"ConcurrentGuessesBurn", testExchangeConcurrentGuesses},
+	{"MaxOutstanding", testMaxOutstanding},
+	{"MaxOutstandingOption", testMaxOutstandingOption},
 	{"Provider", testExchangeProvider},
 	{"ConfiguredPepper", testExchangePepper},
 }
@@ -294,37 +300,41 @@ func testExchangeExpiry(t *testing.T, s *suite) {
 	}
 }
 
-func failures(t *testing.T, e *env, user string) int {
+// attempts returns the wrong guesses each live token of user has faced,
+// by token id.
+func attempts(t *testing.T, e *env, user string) map[string]int {
 	t.Helper()
-	n, err := e.core.Failures(e.ctx, user)
-	must(t, "Failures", err)
-	return n
+	list, err := e.core.ListTokens(e.ctx, user)
+	must(t, "ListTokens", err)
+	out := map[string]int{}
+	for _, tok := range list {
+		out[tok.ID] = tok.Attempts
+	}
+	return out
 }
 
 func testExchangeFailures(t *testing.T, s *suite) {
 	e := s.env(t, tokenstore.Options{})
 	e.user("u1")
 	e.user("u2")
-	_, secret := e.mint("u1")
+	tok, secret := e.mint("u1")
+	other, _ := e.mint("u2")
 	for i := 1; i <= 3; i++ {
 		_, _, err := e.core.Exchange(e.ctx, "u1", "ffffffff", tokenstore.Client{})
 		wantIs(t, "Exchange", err, tokenstore.ErrInvalidToken)
-		if n := failures(t, e, "u1"); n != i {
-			t.Fatalf("after %d failures Failures = %d", i, n)
+		if n := attempts(t, e, "u1")[tok.ID]; n != i {
+			t.Fatalf("after %d failures the token's Attempts = %d", i, n)
 		}
 	}
-	if n := failures(t, e, "u2"); n != 0 {
-		t.Fatalf("another user's failures = %d, want 0", n)
+	if n := attempts(t, e, "u2")[other.ID]; n != 0 {
+		t.Fatalf("another user's token counts %d failures, want 0", n)
 	}
 	_, _, err := e.core.Exchange(e.ctx, "u1", secret, tokenstore.Client{})
 	must(t, "Exchange", err)
-	if n := failures(t, e, "u1"); n != 0 {
-		t.Fatalf("Failures after a success = %d, want 0", n)
-	}
-	// An unknown user keeps no count.
+	// An unknown user keeps no count, and has no tokens to count on.
 	_, _, _ = e.core.Exchange(e.ctx, "nobody", "ffffff", tokenstore.Client{})
-	if n := failures(t, e, "nobody"); n != 0 {
-		t.Fatalf("Failures of an unknown user = %d, want 0", n)
+	if n := e.count("failures"); n != 0 {
+		t.Fatalf("the failures bucket holds %d keys, want 0 (counts live on the tokens)", n)
 	}
 }
 
@@ -348,14 +358,11 @@ func testExchangeMaxAttempts(t *testing.T, s *suite) {
 	if len(list) != 2 {
 		t.Fatalf("after %d failures %d tokens remain, want 2", tokenstore.DefaultMaxAttempts-1, len(list))
 	}
-	fail() // the 10th burns every outstanding token of u1
+	fail() // the 10th burns every token that was live for all ten
 	list, err = e.core.ListTokens(e.ctx, "u1")
 	must(t, "ListTokens", err)
 	if len(list) != 0 {
 		t.Fatalf("after %d failures %d tokens remain, want 0", tokenstore.DefaultMaxAttempts, len(list))
-	}
-	if n := failures(t, e, "u1"); n != 0 {
-		t.Fatalf("Failures after the burn = %d, want 0 (a new run starts)", n)
 	}
 	for _, secret := range []string{s1, s2} {
 		_, _, err := e.core.Exchange(e.ctx, "u1", secret, tokenstore.Client{})
@@ -366,6 +373,20 @@ func testExchangeMaxAttempts(t *testing.T, s *suite) {
 	_, fresh := e.mint("u1")
 	_, _, err = e.core.Exchange(e.ctx, "u1", fresh, tokenstore.Client{})
 	must(t, "Exchange of a token minted after the burn", err)
+}
+
+// testExchangeLoweredMaxAttempts: a token that faced more wrong guesses
+// than a core's MaxAttempts (a lowered setting, another replica's) is
+// refused by that core even with the right secret.
+func testExchangeLoweredMaxAttempts(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	_, secret := e.mint("u1")
+	for range 5 {
+		e.guess("u1")
+	}
+	strict := e.replica(tokenstore.Options{MaxAttempts: 3})
+	strict.wantExchange("Exchange under MaxAttempts 3 of a token with 5 wrong guesses", "u1", secret, false)
 }
 
 func testExchangeMaxAttemptsOption(t *testing.T, s *suite) {
@@ -381,6 +402,132 @@ func testExchangeMaxAttemptsOption(t *testing.T, s *suite) {
 	_, _, _ = e.core.Exchange(e.ctx, "u1", "0000", tokenstore.Client{})
 	_, _, err := e.core.Exchange(e.ctx, "u1", secret, tokenstore.Client{})
 	wantIs(t, "Exchange after MaxAttempts failures", err, tokenstore.ErrInvalidToken)
+}
+
+// guess makes one wrong guess at user's secrets.
+func (e *env) guess(user string) {
+	e.t.Helper()
+	_, _, err := e.core.Exchange(e.ctx, user, "0000000", tokenstore.Client{})
+	wantIs(e.t, "Exchange of a wrong secret", err, tokenstore.ErrInvalidToken)
+}
+
+// wantExchange checks that secret exchanges (ok) or is refused.
+func (e *env) wantExchange(what, user, secret string, ok bool) {
+	e.t.Helper()
+	_, _, err := e.core.Exchange(e.ctx, user, secret, tokenstore.Client{})
+	if ok {
+		must(e.t, what, err)
+	} else {
+		wantIs(e.t, what, err, tokenstore.ErrInvalidToken)
+	}
+}
+
+// testExchangeBurnSparesLater is the attack on a victim's sign-in: wrong
+// guesses spread out ahead of time must not burn a token minted after
+// them, while no token ever faces more than MaxAttempts wrong guesses.
+func testExchangeBurnSparesLater(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	first, s1 := e.mint("u1")
+	for range tokenstore.DefaultMaxAttempts - 1 {
+		e.guess("u1")
+		e.clock.Advance(time.Second)
+	}
+	second, s2 := e.mint("u1")
+	e.clock.Advance(time.Second)
+	e.guess("u1") // the first token's 10th, the second's 1st
+	got := attempts(t, e, "u1")
+	if _, ok := got[first.ID]; ok {
+		t.Fatalf("the first token survived %d wrong guesses", tokenstore.DefaultMaxAttempts)
+	}
+	if got[second.ID] != 1 {
+		t.Fatalf("the second token counts %d wrong guesses, want 1 (tokens: %v)", got[second.ID], got)
+	}
+	for range tokenstore.DefaultMaxAttempts - 2 {
+		e.guess("u1")
+	}
+	if n := attempts(t, e, "u1")[second.ID]; n != tokenstore.DefaultMaxAttempts-1 {
+		t.Fatalf("the second token counts %d wrong guesses, want %d", n, tokenstore.DefaultMaxAttempts-1)
+	}
+	e.guess("u1") // the second token's own 10th
+	e.wantExchange("Exchange of the first token", "u1", s1, false)
+	e.wantExchange("Exchange of the second token after its 10th wrong guess", "u1", s2, false)
+}
+
+// testExchangeSuccessKeepsCounts: a sign-in with one token must not give
+// an attacker a fresh allowance against the user's other live tokens.
+func testExchangeSuccessKeepsCounts(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	target, s1 := e.mint("u1")
+	_, s2 := e.mint("u1")
+	for range tokenstore.DefaultMaxAttempts - 1 {
+		e.guess("u1")
+	}
+	e.wantExchange("the victim's sign-in with the second token", "u1", s2, true)
+	if n := attempts(t, e, "u1")[target.ID]; n != tokenstore.DefaultMaxAttempts-1 {
+		t.Fatalf("after a success the target counts %d wrong guesses, want %d", n, tokenstore.DefaultMaxAttempts-1)
+	}
+	e.guess("u1")
+	e.wantExchange("Exchange after the target's 10th wrong guess", "u1", s1, false)
+}
+
+// testExchangeConcurrentGuesses: wrong guesses racing each other lose no
+// count, so the right secret after them is refused.
+func testExchangeConcurrentGuesses(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	_, secret := e.mint("u1")
+	errs := make([]error, 4*tokenstore.DefaultMaxAttempts)
+	race(len(errs), func(i int) {
+		_, _, errs[i] = e.core.Exchange(e.ctx, "u1", fmt.Sprintf("%07x", i), tokenstore.Client{})
+	})
+	for i, err := range errs {
+		wantIs(t, fmt.Sprintf("wrong guess %d", i), err, tokenstore.ErrInvalidToken)
+	}
+	e.wantExchange("Exchange after the concurrent guesses", "u1", secret, false)
+}
+
+// testMaxOutstanding: a user's live tokens are capped, so k outstanding
+// tokens cannot multiply a guesser's odds beyond the cap.
+func testMaxOutstanding(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	e.user("u2")
+	_, other := e.mint("u2")
+	var secrets []string
+	for range tokenstore.DefaultMaxOutstanding + 2 {
+		_, secret := e.mint("u1")
+		secrets = append(secrets, secret)
+		e.clock.Advance(time.Second)
+	}
+	if list, _ := e.core.ListTokens(e.ctx, "u1"); len(list) != tokenstore.DefaultMaxOutstanding {
+		t.Fatalf("%d live tokens, want %d", len(list), tokenstore.DefaultMaxOutstanding)
+	}
+	for i, secret := range secrets {
+		e.wantExchange(fmt.Sprintf("Exchange of token %d of %d", i+1, len(secrets)), "u1", secret, i >= 2)
+	}
+	e.wantExchange("another user's token", "u2", other, true)
+}
+
+func testMaxOutstandingOption(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{MaxOutstanding: 1, TokenExpire: time.Minute})
+	e.user("u1")
+	_, old := e.mint("u1")
+	e.clock.Advance(2 * time.Minute) // expired: it does not count
+	_, s1 := e.mint("u1")
+	e.clock.Advance(time.Second)
+	_, s2 := e.mint("u1")
+	e.wantExchange("the expired token", "u1", old, false)
+	e.wantExchange("the evicted token", "u1", s1, false)
+	e.wantExchange("the newest token", "u1", s2, true)
+	if n := e.count("tokens"); n != 0 {
+		t.Fatalf("%d token keys left, want 0 (the expired one goes with the eviction)", n)
+	}
+	for _, bad := range []int{-1, tokenstore.MaxMaxOutstanding + 1} {
+		_, err := tokenstore.New(e.ctx, e.store, tokenstore.Options{MaxOutstanding: bad})
+		wantIs(t, fmt.Sprintf("New with MaxOutstanding %d", bad), err, tokenstore.ErrInvalidArgument)
+	}
 }
 
 func testExchangeProvider(t *testing.T, s *suite) {

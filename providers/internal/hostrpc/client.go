@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -128,7 +131,7 @@ func (c *Client) Check(ctx context.Context, req sdk.Request) error {
 
 // Begin starts a redirect flow.
 func (c *Client) Begin(ctx context.Context, req sdk.BeginRequest) (sdk.BeginResult, error) {
-	r, err := c.c.Begin(ctx, &pb.BeginRequest{CallbackUrl: req.CallbackURL, Scopes: req.Scopes, RequestId: req.RequestID})
+	r, err := c.c.Begin(ctx, &pb.BeginRequest{CallbackUrl: utf8Text(req.CallbackURL), Scopes: utf8Texts(req.Scopes), RequestId: utf8Text(req.RequestID)})
 	if err != nil {
 		return sdk.BeginResult{}, Decode(err)
 	}
@@ -144,9 +147,9 @@ func (c *Client) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Ide
 	sort.Strings(keys)
 	q := make([]*pb.QueryValue, 0, len(keys))
 	for _, k := range keys {
-		q = append(q, &pb.QueryValue{Key: k, Values: req.Query[k]})
+		q = append(q, &pb.QueryValue{Key: utf8Text(k), Values: utf8Texts(req.Query[k])})
 	}
-	r, err := c.c.Complete(ctx, &pb.CompleteRequest{Query: q, State: req.State, CallbackUrl: req.CallbackURL})
+	r, err := c.c.Complete(ctx, &pb.CompleteRequest{Query: q, State: req.State, CallbackUrl: utf8Text(req.CallbackURL)})
 	if err != nil {
 		return sdk.Identity{}, Decode(err)
 	}
@@ -155,7 +158,7 @@ func (c *Client) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Ide
 
 // Enroll registers a credential.
 func (c *Client) Enroll(ctx context.Context, req sdk.EnrollRequest) (sdk.EnrollResult, error) {
-	r, err := c.c.Enroll(ctx, &pb.EnrollRequest{UserId: req.UserID, Payload: req.Payload})
+	r, err := c.c.Enroll(ctx, &pb.EnrollRequest{UserId: utf8Text(req.UserID), Payload: req.Payload})
 	if err != nil {
 		return sdk.EnrollResult{}, Decode(err)
 	}
@@ -163,7 +166,27 @@ func (c *Client) Enroll(ctx context.Context, req sdk.EnrollRequest) (sdk.EnrollR
 }
 
 func requestToPB(r sdk.Request) *pb.Request {
-	return &pb.Request{Payload: r.Payload, ClientIp: r.ClientIP, UserAgent: r.UserAgent, RequestId: r.RequestID}
+	return &pb.Request{Payload: r.Payload, ClientIp: utf8Text(r.ClientIP), UserAgent: utf8Text(r.UserAgent), RequestId: utf8Text(r.RequestID)}
+}
+
+// utf8Text makes s valid UTF-8, each bad byte sequence becoming U+FFFD.
+// A protobuf string must be valid UTF-8, and request facts (a User-Agent,
+// a callback's query) come from anyone: sent as they are, one byte 0xff
+// fails the call's marshalling, and the sign-in with it.
+func utf8Text(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// utf8Texts is utf8Text over a list, copied only when one needs mending.
+func utf8Texts(ss []string) []string {
+	for i, s := range ss {
+		if !utf8.ValidString(s) {
+			out := slices.Clone(ss)
+			for j := i; j < len(out); j++ {
+				out[j] = utf8Text(out[j])
+			}
+			return out
+		}
+	}
+	return ss
 }
 
 func identityFromPB(p *pb.Identity) (sdk.Identity, error) {

@@ -50,8 +50,13 @@ func New() sdk.Verifier { return &Echo{} }
 // NewMinimal returns a verifier without optional capabilities.
 func NewMinimal() sdk.Verifier { return &Minimal{} }
 
+// EnvNoIdentity, set to 1 in the plugin's environment, makes Echo report
+// that it does not prove identity, as a captcha does.
+const EnvNoIdentity = "ECHO_NO_IDENTITY"
+
 func (e *Echo) Describe(context.Context) (sdk.Info, error) {
-	return sdk.Info{Name: "echo", Version: "1.0.0", Flows: []string{sdk.FlowDirect, sdk.FlowRedirect}, ProvesIdentity: true}, nil
+	proves := os.Getenv(EnvNoIdentity) != "1"
+	return sdk.Info{Name: "echo", Version: "1.0.0", Flows: []string{sdk.FlowDirect, sdk.FlowRedirect}, ProvesIdentity: proves}, nil
 }
 
 func (e *Echo) Configure(ctx context.Context, raw json.RawMessage, host sdk.Host) error {
@@ -93,7 +98,7 @@ func (e *Echo) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, error
 	if p.Op == "" && p.Subject == "" {
 		return sdk.Identity{}, fmt.Errorf("want an op or a subject: %w", sdk.ErrInvalidRequest)
 	}
-	id := sdk.Identity{Subject: p.Subject, Name: e.cfg.Greeting, Claims: map[string]any{"pid": os.Getpid(), "request_id": req.RequestID, "client_ip": req.ClientIP}}
+	id := sdk.Identity{Subject: p.Subject, Name: e.cfg.Greeting, Claims: map[string]any{"pid": os.Getpid(), "request_id": req.RequestID, "client_ip": req.ClientIP, "user_agent": req.UserAgent}}
 	if id.Subject == "" {
 		id.Subject = "echo"
 	}
