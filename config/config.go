@@ -9,7 +9,10 @@ type Config struct {
 	// Listen is the HTTP address, host:port.
 	Listen string `koanf:"listen"`
 	// PublicURL is the externally visible base URL (scheme://host[:port]),
-	// used for OAuth2 callback URLs. Empty: derived from Listen.
+	// used for OAuth2 callback URLs, the session cookies' Domain and the
+	// API's own origin; never the request's Host. Empty: derived from the
+	// address the daemon listens on. Required when a provider uses the
+	// redirect flow and Listen is not a loopback address.
 	PublicURL string `koanf:"public_url"`
 	// Project is the one project id this daemon serves.
 	Project string `koanf:"project"`
@@ -84,7 +87,21 @@ type HTTP struct {
 	IdleTimeout     time.Duration `koanf:"idle_timeout"`     // default 120s
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"` // default 15s
 	MaxBodyBytes    int64         `koanf:"max_body_bytes"`   // default 65536
-	TrustProxy      bool          `koanf:"trust_proxy"`      // honour X-Forwarded-For
+	// TrustedProxies are the CIDRs (or single addresses) of the reverse
+	// proxies in front of the daemon. Only a peer in them is asked who the
+	// client is (ClientIPHeader) and which scheme it used.
+	TrustedProxies []string `koanf:"trusted_proxies"`
+	// ClientIPHeader is the header the trusted proxies append the client's
+	// address to: x-forwarded-for (default) or forwarded (RFC 7239).
+	// Only one is read, since a client can write the other unchecked.
+	ClientIPHeader string `koanf:"client_ip_header"`
+	// IPv6Prefix is how many leading bits of an IPv6 client address
+	// every per-IP limit counts by, 32..128; default 64, since one host
+	// owns a whole /64.
+	IPv6Prefix int `koanf:"ipv6_prefix"`
+	// TrustProxy is deprecated: true adds loopback and the private ranges
+	// to TrustedProxies.
+	TrustProxy bool `koanf:"trust_proxy"`
 }
 
 // Limits are the abuse limits of client routes (Appwrite's defaults).

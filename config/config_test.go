@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -658,6 +659,25 @@ func TestValidate(t *testing.T) {
 		{"cors origin wildcard", func(c *Config) { c.CORS.Origins[0] = "*" }, []string{"cors.origins[0]"}},
 		{"http timeouts", func(c *Config) { c.HTTP.ReadTimeout, c.HTTP.IdleTimeout = 0, -time.Second },
 			[]string{"http.read_timeout", "http.idle_timeout"}},
+		{"trusted proxies", func(c *Config) {
+			c.HTTP.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::ffff:10.1.0.0/112"}
+		}, nil},
+		{"trusted proxies bad CIDR", func(c *Config) { c.HTTP.TrustedProxies = []string{"10.0.0.0/8", "10.0.0.0/33", "proxy.internal", ""} },
+			[]string{"http.trusted_proxies[1]", "http.trusted_proxies[2]", "http.trusted_proxies[3]"}},
+		{"client ip header", func(c *Config) { c.HTTP.ClientIPHeader = "x-real-ip" }, []string{"http.client_ip_header"}},
+		{"client ip header forwarded", func(c *Config) { c.HTTP.ClientIPHeader = "forwarded" }, nil},
+		{"ipv6 prefix too short", func(c *Config) { c.HTTP.IPv6Prefix = 31 }, []string{"http.ipv6_prefix"}},
+		{"ipv6 prefix too long", func(c *Config) { c.HTTP.IPv6Prefix = 129 }, []string{"http.ipv6_prefix"}},
+		{"ipv6 prefix per address", func(c *Config) { c.HTTP.IPv6Prefix = 128 }, nil},
+		{"redirect provider on any host without public_url", func(c *Config) { c.Listen, c.PublicURL = ":8080", "" }, []string{"public_url"}},
+		{"redirect provider on a public address without public_url", func(c *Config) { c.Listen, c.PublicURL = "192.0.2.1:443", "" }, []string{"public_url"}},
+		{"oidc delivering by response on any host without public_url", func(c *Config) {
+			c.Listen, c.PublicURL, c.Providers[0].Deliver.Via = "0.0.0.0:8080", "", "response"
+		}, []string{"public_url"}},
+		{"redirect provider on loopback without public_url", func(c *Config) { c.PublicURL = "" }, nil},
+		{"redirect provider on localhost without public_url", func(c *Config) { c.Listen, c.PublicURL = "localhost:8080", "" }, nil},
+		{"redirect provider on ::1 without public_url", func(c *Config) { c.Listen, c.PublicURL = "[::1]:8080", "" }, nil},
+		{"no redirect provider on any host without public_url", func(c *Config) { c.Listen, c.PublicURL, c.Providers = ":8080", "", c.Providers[1:] }, nil},
 		{"body too small", func(c *Config) { c.HTTP.MaxBodyBytes = 1023 }, []string{"http.max_body_bytes"}},
 		{"body too large", func(c *Config) { c.HTTP.MaxBodyBytes = 64<<20 + 1 }, []string{"http.max_body_bytes"}},
 		{"negative limit", func(c *Config) { c.Limits.JWT = -1 }, []string{"limits.jwt"}},
@@ -728,6 +748,24 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Error() has %d lines for %d problems", len(lines), len(ps))
 			}
 		})
+	}
+}
+
+// TestTrustedPrefixes: trust_proxy true adds loopback and the private
+// ranges to trusted_proxies; a single address is its own /32 or /128.
+func TestTrustedPrefixes(t *testing.T) {
+	h := HTTP{TrustedProxies: []string{"203.0.113.9", "2001:db8::/48"}}
+	want := []string{"203.0.113.9/32", "2001:db8::/48"}
+	if got := fmt.Sprint(h.TrustedPrefixes()); got != fmt.Sprint(want) {
+		t.Fatalf("TrustedPrefixes() = %s, want %s", got, want)
+	}
+	h.TrustProxy = true
+	want = append(want, "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+	if got := fmt.Sprint(h.TrustedPrefixes()); got != fmt.Sprint(want) {
+		t.Fatalf("with trust_proxy: %s, want %s", got, want)
+	}
+	if len(h.TrustedProxies) != 2 {
+		t.Fatal("TrustedPrefixes changed the config")
 	}
 }
 

@@ -43,6 +43,8 @@ func Default() Config {
 			IdleTimeout:     120 * time.Second,
 			ShutdownTimeout: 15 * time.Second,
 			MaxBodyBytes:    64 << 10,
+			ClientIPHeader:  "x-forwarded-for",
+			IPv6Prefix:      64,
 		},
 		Limits: Limits{
 			Enabled:      true,

@@ -24,6 +24,7 @@ func (c Config) Redacted() Config {
 	c.Tokens.Pepper = redact(c.Tokens.Pepper)
 	c.Store.DSN = redact(c.Store.DSN)
 	c.CORS.Origins = slices.Clone(c.CORS.Origins)
+	c.HTTP.TrustedProxies = slices.Clone(c.HTTP.TrustedProxies)
 	c.Redirect.Allow = slices.Clone(c.Redirect.Allow)
 	if c.Providers != nil {
 		ps := make([]Provider, len(c.Providers))

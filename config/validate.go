@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -57,6 +58,9 @@ const (
 	MinPepperLength  = 16
 	MaxWebhookTries  = 100
 	webhookSecretPfx = "whsec_"
+	// MinIPv6Prefix is the shortest http.ipv6_prefix: below /32 one limit
+	// would span more than an ISP's whole allocation.
+	MinIPv6Prefix = 32
 )
 
 // idPattern is a project or provider id: 1 to 36 characters of
@@ -100,6 +104,7 @@ func (c Config) Validate() error {
 	v.positive("http.write_timeout", c.HTTP.WriteTimeout)
 	v.positive("http.idle_timeout", c.HTTP.IdleTimeout)
 	v.positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	v.proxies(c.HTTP)
 	if c.HTTP.MaxBodyBytes < MinMaxBodyBytes || c.HTTP.MaxBodyBytes > MaxMaxBodyBytes {
 		v.add("http.max_body_bytes", "must be between %d (1KiB) and %d (64MiB), got %d", MinMaxBodyBytes, MaxMaxBodyBytes, c.HTTP.MaxBodyBytes)
 	}
@@ -126,6 +131,7 @@ func (c Config) Validate() error {
 	}
 
 	v.providers(c.Providers)
+	v.publicURLNeeded(c)
 
 	if len(v.ps) == 0 {
 		return nil
@@ -134,6 +140,52 @@ func (c Config) Validate() error {
 }
 
 type validator struct{ ps Problems }
+
+// proxies checks trusted_proxies, client_ip_header and ipv6_prefix.
+func (v *validator) proxies(h HTTP) {
+	for i, s := range h.TrustedProxies {
+		if _, err := parsePrefix(s); err != nil {
+			v.add(fmt.Sprintf("http.trusted_proxies[%d]", i), "must be a CIDR such as 10.0.0.0/8 or an IP address, got %q", s)
+		}
+	}
+	v.oneOf("http.client_ip_header", h.ClientIPHeader, "x-forwarded-for", "forwarded")
+	if h.IPv6Prefix < MinIPv6Prefix || h.IPv6Prefix > 128 {
+		v.add("http.ipv6_prefix", "must be between %d and 128, got %d", MinIPv6Prefix, h.IPv6Prefix)
+	}
+}
+
+// publicURLNeeded asks for public_url when a provider may use the
+// redirect flow (deliver.via redirect, or kind oidc) and the daemon
+// listens beyond loopback: the IdP's callback URL cannot be derived from
+// a wildcard or outward-facing listen address, and the request's Host is
+// the client's to write. serve checks again once the plugins have said
+// which flows they offer.
+func (v *validator) publicURLNeeded(c Config) {
+	if c.PublicURL != "" || LoopbackListen(c.Listen) {
+		return
+	}
+	for i, p := range c.Providers {
+		if p.Deliver.Via == DeliverRedirect || p.Kind == "oidc" {
+			v.add("public_url", "is required when listen (%q) is not a loopback address and a provider uses the redirect flow (providers[%d], %q)", c.Listen, i, p.Name)
+			return
+		}
+	}
+}
+
+// LoopbackListen reports whether a listen address (host:port) is on
+// loopback only: localhost or a loopback IP. An empty host listens on
+// every interface.
+func LoopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
 
 func (v *validator) add(key, format string, args ...any) {
 	v.ps = append(v.ps, Problem{Key: key, Message: fmt.Sprintf(format, args...)})

@@ -2,10 +2,8 @@ package daemon
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/handoffd/handoff/tokenstore"
@@ -31,7 +29,7 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	if err != nil {
 		return err
 	}
-	limitKey := "session_token:" + c.ip + ":" + userID
+	limitKey := "session_token:" + c.limitIP + ":" + userID
 	if c.key == nil {
 		if err := d.limit(w, r, limitKey, d.cfg.Limits.SessionToken, time.Hour); err != nil {
 			return err
@@ -46,7 +44,7 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 			d.log.Warn("rate limit reset failed", "err", err)
 		}
 	}
-	d.setSessionCookies(w, r, cred, s.Expire)
+	d.setSessionCookies(w, r, c, cred, s.Expire)
 	shown := ""
 	if c.key != nil {
 		shown = cred
@@ -95,7 +93,7 @@ func (d *Daemon) getSession(w http.ResponseWriter, r *http.Request, c *caller) e
 }
 
 func (d *Daemon) deleteSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if err := d.limit(w, r, "delete_session:"+c.ip, 100, time.Hour); err != nil {
+	if err := d.limit(w, r, "delete_session:"+c.limitIP, 100, time.Hour); err != nil {
 		return err
 	}
 	id := sessionParam(r, c)
@@ -103,20 +101,20 @@ func (d *Daemon) deleteSession(w http.ResponseWriter, r *http.Request, c *caller
 		return err
 	}
 	if id == c.session.ID {
-		d.clearSessionCookies(w, r)
+		d.clearSessionCookies(w, r, c)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (d *Daemon) deleteSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if err := d.limit(w, r, "delete_sessions:"+c.ip, 100, time.Hour); err != nil {
+	if err := d.limit(w, r, "delete_sessions:"+c.limitIP, 100, time.Hour); err != nil {
 		return err
 	}
 	if _, err := d.core.DeleteSessions(r.Context(), c.user.ID); err != nil {
 		return err
 	}
-	d.clearSessionCookies(w, r)
+	d.clearSessionCookies(w, r, c)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -156,80 +154,27 @@ func (d *Daemon) createJWT(w http.ResponseWriter, r *http.Request, c *caller) er
 // setSessionCookies sets Appwrite's two session cookies and, for callers a
 // browser would not give the cookies to (no Origin, or a cross-site one),
 // X-Fallback-Cookies.
-func (d *Daemon) setSessionCookies(w http.ResponseWriter, r *http.Request, cred string, expire time.Time) {
+func (d *Daemon) setSessionCookies(w http.ResponseWriter, r *http.Request, c *caller, cred string, expire time.Time) {
 	name := d.cookieName()
 	value := url.QueryEscape(cred) // as Swoole's cookie(): = + / percent-encoded
-	attrs := "; expires=" + expire.UTC().Format(http.TimeFormat) + "; path=/" + cookieDomain(r) + secureAttr(r, d.cfg.HTTP.TrustProxy) + "; httponly"
+	attrs := "; expires=" + expire.UTC().Format(http.TimeFormat) + "; path=/" + d.cookieDomain() + d.secureAttr(r, c) + "; httponly"
 	h := w.Header()
 	h.Add("Set-Cookie", name+"_legacy="+value+attrs)
 	h.Add("Set-Cookie", name+"="+value+attrs+"; samesite=None")
-	if !sameSite(r) {
+	if !d.sameSite(r) {
 		fallback, _ := json.Marshal(map[string]string{name: cred})
 		h.Set("X-Fallback-Cookies", string(fallback))
 	}
 }
 
 // clearSessionCookies expires both session cookies (and the fallback).
-func (d *Daemon) clearSessionCookies(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) clearSessionCookies(w http.ResponseWriter, r *http.Request, c *caller) {
 	name := d.cookieName()
-	attrs := "=; expires=" + time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat) + "; path=/" + cookieDomain(r) + secureAttr(r, d.cfg.HTTP.TrustProxy) + "; httponly"
+	attrs := "=; expires=" + time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat) + "; path=/" + d.cookieDomain() + d.secureAttr(r, c) + "; httponly"
 	h := w.Header()
 	h.Add("Set-Cookie", name+"_legacy"+attrs)
 	h.Add("Set-Cookie", name+attrs+"; samesite=None")
-	if !sameSite(r) {
+	if !d.sameSite(r) {
 		h.Set("X-Fallback-Cookies", "[]")
 	}
-}
-
-// cookieDomain is "; domain=.<host>" except for localhost and IP hosts,
-// which get host-only cookies.
-func cookieDomain(r *http.Request) string {
-	host := hostOnly(r.Host)
-	if host == "" || host == "localhost" || net.ParseIP(host) != nil {
-		return ""
-	}
-	return "; domain=." + host
-}
-
-func secureAttr(r *http.Request, trustProxy bool) string {
-	if r.TLS != nil || trustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
-		return "; secure"
-	}
-	return ""
-}
-
-func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return strings.Trim(h, "[]")
-	}
-	return strings.Trim(hostport, "[]")
-}
-
-// sameSite reports whether the request's Origin (or Referer) shares the
-// API host's registrable domain, approximated as its last two labels (the
-// whole host for IPs and localhost). No Origin at all is not same-site.
-func sameSite(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		origin = r.Header.Get("Referer")
-	}
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	return registrable(hostOnly(u.Host)) == registrable(hostOnly(r.Host))
-}
-
-func registrable(host string) string {
-	if net.ParseIP(host) != nil {
-		return host
-	}
-	labels := strings.Split(strings.ToLower(host), ".")
-	if len(labels) <= 2 {
-		return strings.Join(labels, ".")
-	}
-	return strings.Join(labels[len(labels)-2:], ".")
 }

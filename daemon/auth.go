@@ -3,7 +3,6 @@ package daemon
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -27,7 +26,9 @@ type caller struct {
 	user    *tokenstore.User    // the user of a session or JWT
 	session *tokenstore.Session // that session
 	viaJWT  bool                // the user came from X-Appwrite-JWT
-	ip      string
+	ip      string              // the client's full address (sessions, plugins)
+	limitIP string              // what per-IP limits count (an IPv6 /64)
+	https   bool                // a trusted proxy says the client used https
 }
 
 func (c *caller) role() string {
@@ -64,7 +65,8 @@ func (d *Daemon) cookieName() string { return "a_session_" + strings.ToLower(d.c
 // session cookie (then its _legacy twin), X-Appwrite-Session,
 // X-Fallback-Cookies, and last X-Appwrite-JWT.
 func (d *Daemon) authenticate(r *http.Request) (*caller, error) {
-	c := &caller{ip: d.clientIP(r)}
+	cl := d.proxies.client(r)
+	c := &caller{ip: cl.ip, limitIP: cl.limit, https: cl.https}
 	projectHeader := header(r, "Project")
 	project := r.URL.Query().Get("project")
 	if project == "" {
@@ -152,20 +154,4 @@ func requireScope(c *caller, scope string) error {
 		who = "API key"
 	}
 	return errorf(401, "general_unauthorized_scope", "%s (role: %s) missing scopes ([\"%s\"])", who, c.role(), scope)
-}
-
-// clientIP is the peer address, or the first X-Forwarded-For hop when the
-// daemon is told it sits behind a proxy.
-func (d *Daemon) clientIP(r *http.Request) string {
-	if d.cfg.HTTP.TrustProxy {
-		if fwd := r.Header.Get("X-Forwarded-For"); fwd != "" {
-			first, _, _ := strings.Cut(fwd, ",")
-			return strings.TrimSpace(first)
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

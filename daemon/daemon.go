@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/handoffd/handoff/config"
@@ -44,12 +45,15 @@ type Daemon struct {
 	notice  io.Writer
 	core    *tokenstore.Core
 	limits  counter
+	proxies proxies
 	metrics *metrics
 	handler http.Handler
 
 	host      *providers.Host
 	providers map[string]*provider
 	bg        *background
+
+	listenAddr atomic.Pointer[string] // host:port Serve listens on, for baseURL
 
 	keysMu   sync.Mutex // guards keysRead
 	keysRead time.Time  // when jwks last read the signing keys
@@ -77,6 +81,10 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	d.core = core
 	d.limits = newCounter(core)
+	d.proxies = newProxies(d.cfg.HTTP)
+	if d.cfg.HTTP.TrustProxy {
+		d.log.Warn("http.trust_proxy is deprecated: it trusts loopback and the private ranges as proxies; list your proxies in http.trusted_proxies instead")
+	}
 	if _, err := BootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile); err != nil {
 		d.Close()
 		return nil, err
@@ -230,6 +238,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 // Serve serves on ln until ctx ends, then shuts down gracefully: in-flight
 // requests get up to http.shutdown_timeout to finish. It closes ln.
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	if err := d.checkPublicURL(ln.Addr()); err != nil {
+		ln.Close()
+		return err
+	}
+	bound := listenHostPort(d.cfg.Listen, ln.Addr())
+	d.listenAddr.Store(&bound)
 	srv := &http.Server{
 		Handler:           d.handler,
 		ReadTimeout:       d.cfg.HTTP.ReadTimeout,

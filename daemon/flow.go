@@ -242,7 +242,7 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request, c *caller) error
 		return d.refuseDelivery(p)
 	}
 	if c.key == nil {
-		if err := d.limit(w, r, "verify:"+c.ip, d.cfg.Limits.Verify, time.Hour); err != nil {
+		if err := d.limit(w, r, "verify:"+c.limitIP, d.cfg.Limits.Verify, time.Hour); err != nil {
 			return err
 		}
 	}
@@ -366,7 +366,7 @@ func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) 
 	if p.channel(browserSignIn) == channelNone {
 		return d.refuseDelivery(p)
 	}
-	if err := d.limit(w, r, "oauth2:"+c.ip, d.cfg.Limits.OAuth2, time.Hour); err != nil {
+	if err := d.limit(w, r, "oauth2:"+c.limitIP, d.cfg.Limits.OAuth2, time.Hour); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -549,17 +549,10 @@ func (d *Daemon) redirectAllowed(u string) bool {
 	return false
 }
 
-// callbackURL is where the IdP sends the browser back to.
-func (d *Daemon) callbackURL(r *http.Request, name string) string {
-	base := strings.TrimSuffix(d.cfg.PublicURL, "/")
-	if base == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
-	}
-	return base + "/v1/account/sessions/oauth2/callback/" + url.PathEscape(name) + "/" + url.PathEscape(d.cfg.Project)
+// callbackURL is where the IdP sends the browser back to: under
+// public_url, or the listen address; never the request's Host.
+func (d *Daemon) callbackURL(_ *http.Request, name string) string {
+	return d.baseURL() + "/v1/account/sessions/oauth2/callback/" + url.PathEscape(name) + "/" + url.PathEscape(d.cfg.Project)
 }
 
 func withQuery(u string, add url.Values) string {

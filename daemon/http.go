@@ -94,9 +94,10 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// middleware adds what every request gets: a body limit, CORS, panic
-// recovery and an access log line. The log has the path but never the
-// query string, which may carry secrets (OAuth2 codes, delivered tokens).
+// middleware adds what every request gets: a body limit, CORS, the
+// Origin check of state-changing requests, panic recovery and an access
+// log line. The log has the path but never the query string, which may
+// carry secrets (OAuth2 codes, delivered tokens).
 func (d *Daemon) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -120,6 +121,10 @@ func (d *Daemon) middleware(next http.Handler) http.Handler {
 		if d.cors(sw, r) {
 			return
 		}
+		if err := d.checkOrigin(r); err != nil {
+			d.writeError(sw, r, err)
+			return
+		}
 		if ver := header(r, "Response-Format"); ver != "" && newerVersion(ver, Version) {
 			sw.Header().Set("X-Appwrite-Warning", "The current SDK is built for Appwrite "+ver+". However, the current Appwrite server version is "+Version+". Please downgrade your SDK to match the Appwrite version: https://appwrite.io/docs/sdks")
 		}
@@ -131,7 +136,7 @@ func (d *Daemon) middleware(next http.Handler) http.Handler {
 // reports whether the request is fully answered.
 func (d *Daemon) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" || !slices.Contains(d.cfg.CORS.Origins, origin) && !slices.Contains(d.cfg.CORS.Origins, "*") {
+	if origin == "" || !slices.Contains(d.cfg.CORS.Origins, origin) { // config refuses "*"
 		return false
 	}
 	h := w.Header()
