@@ -38,7 +38,7 @@ providers:
 `, probe, sum, dir)
 			var d *daemon
 			if store == "postgres" {
-				d = startDaemon(t, "store:\n  driver: postgres\n"+cfg, "HANDOFF_STORE__DSN="+pgSchema(t))
+				d = startDaemon(t, "store:\n  driver: postgres\n"+cfg, "HANDOFF_STORE__DSN="+pgSchema(t), secretsKeyEnv(t))
 			} else {
 				d = startDaemon(t, cfg)
 			}

@@ -78,14 +78,20 @@ type cluster struct {
 	client   *http.Client
 }
 
-func startCluster(t *testing.T, n int, cfg string) *cluster {
+// secretsKeyEnv writes a new secrets key file and returns the env entry
+// that points a daemon at it: PostgreSQL requires one, and replicas share it.
+func secretsKeyEnv(t *testing.T) string {
 	t.Helper()
-	c := &cluster{dsn: pgSchema(t)}
 	keyFile := filepath.Join(t.TempDir(), "secrets.key")
 	if err := os.WriteFile(keyFile, []byte(tokenstore.NewSecretKeyLine()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.keyEnv = "HANDOFF_SECRETS__KEY_FILE=" + keyFile
+	return "HANDOFF_SECRETS__KEY_FILE=" + keyFile
+}
+
+func startCluster(t *testing.T, n int, cfg string) *cluster {
+	t.Helper()
+	c := &cluster{dsn: pgSchema(t), keyEnv: secretsKeyEnv(t)}
 	for i := range n {
 		// Started one after the other: the first creates the schema's
 		// tables, the pepper, the signing key and the bootstrap key.
