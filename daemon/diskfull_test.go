@@ -109,8 +109,11 @@ func TestDiskFull(t *testing.T) {
 	}
 	loud := loudLines(t, logs.String())
 	t.Logf("%d of %d sign-ins answered 503; warn/error lines:\n%s", failed, tries, strings.Join(loud, "\n"))
-	if len(loud) > 3 {
-		t.Fatalf("%d failures wrote %d warn/error lines, want at most 3:\n%s", failed, len(loud), strings.Join(loud, "\n"))
+	// One "store unavailable" per 10 s and readyz's "not ready": 2 lines
+	// here; 5 leaves room for a slow machine. The old code wrote one
+	// ERROR line per failure.
+	if len(loud) > 5 {
+		t.Fatalf("%d failures wrote %d warn/error lines, want at most 5:\n%s", failed, len(loud), strings.Join(loud, "\n"))
 	} else if len(loud) == 0 || !strings.Contains(strings.Join(loud, "\n"), "store unavailable") {
 		t.Fatalf("no store unavailable line for %d failures: %q", failed, loud)
 	}

@@ -198,6 +198,7 @@ func TestWriteFailedMapping(t *testing.T) {
 		{"enospc", &os.PathError{Op: "write", Path: "/data/handoff.db", Err: syscall.ENOSPC}, syscall.ENOSPC, true},
 		{"eio", eio, syscall.EIO, true},
 		{"edquot", fmt.Errorf("sync: %w", syscall.EDQUOT), syscall.EDQUOT, true},
+		{"erofs", &os.PathError{Op: "write", Path: "/data/handoff.db", Err: syscall.EROFS}, syscall.EROFS, true},
 		{"grow", errors.New("file resize error: no space left on device"), tokenstore.ErrUnavailable, true},
 		{"closed", bbolt.ErrDatabaseNotOpen, tokenstore.ErrClosed, false},
 	} {
