@@ -52,7 +52,7 @@ var version = ""
 const usage = `handoff: a pluggable auth bridge with Appwrite-compatible sessions.
 
 Usage:
-  handoff serve [--config F] [--listen ADDR] [--data DIR]   run the daemon
+  handoff serve [--config F] [--listen ADDR] [--data DIR]     run the daemon
           [--bootstrap-key-file F]                              write the first API key to F (0600), not stderr
   handoff keys create --name N --scopes a,b [--expire 720h]     create an API key (printed once)
   handoff keys list                                             list API keys

@@ -498,3 +498,31 @@ func TestNonUTF8RequestFacts(t *testing.T) {
 		t.Fatalf("callback with %%ff: %d %s", res.StatusCode, loc)
 	}
 }
+
+// TestGuardOnlyProvider is the README's example: a captcha-like verifier
+// (it does not prove identity) with no deliver, guarding another
+// provider. The daemon starts (the old rule refused it, and every guarded
+// sign-in with it); the guard runs before the guarded verifier; and a
+// sign-in at the guard itself is refused before its verifier runs, with
+// nothing minted.
+func TestGuardOnlyProvider(t *testing.T) {
+	s := newTestServer(t, func(c *config.Config) {
+		c.Providers = []config.Provider{
+			echoProvider(t, "captchalike", func(p *config.Provider) { p.Plugin.Env = map[string]string{envNoIdentity: "1"} }),
+			echoProvider(t, "guarded", func(p *config.Provider) { p.Guards = []string{"captchalike"} }),
+		}
+	})
+	wantError(t, s.verify("guarded", map[string]any{"pass": false, "subject": "g"}, nil), 401, "user_invalid_credentials")
+	r := s.verify("guarded", map[string]any{"pass": true, "subject": "g"}, nil)
+	if r.status != 201 || len(fmt.Sprint(r.json(t)["secret"])) != 6 {
+		t.Fatalf("guarded sign-in: %d %s", r.status, r.body)
+	}
+	r = s.verify("captchalike", map[string]any{"op": "kvput", "key": "ran", "value": "1", "subject": "victim", "pass": true}, nil)
+	wantError(t, r, 400, "provider_unsupported")
+	if !strings.Contains(string(r.body), "only guards") {
+		t.Fatalf("answer %s", r.body)
+	}
+	if _, err := s.d.core.KV("provider/captchalike").Get(context.Background(), "ran"); !errors.Is(err, tokenstore.ErrNotFound) {
+		t.Fatalf("the guard's verifier ran: %v", err)
+	}
+}
