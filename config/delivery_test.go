@@ -70,7 +70,9 @@ func TestOutOfBand(t *testing.T) {
 // keeps the rule.
 func TestValidateDeliveryGuardOnly(t *testing.T) {
 	proves := func(p Provider) (bool, bool) { return p.Kind != "captcha", true }
-	captcha := func(via DeliveryMode) Provider { return Provider{Name: "captcha", Kind: "captcha", Deliver: Deliver{Via: via}} }
+	captcha := func(via DeliveryMode) Provider {
+		return Provider{Name: "captcha", Kind: "captcha", Deliver: Deliver{Via: via}}
+	}
 	password := Provider{Name: "password", Kind: "password", Guards: []string{"captcha"}}
 	cases := []struct {
 		name      string
