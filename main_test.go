@@ -181,3 +181,46 @@ func TestVersionText(t *testing.T) {
 		t.Errorf("handoff version = %d %q %q", code, out.String(), errOut.String())
 	}
 }
+
+// TestConfigCheckPrintRedacts: `handoff config check --print` shows the
+// effective config without its secrets (the pepper read from its file,
+// the DSN's password, a webhook's secret, an SMTP password) but with
+// every *_file path, so the operator sees which files are read. The
+// provider-config redaction is config's TestRedacted.
+func TestConfigCheckPrintRedacts(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pepperFile := write("pepper", "pepper-0123456789abcdef\n")
+	keyFile := write("secrets.key", tokenstore.NewSecretKeyLine())
+	cfg := write("handoff.yaml", `
+store:
+  driver: postgres
+  dsn: postgres://handoff:dsn-pw-4711@db.internal:5432/handoff?sslmode=verify-full
+secrets:
+  key_file: `+keyFile+`
+tokens:
+  pepper_file: `+pepperFile+`
+`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "check", "--print", "--config", cfg}, &out, &errOut); code != 0 {
+		t.Fatalf("config check --print = %d %q", code, errOut.String())
+	}
+	got := out.String()
+	for _, leak := range []string{"pepper-0123456789abcdef", "dsn-pw-4711"} {
+		if strings.Contains(got, leak) {
+			t.Errorf("--print shows the secret %q:\n%s", leak, got)
+		}
+	}
+	for _, want := range []string{"pepper_file: " + pepperFile, "key_file: " + keyFile, "pepper: REDACTED",
+		"dsn: postgres://handoff:REDACTED@db.internal:5432/handoff?sslmode=verify-full"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("--print lacks %q:\n%s", want, got)
+		}
+	}
+}
