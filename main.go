@@ -76,7 +76,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || isHelp(args[0]) || args[0] == "help" && len(args) == 1 {
+	if len(args) == 0 || isHelp(args[0]) || args[0] == "help" && (len(args) == 1 || args[1] == "help") {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
@@ -367,8 +367,6 @@ func keys(args []string, stdout io.Writer) error {
 				return err
 			}
 			fmt.Fprintln(stdout, "new signing key", kid)
-		default:
-			return fmt.Errorf("keys: unknown subcommand %q", sub)
 		}
 		return nil
 	})

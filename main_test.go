@@ -92,6 +92,7 @@ func TestHelp(t *testing.T) {
 		{"-h", []string{"-h"}, []string{"Usage:"}},
 		{"help", []string{"help"}, []string{"Usage:", "handoff version"}},
 		{"help keys", []string{"help", "keys"}, []string{"handoff keys create", "--scopes"}},
+		{"help help", []string{"help", "help"}, []string{"Usage:", "handoff help [COMMAND]"}},
 		{"serve --help", []string{"serve", "--help"}, []string{"handoff serve", "--bootstrap-key-file", "--listen"}},
 		{"flags first --help", []string{"--listen", "127.0.0.1:0", "--help"}, []string{"handoff serve", "--bootstrap-key-file"}},
 		{"keys --help", []string{"keys", "--help"}, []string{"handoff keys revoke", "--expire"}},
@@ -132,7 +133,7 @@ func TestHelp(t *testing.T) {
 // TestUsageErrors: a wrong command or subcommand is an error on stderr
 // with exit 1, not help.
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"nosuch"}, {"keys"}, {"keys", "frobnicate"}, {"config"}, {"config", "lint"}, {"secrets"}, {"serve", "--nosuch"}} {
+	for _, args := range [][]string{{"nosuch"}, {"help", "nosuch"}, {"keys"}, {"keys", "frobnicate"}, {"config"}, {"config", "lint"}, {"secrets"}, {"serve", "--nosuch"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Chdir(t.TempDir())
 			var out, errOut bytes.Buffer
