@@ -69,10 +69,11 @@ const (
 
 // localizer turns an example into one that runs on this machine: each
 // *_file path becomes a temporary file with a plausible secret (the
-// bootstrap key file a path that does not exist yet), a plugin path the
-// TOTP example built from examples/plugin with its real pin, and a
-// PostgreSQL DSN the test server's. URLs stay as written: the standin
-// answers them.
+// bootstrap key file a path that does not exist yet), any other absolute
+// path (store.path, a log file) one in a temporary directory, a plugin
+// path the TOTP example built from examples/plugin with its real pin,
+// and a PostgreSQL DSN the test server's. URLs stay as written: the
+// standin answers them.
 type localizer struct {
 	t   *testing.T
 	dir string
@@ -115,6 +116,8 @@ func (l *localizer) walk(v any, path []string) {
 				v[k] = l.file(append(path, k))
 			case k == "plugin":
 				l.plugin(x)
+			case k == "path" && strings.HasPrefix(s, "/"): // store.path, a log or audit file: a temp file
+				v[k] = filepath.Join(l.dir, strings.Join(append(path, k), "_"))
 			case k == "dsn" && s != "" && len(path) == 1 && path[0] == "store":
 				v[k] = l.dsn
 			default:

@@ -397,6 +397,9 @@ func runCurlDoc(t *testing.T, world *standin, rel, doc string, cmds []curlCmd) {
 	if rel != "README.md" { // the walkthrough needs no provider
 		if m := yamlBlockRE.FindStringSubmatch(doc); m != nil {
 			l := &localizer{t: t, dir: t.TempDir()}
+			if isPostgres(m[1]) {
+				l.dsn = pgSchema(t)
+			}
 			cfg = l.localize(m[1])
 		}
 	}
