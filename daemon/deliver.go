@@ -98,6 +98,32 @@ func newDelivery(t tokenstore.Token, secret, provider string, u tokenstore.User)
 	return delivery{UserID: t.UserID, Secret: secret, Expire: tokenstore.FormatTime(t.Expire), Provider: provider, Email: u.Email, Phone: u.Phone}
 }
 
+// webhookEventType is the type of every delivery's envelope: a one-time
+// secret was minted for data.userId, and here it is. It is the audit
+// log's event name for the same moment.
+const webhookEventType = "token.minted"
+
+// webhookEnvelope is the body of a webhook delivery: the Standard
+// Webhooks payload structure, {type, timestamp, data}, with the delivery
+// as data. The timestamp is when the secret was minted and stays the same
+// across attempts, as does the whole body (and the webhook-id).
+type webhookEnvelope struct {
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      delivery  `json:"data"`
+}
+
+// webhookGiveUp is what is known of a delivery whose every attempt
+// failed: never the secret.
+type webhookGiveUp struct {
+	Provider  string // the provider whose sign-in minted the secret
+	UserID    string
+	WebhookID string // the webhook-id of every attempt
+	Attempts  int
+	Status    int   // the last attempt's HTTP status; 0 when it got no answer
+	Err       error // the last attempt's error
+}
+
 // webhookSender posts deliveries to an app's backend, signed per Standard
 // Webhooks (webhook-id, webhook-timestamp, webhook-signature: v1,<base64>),
 // retrying with exponential backoff.
@@ -107,6 +133,11 @@ type webhookSender struct {
 	client   *http.Client
 	attempts int
 	log      *slog.Logger
+	// onGiveUp, when set, is called once for a delivery whose every
+	// attempt failed, after the ERROR line is logged: the place for the
+	// delivery metric and the audit event. It may run on the request's
+	// goroutine (attempts: 1) or in the background.
+	onGiveUp func(webhookGiveUp)
 }
 
 // newWebhookSender builds a sender whose client never follows a redirect:
@@ -127,15 +158,22 @@ func newWebhookSender(c config.Webhook, log *slog.Logger) (*webhookSender, error
 // send makes the first attempt now and, when it fails, hands the rest to
 // the background (bg), so a slow app backend does not hold the client's
 // request. The message id stays the same across attempts, so the receiver
-// can drop duplicates.
+// can drop duplicates. A delivery whose last attempt fails, or whose
+// retries a shutdown cuts short, is given up (giveUp): after the first
+// attempt the client was answered 201, so that ERROR line is the only
+// trace of the lost secret.
 func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) error {
-	body, err := json.Marshal(msg)
+	body, err := json.Marshal(webhookEnvelope{Type: webhookEventType, Timestamp: time.Now().UTC(), Data: msg})
 	if err != nil {
 		return err
 	}
 	id := "msg_" + tokenstore.NewID()
 	err = w.attempt(ctx, id, body, 1)
-	if err == nil || w.attempts == 1 {
+	if err == nil {
+		return nil
+	}
+	if w.attempts == 1 {
+		w.giveUp(msg, id, err)
 		return err
 	}
 	bg.Go(func(stop <-chan struct{}) {
@@ -143,17 +181,35 @@ func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) 
 		for i := 2; i <= w.attempts; i++ {
 			wait := backoff + rand.N(backoff/2)
 			select {
-			case <-stop:
+			case <-stop: // the daemon stops: the attempts left are lost too
+				w.giveUp(msg, id, fmt.Errorf("%w (the daemon stopped before attempt %d)", err, i))
 				return
 			case <-time.After(wait):
 			}
-			if w.attempt(context.Background(), id, body, i) == nil {
+			if err = w.attempt(context.Background(), id, body, i); err == nil {
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
 		}
+		w.giveUp(msg, id, err)
 	})
 	return nil
+}
+
+// giveUp reports a delivery whose every attempt failed: one ERROR line
+// with the provider, user, webhook id and the last status or error (the
+// secret is gone: the user must sign in again), then onGiveUp.
+func (w *webhookSender) giveUp(msg delivery, id string, err error) {
+	g := webhookGiveUp{Provider: msg.Provider, UserID: msg.UserID, WebhookID: id, Attempts: w.attempts, Err: err}
+	var se *webhookStatusError
+	if errors.As(err, &se) {
+		g.Status = se.status
+	}
+	w.log.Error("webhook delivery given up: the secret never reached the app's backend; the user must sign in again",
+		"user_id", g.UserID, "webhook_id", id, "attempts", g.Attempts, "last_status", g.Status, "err", err.Error())
+	if w.onGiveUp != nil {
+		w.onGiveUp(g)
+	}
 }
 
 // attempt posts once and logs a failure with its status or transport
@@ -164,6 +220,17 @@ func (w *webhookSender) attempt(ctx context.Context, id string, body []byte, n i
 		w.log.Warn("webhook attempt failed", "attempt", n, "attempts", w.attempts, "webhook_id", id, "err", err.Error())
 	}
 	return err
+}
+
+// webhookStatusError is an attempt the app's backend answered with a
+// status other than 2xx.
+type webhookStatusError struct{ status int }
+
+func (e *webhookStatusError) Error() string {
+	if e.status/100 == 3 {
+		return fmt.Sprintf("webhook: status %d: redirects are not followed", e.status)
+	}
+	return fmt.Sprintf("webhook: status %d", e.status)
 }
 
 func (w *webhookSender) post(ctx context.Context, id string, body []byte) error {
@@ -190,11 +257,8 @@ func (w *webhookSender) post(ctx context.Context, id string, body []byte) error 
 		return fmt.Errorf("webhook: %w", err)
 	}
 	res.Body.Close()
-	switch {
-	case res.StatusCode/100 == 3:
-		return fmt.Errorf("webhook: status %d: redirects are not followed", res.StatusCode)
-	case res.StatusCode/100 != 2:
-		return fmt.Errorf("webhook: status %d", res.StatusCode)
+	if res.StatusCode/100 != 2 {
+		return &webhookStatusError{res.StatusCode}
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ var (
 	errUnlinked           = &apiError{401, "user_unauthorized", "No user is linked to this identity, and the provider may not create one."}
 	errUnsupported        = &apiError{400, "provider_unsupported", "The provider does not support this operation."}
 	errRedirectOnly       = &apiError{400, "provider_unsupported", "The provider delivers by redirect only. Please sign in with the OAuth2 redirect flow."}
+	errGuardOnly          = &apiError{400, "provider_unsupported", "The provider only guards other providers' sign-ins. Please sign in with one of them."}
 	errDelivery           = &apiError{503, "provider_delivery_failed", "The code could not be delivered. Please try again later."}
 	errInvalidSuccessURL  = &apiError{400, "project_invalid_success_url", "Invalid redirect URL for OAuth success."}
 	errInvalidFailureURL  = &apiError{400, "project_invalid_failure_url", "Invalid redirect URL for OAuth failure."}

@@ -275,7 +275,10 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request, c *caller) error
 // lets go nowhere.
 func (d *Daemon) refuseDelivery(p *provider) error {
 	proves := p.plugin.Info().ProvesIdentity
-	if !proves {
+	switch {
+	case !proves && d.cfg.GuardOnly(p.cfg.Name):
+		return errGuardOnly // configured so: nothing to log
+	case !proves:
 		d.log.Error("sign-in refused: the plugin has not reported that it proves identity on its own, so its secret may only go out of band (deliver.via webhook or email)", "provider", p.cfg.Name, "via", string(p.cfg.Deliver.Via))
 	}
 	return deliveryRefused(proves)
