@@ -206,6 +206,7 @@ func (v *validator) store(s Store) {
 	}
 	v.bothSet("store.dsn", s.DSN, s.DSNFile, s.dsnFromFile)
 	v.positive("store.sweep_interval", s.SweepInterval)
+	v.positive("store.timeout", s.Timeout)
 }
 
 func (v *validator) tokens(t Tokens) {
