@@ -31,7 +31,8 @@ const (
 // So, on another connection and under the store's own timeout: a process
 // gone or idle has finished (committed or rolled back); one still inside
 // the transaction is terminated, which rolls it back; one running a
-// statement (the COMMIT) is waited for. If this cannot be settled in time
+// statement (the COMMIT) is waited for. A COMMIT in flight gets a fifth
+// of the timeout to arrive before the transaction is ended. If this cannot be settled in time
 // the error is plain ErrUnavailable: the caller must not read back.
 //
 // The process is found by its pid and our role. A pid is reused only
@@ -49,6 +50,7 @@ func (s *Store) commitUnknown(ctx context.Context, pid uint32, err error) error 
 
 // fence returns once the server process pid is gone, idle, or terminated.
 func (s *Store) fence(ctx context.Context, pid uint32) error {
+	grace := time.Now().Add(s.timeout / 5)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		var state *string
 		err := s.pool.QueryRow(ctx, qBackend, int32(pid)).Scan(&state)
@@ -62,8 +64,13 @@ func (s *Store) fence(ctx context.Context, pid uint32) error {
 		case *state == "idle":
 			return nil // between transactions: the COMMIT has run
 		case *state == "idle in transaction", *state == "idle in transaction (aborted)":
-			// The COMMIT has not arrived: end the transaction before
-			// it can.
+			// The COMMIT has not arrived. It may be on its way (the
+			// connection broke as the server got it), so it has a
+			// moment to land; then the transaction is ended before it
+			// can.
+			if time.Now().Before(grace) {
+				break
+			}
 			if _, err := s.pool.Exec(ctx, qTerminate, int32(pid)); err != nil {
 				return fmt.Errorf("terminate: %w", err)
 			}
