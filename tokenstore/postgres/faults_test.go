@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/handoffd/handoff/tokenstore"
 	"github.com/handoffd/handoff/tokenstore/postgres/pgproxy"
@@ -177,5 +178,34 @@ func TestPingReadOnly(t *testing.T) {
 	err := s.Ping(ctx)
 	if !errors.Is(err, tokenstore.ErrUnavailable) || !errors.Is(err, errReadOnlyServer) {
 		t.Fatalf("ping of a read-only server: %v, want ErrUnavailable and errReadOnlyServer", err)
+	}
+}
+
+// TestConnectErrorNotNow: a server that refuses a connection for now
+// (starting up, out of slots) is unreachable, so a daemon starting
+// during a database restart waits for it instead of exiting; one that
+// refuses for good (a wrong password, no such database) is not.
+func TestConnectErrorNotNow(t *testing.T) {
+	for _, tc := range []struct {
+		code        string
+		unreachable bool
+	}{
+		{"57P03", true},  // the database system is starting up
+		{"57P01", true},  // admin shutdown
+		{"53300", true},  // too many connections
+		{"08006", true},  // connection failure
+		{"28P01", false}, // password authentication failed
+		{"3D000", false}, // database does not exist
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			err := connectError("db:5432", "handoff", "hunter2", &pgconn.PgError{Code: tc.code, Message: "m"})
+			if errors.Is(err, ErrUnreachable) != tc.unreachable {
+				t.Fatalf("%v: matches ErrUnreachable %v, want %v", err, !tc.unreachable, tc.unreachable)
+			}
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != tc.code {
+				t.Fatalf("%v: the PgError is lost", err)
+			}
+		})
 	}
 }

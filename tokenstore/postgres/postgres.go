@@ -235,7 +235,9 @@ func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.c
 
 // connectError turns the error of the first connection into a message an
 // operator can act on. A refusal by the server itself (bad password,
-// unknown database) is not "unreachable" and keeps its PgError.
+// unknown database) is not "unreachable" and keeps its PgError; a server
+// that cannot take connections for now (starting up, shutting down, out
+// of connection slots) is, and keeps it too.
 func connectError(addr, user, password string, err error) error {
 	cause := err
 	var ce *pgconn.ConnectError
@@ -244,6 +246,9 @@ func connectError(addr, user, password string, err error) error {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) { // the server answered: no password in its words
+		if notNow(pgErr) {
+			return &unreachableError{msg: fmt.Sprintf("postgres: cannot connect to %s now: %s", addr, pgErr.Error()), cause: pgErr}
+		}
 		return fmt.Errorf("postgres: connect to %s as %q: %w", addr, user, pgErr)
 	}
 	// pgconn lists one line per attempt (host, TLS or not); say each once.
@@ -559,6 +564,17 @@ func serverDown(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne)
+}
+
+// notNow reports a refusal of a connection that says to come back later:
+// the server starting up, shutting down or in recovery (57P01..57P03),
+// out of connection slots (53300), or a connection failure (class 08).
+func notNow(e *pgconn.PgError) bool {
+	switch e.Code {
+	case "57P01", "57P02", "57P03", "53300":
+		return true
+	}
+	return strings.HasPrefix(e.Code, "08")
 }
 
 // retryable reports a serialization failure or a deadlock, after which
