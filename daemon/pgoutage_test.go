@@ -144,7 +144,17 @@ func TestPostgresStall(t *testing.T) {
 
 	p.Freeze()
 	start := time.Now()
-	r := s.do(req{method: "POST", path: "/v1/account/sessions/token", body: map[string]any{"userId": "alice", "secret": secret}})
+	answered := make(chan resp, 1)
+	go func() {
+		answered <- s.do(req{method: "POST", path: "/v1/account/sessions/token", body: map[string]any{"userId": "alice", "secret": secret}})
+	}()
+	var r resp
+	select {
+	case r = <-answered:
+	case <-time.After(timeout + 5*time.Second):
+		p.Thaw()
+		t.Fatalf("the exchange still hangs %s into a stall, store.timeout %s", timeout+5*time.Second, timeout)
+	}
 	took := time.Since(start)
 	wantError(t, r, 503, "store_unavailable")
 	if r.header.Get("Retry-After") == "" {
