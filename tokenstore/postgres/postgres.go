@@ -185,15 +185,23 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %s", addr, scrub(err.Error(), password))
 	}
-	if err := pool.Ping(ctx); err != nil {
+	pingCtx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	err = pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
 		pool.Close()
 		return nil, connectError(addr, cfg.ConnConfig.User, password, err)
 	}
 	from, to, err := migrate(ctx, pool, opts.Schema)
 	if err != nil {
 		pool.Close()
-		if errors.Is(err, ErrSchemaTooNew) {
+		switch {
+		case errors.Is(err, ErrSchemaTooNew):
 			return nil, err
+		case serverDown(err):
+			// The server went away under the migration, which rolled
+			// back: an outage, to be waited out like a refused connection.
+			return nil, &unreachableError{msg: fmt.Sprintf("postgres: migrate on %s: %s", addr, scrub(err.Error(), password)), cause: err}
 		}
 		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
