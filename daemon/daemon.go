@@ -48,6 +48,7 @@ type Daemon struct {
 	store   storeState
 	proxies proxies
 	metrics *metrics
+	logs    *logThrottle // rate-limits lines a failure repeats (logLimited)
 	handler http.Handler
 
 	host      *providers.Host
@@ -69,7 +70,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if err := CheckConfig(ctx, opts.Config, opts.Builtins); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), bg: newBackground()}
+	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), logs: newLogThrottle(logInterval), bg: newBackground()}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -267,7 +268,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		go d.refreshSigningKeys(sweepCtx, time.Minute)
 		d.core.RunSweeper(sweepCtx, d.cfg.Store.SweepInterval, func(err error) {
-			d.log.Warn("sweep expired records", "err", err.Error())
+			d.logLimited(context.Background(), slog.LevelWarn, "sweep expired records", "err", err.Error())
 		})
 	}()
 	errc := make(chan error, 1)
@@ -290,8 +291,10 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// ping checks that the store is open and answers; on PostgreSQL, that
-// the server takes writes too (see postgres.Store.Ping).
+// ping checks that the store is open and answers and, where the store
+// can tell, that it takes writes: bolt's Ping (its last commit failed on a
+// full or failing disk, and a probe write still fails), PostgreSQL's (the
+// server is not read-only).
 func (d *Daemon) ping(ctx context.Context) error {
 	if err := d.storeOpen(); err != nil {
 		return err
@@ -316,8 +319,12 @@ func (d *Daemon) Close() error {
 	return d.closeErr
 }
 
+// levelFor is the access log level of an answer. A 503 (store or provider
+// unavailable) stays at info: its cause is logged where it is known, rate
+// limited, so a full disk answering every request with 503 does not also
+// write a warning per request.
 func levelFor(status int) slog.Level {
-	if status >= 500 {
+	if status >= 500 && status != http.StatusServiceUnavailable {
 		return slog.LevelWarn
 	}
 	return slog.LevelInfo
@@ -335,7 +342,7 @@ func (d *Daemon) refreshSigningKeys(ctx context.Context, interval time.Duration)
 			return
 		case <-t.C:
 			if err := d.core.ReloadSigningKeys(ctx); err != nil && ctx.Err() == nil {
-				d.log.Warn("reload signing keys", "err", err.Error())
+				d.logLimited(ctx, slog.LevelWarn, "reload signing keys", "err", err.Error())
 			}
 		}
 	}
