@@ -38,6 +38,7 @@ type Store struct {
 	DSNFile       string        `koanf:"dsn_file"`       // read into DSN by Load
 	MaxConns      int           `koanf:"max_conns"`      // postgres pool size
 	SweepInterval time.Duration `koanf:"sweep_interval"` // how often expired tokens and sessions are swept; default 1m
+	Timeout       time.Duration `koanf:"timeout"`        // deadline of every store call; default 5s
 
 	dsnFromFile bool // DSN was read from DSNFile by Load
 }

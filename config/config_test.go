@@ -635,6 +635,8 @@ func TestValidate(t *testing.T) {
 		{"bolt without a secrets key", func(c *Config) { c.Secrets.KeyFile = "" }, nil},
 		{"dsn twice", func(c *Config) { c.Store.DSN, c.Store.DSNFile = "x", "/run/dsn" }, []string{"store.dsn_file"}},
 		{"sweep interval", func(c *Config) { c.Store.SweepInterval = 0 }, []string{"store.sweep_interval"}},
+		{"store timeout", func(c *Config) { c.Store.Timeout = 0 }, []string{"store.timeout"}},
+		{"store timeout past the write timeout", func(c *Config) { c.Store.Timeout = 10 * time.Second }, []string{"store.timeout"}},
 		{"token length low", func(c *Config) { c.Tokens.Length = 3 }, []string{"tokens.length"}},
 		{"token length high", func(c *Config) { c.Tokens.Length = 129 }, []string{"tokens.length"}},
 		{"token length bounds", func(c *Config) { c.Tokens.Length = 128 }, nil},

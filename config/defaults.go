@@ -26,6 +26,7 @@ func Default() Config {
 			Driver:        "bolt",
 			MaxConns:      16,
 			SweepInterval: time.Minute,
+			Timeout:       5 * time.Second,
 		},
 		Tokens: Tokens{
 			Length:         6,

@@ -105,6 +105,12 @@ func (c Config) Validate() error {
 	v.positive("http.write_timeout", c.HTTP.WriteTimeout)
 	v.positive("http.idle_timeout", c.HTTP.IdleTimeout)
 	v.positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	if c.Store.Timeout > 0 && c.HTTP.WriteTimeout > 0 && 3*c.Store.Timeout >= c.HTTP.WriteTimeout {
+		// An exchange whose COMMIT outcome is unknown waits up to three
+		// store deadlines (the commit, settling it, the read-back); its
+		// answer must still reach the client.
+		v.add("store.timeout", "must be under a third of http.write_timeout (%s), got %s", c.HTTP.WriteTimeout, c.Store.Timeout)
+	}
 	v.proxies(c.HTTP)
 	if c.HTTP.MaxBodyBytes < MinMaxBodyBytes || c.HTTP.MaxBodyBytes > MaxMaxBodyBytes {
 		v.add("http.max_body_bytes", "must be between %d (1KiB) and %d (64MiB), got %d", MinMaxBodyBytes, MaxMaxBodyBytes, c.HTTP.MaxBodyBytes)
@@ -207,6 +213,7 @@ func (v *validator) store(s Store) {
 	}
 	v.bothSet("store.dsn", s.DSN, s.DSNFile, s.dsnFromFile)
 	v.positive("store.sweep_interval", s.SweepInterval)
+	v.positive("store.timeout", s.Timeout)
 }
 
 func (v *validator) tokens(t Tokens) {

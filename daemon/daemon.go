@@ -43,8 +43,9 @@ type Daemon struct {
 	cfg     config.Config
 	log     *slog.Logger
 	notice  io.Writer
-	core    *tokenstore.Core
+	core    *tokenstore.Core // nil until the store opens (see storeOpen)
 	limits  counter
+	store   storeState
 	proxies proxies
 	metrics *metrics
 	logs    *logThrottle // rate-limits lines a failure repeats (logLimited)
@@ -76,19 +77,16 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.notice == nil {
 		d.notice = io.Discard
 	}
-	core, err := openCore(ctx, d.cfg, d.log)
-	if err != nil {
-		return nil, err
+	d.store.opened = make(chan struct{})
+	if err := d.connect(ctx); err != nil {
+		if !transientOpenError(d.cfg, err) {
+			return nil, err
+		}
+		d.startOpener(err)
 	}
-	d.core = core
-	d.limits = newCounter(core)
 	d.proxies = newProxies(d.cfg.HTTP)
 	if d.cfg.HTTP.TrustProxy {
 		d.log.Warn("http.trust_proxy is deprecated: it trusts loopback and the private ranges as proxies; list your proxies in http.trusted_proxies instead")
-	}
-	if _, err := BootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile); err != nil {
-		d.Close()
-		return nil, err
 	}
 	if err := d.startProviders(ctx, opts); err != nil {
 		d.Close()
@@ -163,6 +161,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokens
 		MaxSessions:     cfg.Sessions.MaxPerUser,
 		Pepper:          []byte(cfg.Tokens.Pepper),
 		Sealer:          sealer,
+		StoreTimeout:    cfg.Store.Timeout,
 	})
 	if errors.Is(err, tokenstore.ErrSealed) || errors.Is(err, tokenstore.ErrSealBroken) {
 		store.Close()
@@ -184,7 +183,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokens
 	case "", "bolt":
 		return bolt.Open(cfg.StorePath(), bolt.Options{Timeout: time.Second})
 	case "postgres":
-		return postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, MaxConns: int32(cfg.Store.MaxConns), Logger: log})
+		return postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, MaxConns: int32(cfg.Store.MaxConns), Timeout: cfg.Store.Timeout, Logger: log})
 	}
 	return nil, fmt.Errorf("store driver %q is not supported", cfg.Store.Driver)
 }
@@ -221,8 +220,13 @@ func BootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer, file 
 	return true, nil
 }
 
-// Core returns the token core.
-func (d *Daemon) Core() *tokenstore.Core { return d.core }
+// Core returns the token core, or nil while the store is not open yet.
+func (d *Daemon) Core() *tokenstore.Core {
+	if d.storeOpen() != nil {
+		return nil
+	}
+	return d.core
+}
 
 // Handler returns the HTTP handler.
 func (d *Daemon) Handler() http.Handler { return d.handler }
@@ -256,10 +260,17 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
-	go d.core.RunSweeper(sweepCtx, d.cfg.Store.SweepInterval, func(err error) {
-		d.logLimited(context.Background(), slog.LevelWarn, "sweep expired records", "err", err.Error())
-	})
-	go d.refreshSigningKeys(sweepCtx, time.Minute)
+	go func() {
+		select {
+		case <-sweepCtx.Done():
+			return
+		case <-d.store.opened:
+		}
+		go d.refreshSigningKeys(sweepCtx, time.Minute)
+		d.core.RunSweeper(sweepCtx, d.cfg.Store.SweepInterval, func(err error) {
+			d.logLimited(context.Background(), slog.LevelWarn, "sweep expired records", "err", err.Error())
+		})
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	d.log.Info("handoff serving", "addr", ln.Addr().String(), "project", d.cfg.Project, "store", d.cfg.Store.Driver)
@@ -280,10 +291,14 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// ping checks that the store answers and, where the store can tell
-// (bolt's Ping: its last commit failed on a full or failing disk, and a
-// probe write still fails), that it takes writes.
+// ping checks that the store is open and answers and, where the store
+// can tell, that it takes writes: bolt's Ping (its last commit failed on a
+// full or failing disk, and a probe write still fails), PostgreSQL's (the
+// server is not read-only).
 func (d *Daemon) ping(ctx context.Context) error {
+	if err := d.storeOpen(); err != nil {
+		return err
+	}
 	if p, ok := d.core.Store().(interface{ Ping(context.Context) error }); ok {
 		return p.Ping(ctx)
 	}
@@ -297,8 +312,8 @@ func (d *Daemon) Close() error {
 		if d.host != nil {
 			d.host.Close()
 		}
-		if d.core != nil {
-			d.closeErr = d.core.Store().Close()
+		if core := d.stopOpener(); core != nil {
+			d.closeErr = core.Store().Close()
 		}
 	})
 	return d.closeErr

@@ -113,7 +113,7 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 	d.host = providers.New(providers.Options{
 		Builtins:   opts.Builtins,
 		Executable: opts.Executable,
-		KV:         func(name string) providers.KV { return kvAdapter{d.core.KV("provider/" + name)} },
+		KV:         d.pluginKV,
 		Logger:     d.log,
 		RuntimeDir: opts.RuntimeDir,
 	})

@@ -59,7 +59,11 @@ func (d *Daemon) routes() http.Handler {
 // its error.
 func (d *Daemon) api(scope string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := d.authenticate(r)
+		err := d.storeOpen()
+		var c *caller
+		if err == nil {
+			c, err = d.authenticate(r)
+		}
 		if err == nil {
 			err = requireScope(c, scope)
 		}
@@ -197,6 +201,10 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 // not only at each one's next periodic reload: a downstream service that
 // meets an unknown kid and fetches the set again finds it on any replica.
 func (d *Daemon) jwks(w http.ResponseWriter, r *http.Request) {
+	if err := d.storeOpen(); err != nil {
+		d.writeError(w, r, err)
+		return
+	}
 	d.keysMu.Lock()
 	if now := time.Now(); now.Sub(d.keysRead) >= time.Second {
 		d.keysRead = now

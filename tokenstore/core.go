@@ -48,6 +48,9 @@ type Options struct {
 	// the signing keys). Nil keeps them in plain text, and a store whose
 	// secrets are sealed then fails to open with ErrSealed.
 	Sealer *Sealer
+	// StoreTimeout is the deadline of every store call the core makes
+	// (default DefaultStoreTimeout), whatever the caller's context says.
+	StoreTimeout time.Duration
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -71,6 +74,9 @@ func (o *Options) setDefaults() {
 	if o.MaxSessions == 0 {
 		o.MaxSessions = DefaultMaxSessions
 	}
+	if o.StoreTimeout <= 0 {
+		o.StoreTimeout = DefaultStoreTimeout
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -78,9 +84,10 @@ func (o *Options) setDefaults() {
 
 // Core applies handoff's rules on top of a Store.
 type Core struct {
-	store  Store
-	opts   Options
-	pepper []byte
+	store   Store // backend under the deadline of each call (bounded)
+	backend Store
+	opts    Options
+	pepper  []byte
 
 	signMu sync.RWMutex
 	keys   *keyRing
@@ -102,7 +109,7 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 	if err := checkRange("max_outstanding", opts.MaxOutstanding, 1, MaxMaxOutstanding); err != nil {
 		return nil, err
 	}
-	c := &Core{store: store, opts: opts, pepper: opts.Pepper}
+	c := &Core{store: bounded{store, opts.StoreTimeout}, backend: store, opts: opts, pepper: opts.Pepper}
 	first, err := newSigningKey(c.now())
 	if err != nil {
 		return nil, err
@@ -129,7 +136,7 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 }
 
 // Store returns the store under the core.
-func (c *Core) Store() Store { return c.store }
+func (c *Core) Store() Store { return c.backend }
 
 // Options returns the effective options.
 func (c *Core) Options() Options { return c.opts }

@@ -15,8 +15,12 @@ func (c *Core) Hit(ctx context.Context, key string, period time.Duration, now ti
 	start := now.Truncate(period)
 	end := start.Add(period)
 	k := []byte(key)
-	if ctr, ok := c.store.(Counter); ok {
-		n, err := ctr.Count(ctx, bucketLimits, k, start, end)
+	if ctr, ok := c.backend.(Counter); ok {
+		var n int
+		err := c.bound(ctx, func(ctx context.Context) (err error) {
+			n, err = ctr.Count(ctx, bucketLimits, k, start, end)
+			return err
+		})
 		return n, end, err
 	}
 	var count uint64
@@ -40,8 +44,8 @@ func (c *Core) Hit(ctx context.Context, key string, period time.Duration, now ti
 
 // ResetHits forgets key's window (Appwrite's abuse reset after a success).
 func (c *Core) ResetHits(ctx context.Context, key string) error {
-	if ctr, ok := c.store.(Counter); ok {
-		return ctr.Forget(ctx, bucketLimits, []byte(key))
+	if ctr, ok := c.backend.(Counter); ok {
+		return c.bound(ctx, func(ctx context.Context) error { return ctr.Forget(ctx, bucketLimits, []byte(key)) })
 	}
 	return c.store.Update(ctx, func(tx Tx) error { return tx.Delete(bucketLimits, []byte(key)) })
 }

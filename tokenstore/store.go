@@ -107,7 +107,21 @@ var (
 	// ErrUnavailable is a store that cannot be reached for now (a
 	// database restarting, a network cut): the request may be tried again.
 	ErrUnavailable = errors.New("tokenstore: store unavailable")
+	// ErrCommitUnknown is an Update whose COMMIT may or may not have
+	// taken effect: the connection was lost, or the deadline passed,
+	// after the COMMIT was sent. A backend returns it only once that
+	// transaction can no longer commit later, so a read that follows
+	// sees its final outcome. It matches ErrUnavailable too, so a caller
+	// that does not read back answers as for any outage.
+	ErrCommitUnknown error = commitUnknown{}
 )
+
+type commitUnknown struct{}
+
+func (commitUnknown) Error() string { return "tokenstore: commit outcome unknown" }
+
+// Is makes errors.Is(ErrCommitUnknown, ErrUnavailable) true.
+func (commitUnknown) Is(target error) bool { return target == ErrUnavailable }
 
 // Core sentinels: what the rules answer. The daemon maps each to one HTTP
 // status and Appwrite error type.

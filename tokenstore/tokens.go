@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -132,6 +133,9 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 		}
 		return c.countFailure(tx, userID, now)
 	})
+	if ok && errors.Is(err, ErrCommitUnknown) {
+		err = c.readBack(ctx, s, err)
+	}
 	if err != nil {
 		return Session{}, "", err
 	}
@@ -139,6 +143,33 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 		return Session{}, "", ErrInvalidToken
 	}
 	return s, Credential(userID, sessionSecret), nil
+}
+
+// readBack settles an exchange whose COMMIT outcome is unknown (err). The
+// session's id and secret were made before the transaction, so whether
+// it committed is whether the session is there: if it is, the exchange
+// succeeded and the client gets its session, where a 503 would have sent
+// it to retry a secret already spent. If it is not, the token is still
+// there too and err (a 503) stands. The read runs under a deadline of its
+// own, on a connection of its own.
+func (c *Core) readBack(ctx context.Context, s Session, err error) error {
+	var found bool
+	rerr := c.store.View(ctx, func(tx Tx) error {
+		var got Session
+		err := getJSON(tx, bucketSessions, []byte(s.ID), &got)
+		found = err == nil && hmac.Equal(got.Hash, s.Hash)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	switch {
+	case rerr != nil:
+		return fmt.Errorf("%w (and the read-back failed: %w)", err, rerr)
+	case found:
+		return nil
+	}
+	return err
 }
 
 // countFailure adds one wrong guess to each live token of userID and burns

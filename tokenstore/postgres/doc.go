@@ -117,5 +117,14 @@
 // Connection loss is reported as an error (wrapped, with the operation
 // named); the pool replaces broken connections by itself, and an Update
 // whose connection broke before COMMIT was sent runs again on a new one.
-// Ping serves readiness checks.
+// A connection broken, or a deadline passed, after COMMIT was sent leaves
+// the outcome unknown: the store then makes sure that transaction can no
+// longer commit (the server process that ran it is gone, idle, or
+// terminated, on another connection) and returns
+// tokenstore.ErrCommitUnknown, after which a read sees the outcome (the
+// core's Exchange reads its session back). A deadline that passes while
+// the server does not answer is tokenstore.ErrUnavailable. Connections
+// carry TCP keepalives and TCP_USER_TIMEOUT, so one whose peer went
+// silent is dropped by the kernel within seconds. Ping serves readiness
+// checks: it fails on a server that answers but takes no writes.
 package postgres

@@ -43,6 +43,19 @@ var (
 const (
 	DefaultMaxConns       = 16
 	DefaultConnectTimeout = 5 * time.Second
+	DefaultTimeout        = 5 * time.Second
+)
+
+// How a connection whose peer went silent (a network partition, a server
+// host that died without closing its sockets) is found dead by the
+// kernel, not by a request that waits on it: keepalive probes after 5 s of
+// quiet, every 5 s, and TCP_USER_TIMEOUT, which drops a connection whose
+// sent bytes (a probe or a statement) stay unacknowledged for 15 s.
+const (
+	keepAliveIdle     = 5 * time.Second
+	keepAliveInterval = 5 * time.Second
+	keepAliveCount    = 3
+	tcpUserTimeout    = 15 * time.Second
 )
 
 // Retry policy of Update after a serialization failure or deadlock.
@@ -78,13 +91,19 @@ type Options struct {
 	Schema string
 	// Logger receives open, migration and retry events; nil discards.
 	Logger *slog.Logger
+	// Timeout bounds the store's own work off a caller's deadline: Ping,
+	// and settling a transaction whose COMMIT outcome is unknown (see
+	// tokenstore.ErrCommitUnknown). Default DefaultTimeout.
+	Timeout time.Duration
 }
 
 // Store is a tokenstore.Store on PostgreSQL. It is safe for concurrent use
 // by several goroutines and by several processes sharing one database.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	addr    string
+	timeout time.Duration
 
 	suspect *atomic.Int64 // until when (unix ns) pooled connections are pinged
 
@@ -133,6 +152,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout <= 0 {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
+	cfg.ConnConfig.DialFunc = dialer(cfg.ConnConfig.ConnectTimeout).DialContext
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	for k, v := range map[string]string{
 		"application_name": "handoff",
 		// A transaction of this store is milliseconds long; one left
@@ -162,15 +185,23 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %s", addr, scrub(err.Error(), password))
 	}
-	if err := pool.Ping(ctx); err != nil {
+	pingCtx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	err = pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
 		pool.Close()
 		return nil, connectError(addr, cfg.ConnConfig.User, password, err)
 	}
 	from, to, err := migrate(ctx, pool, opts.Schema)
 	if err != nil {
 		pool.Close()
-		if errors.Is(err, ErrSchemaTooNew) {
+		switch {
+		case errors.Is(err, ErrSchemaTooNew):
 			return nil, err
+		case serverDown(err):
+			// The server went away under the migration, which rolled
+			// back: an outage, to be waited out like a refused connection.
+			return nil, &unreachableError{msg: fmt.Sprintf("postgres: migrate on %s: %s", addr, scrub(err.Error(), password)), cause: err}
 		}
 		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
@@ -179,7 +210,23 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	log.Info("postgres store open", "addr", addr, "schema", opts.Schema, "version", to,
 		"max_conns", cfg.MaxConns, "min_conns", cfg.MinConns)
-	return &Store{pool: pool, log: log, suspect: &suspect}, nil
+	return &Store{pool: pool, log: log, addr: addr, timeout: opts.Timeout, suspect: &suspect}, nil
+}
+
+// dialer makes the connections: TCP keepalives and TCP_USER_TIMEOUT (see
+// keepAliveIdle) so a silent partition breaks them, and the pool replaces
+// them, within seconds.
+func dialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{
+		Timeout: timeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable:   true,
+			Idle:     keepAliveIdle,
+			Interval: keepAliveInterval,
+			Count:    keepAliveCount,
+		},
+		Control: setUserTimeout,
+	}
 }
 
 // unreachableError is a failure to connect at Open. Its message names the
@@ -196,7 +243,9 @@ func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.c
 
 // connectError turns the error of the first connection into a message an
 // operator can act on. A refusal by the server itself (bad password,
-// unknown database) is not "unreachable" and keeps its PgError.
+// unknown database) is not "unreachable" and keeps its PgError; a server
+// that cannot take connections for now (starting up, shutting down, out
+// of connection slots) is, and keeps it too.
 func connectError(addr, user, password string, err error) error {
 	cause := err
 	var ce *pgconn.ConnectError
@@ -205,6 +254,9 @@ func connectError(addr, user, password string, err error) error {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) { // the server answered: no password in its words
+		if notNow(pgErr) {
+			return &unreachableError{msg: fmt.Sprintf("postgres: cannot connect to %s now: %s", addr, pgErr.Error()), cause: pgErr}
+		}
 		return fmt.Errorf("postgres: connect to %s as %q: %w", addr, user, pgErr)
 	}
 	// pgconn lists one line per attempt (host, TLS or not); say each once.
@@ -276,14 +328,27 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping checks that the server answers on a pooled connection, for
-// readiness probes.
+// errReadOnlyServer is the error of Ping on a server that takes no
+// writes.
+var errReadOnlyServer = errors.New("the server takes no writes (a hot standby, or default_transaction_read_only is on)")
+
+// Ping checks, for readiness probes, that the server answers within the
+// store's timeout and takes writes: a standby that a failover left behind
+// a stale address, or a server set read-only (as some managed services
+// do when their disk fills), answers a plain ping while every sign-in
+// fails.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return tokenstore.ErrClosed
 	}
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var readOnly string
+	if err := s.pool.QueryRow(ctx, qReadOnly).Scan(&readOnly); err != nil {
+		return fmt.Errorf("postgres: ping %s: %w", s.addr, unavailable(err))
+	}
+	if readOnly != "off" {
+		return fmt.Errorf("postgres: ping %s: %w: %w", s.addr, tokenstore.ErrUnavailable, errReadOnlyServer)
 	}
 	return nil
 }
@@ -356,7 +421,9 @@ func (s *Store) run(ctx context.Context, write bool, fn func(tokenstore.Tx) erro
 		why, found, err := s.attempt(ctx, write, fn, hot)
 		switch why {
 		case done:
-			if serverDown(err) && ctx.Err() == nil {
+			if serverDown(err) && ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
+				// A deadline that passed while the database did not
+				// answer is an outage too, not the caller giving up.
 				return unavailable(err)
 			}
 			return err
@@ -423,6 +490,7 @@ func (s *Store) attempt(ctx context.Context, write bool, fn func(tokenstore.Tx) 
 		return done, hotRow{}, err
 	}
 	s.attempts.Add(1)
+	pid := c.Conn().PgConn().PID()
 	t := newTx(ctx, c.Conn(), write, &s.roundTrips)
 	if hot.ok {
 		s.rowWaits.Add(1)
@@ -454,9 +522,16 @@ func (s *Store) attempt(ctx context.Context, write bool, fn func(tokenstore.Tx) 
 		return done, hotRow{}, nil
 	}
 	why := done
+	var pgErr *pgconn.PgError
 	switch {
 	case retryable(err):
 		why = conflict
+	case t.committing && t.err != nil && errors.Is(err, t.err) && !pgconn.SafeToRetry(t.err) &&
+		!errors.As(err, &pgErr) && (ctx.Err() != nil || c.Conn().IsClosed()):
+		// The COMMIT may have reached the server and its answer never
+		// came back (the connection broke, or the deadline passed).
+		t.end(c)
+		return done, hotRow{}, s.commitUnknown(ctx, pid, err)
 	case t.err != nil && errors.Is(err, t.err) && ctx.Err() == nil && c.Conn().IsClosed() &&
 		(!t.committing || pgconn.SafeToRetry(t.err)):
 		// The server never committed this transaction (a COMMIT that
@@ -497,6 +572,17 @@ func serverDown(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne)
+}
+
+// notNow reports a refusal of a connection that says to come back later:
+// the server starting up, shutting down or in recovery (57P01..57P03),
+// out of connection slots (53300), or a connection failure (class 08).
+func notNow(e *pgconn.PgError) bool {
+	switch e.Code {
+	case "57P01", "57P02", "57P03", "53300":
+		return true
+	}
+	return strings.HasPrefix(e.Code, "08")
 }
 
 // retryable reports a serialization failure or a deadlock, after which
