@@ -88,11 +88,13 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.cfg.HTTP.TrustProxy {
 		d.log.Warn("http.trust_proxy is deprecated: it trusts loopback and the private ranges as proxies; list your proxies in http.trusted_proxies instead")
 	}
-	if _, err := BootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile); err != nil {
+	// Providers first: a start that fails on one shows no first API key
+	// (the next start, fixed, does).
+	if err := d.startProviders(ctx, opts); err != nil {
 		d.Close()
 		return nil, err
 	}
-	if err := d.startProviders(ctx, opts); err != nil {
+	if _, err := BootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile); err != nil {
 		d.Close()
 		return nil, err
 	}
