@@ -41,7 +41,8 @@
 // Spec is Optional, so the daemon can refuse to serve without it. A
 // running provider is health-checked; when its process exits, three
 // health checks in a row fail, or three calls in a row run past its
-// Timeout (the process may be alive but stuck), it is killed and started
+// Timeout while none has been answered in time for a whole Timeout (the
+// process may be alive but stuck), it is killed and started
 // again: the first restart at once, then with exponential backoff and
 // jitter (200 ms doubling, capped at 30 s). Two seconds of uptime reset
 // the backoff, so a plugin that crashes every few seconds is restarted at
@@ -58,13 +59,14 @@
 // Provider methods run under the spec's Timeout (default 5 s); the
 // deadline crosses into the plugin and on into its KV calls. A call that
 // runs past it is logged at warn ("plugin call timed out", with the
-// timeout and the request id); three in a row, with no call answered in
-// time between them, restart the plugin (see Supervision). A call cut
-// short by the caller's own earlier deadline counts for neither. A
-// timed-out call, a dead plugin and a cancelled call match
-// sdk.ErrUnavailable; a
-// plugin's own errors match the sdk sentinel it returned and keep its
-// message; a capability the plugin lacks is ErrUnsupported.
+// timeout and the request id); three in a row, while no call has been
+// answered in time for a whole Timeout, restart the plugin (see
+// Supervision), so a plugin slow under load that still answers is left
+// alone. A call cut short by the caller's own earlier deadline counts for
+// neither. A timed-out call, a dead plugin and a cancelled call match
+// sdk.ErrUnavailable; a plugin's own errors match the sdk sentinel it
+// returned and keep its message; a capability the plugin lacks is
+// ErrUnsupported.
 //
 // # Host services
 //

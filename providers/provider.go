@@ -52,7 +52,8 @@ type instance struct {
 	started time.Time
 
 	timeouts  atomic.Int32  // calls in a row that ran past the provider's timeout
-	stuck     chan struct{} // closed at tuning.stuckCalls timeouts in a row
+	answered  atomic.Int64  // unix nanoseconds of the last call answered in time (or of the start)
+	stuck     chan struct{} // closed at tuning.stuckCalls timeouts in a row with no answer in between
 	stuckOnce sync.Once
 }
 
@@ -171,6 +172,7 @@ func (p *Provider) launch(ctx context.Context) (*instance, error) {
 		return nil, keyError("config", fmt.Errorf("configure: %w", err))
 	}
 	inst.started = time.Now()
+	inst.answered.Store(inst.started.UnixNano())
 	ok = true
 	return inst, nil
 }
@@ -357,7 +359,7 @@ func (p *Provider) watch(inst *instance) error {
 		case <-inst.rpc.Done():
 			return fmt.Errorf("plugin process exited: %s", inst.runner.exitStatus())
 		case <-inst.stuck:
-			return fmt.Errorf("%d calls in a row ran past the %s timeout; the process (pid %d) is alive but stuck", t.stuckCalls, p.spec.Timeout, inst.runner.pid)
+			return fmt.Errorf("%d calls in a row ran past the %s timeout, none answered in between; the process (pid %d) is alive but stuck", t.stuckCalls, p.spec.Timeout, inst.runner.pid)
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(p.h.ctx, t.pingTimeout)
 			err := inst.rpc.Ping(ctx)
@@ -414,9 +416,11 @@ func (p *Provider) current() (*instance, error) {
 
 // call runs fn on the current instance under the provider's deadline. A
 // call that runs past it is logged with requestID; stuckCalls of them in
-// a row restart the plugin (a call answered in time, even with an error,
-// resets the count). A call cut short by the caller's earlier deadline
-// counts for neither.
+// a row, while no call has been answered in time for a whole timeout,
+// restart the plugin. A call answered in time, even with an error, resets
+// the count, so a plugin that is slow under load but answers is not
+// restarted. A call cut short by the caller's earlier deadline counts for
+// neither.
 func (p *Provider) call(ctx context.Context, capability, requestID string, fn func(context.Context, *hostrpc.Client) error) error {
 	inst, err := p.current()
 	if err != nil {
@@ -438,15 +442,18 @@ func (p *Provider) call(ctx context.Context, capability, requestID string, fn fu
 		return &sdk.Error{Code: sdk.CodeUnavailable, Message: fmt.Sprintf("provider %q did not answer within %s", p.spec.Name, p.spec.Timeout)}
 	}
 	inst.timeouts.Store(0)
+	inst.answered.Store(time.Now().UnixNano())
 	return err
 }
 
 // timedOut logs a call that ran past the provider's timeout and, at
-// stuckCalls in a row, has the supervisor restart the plugin.
+// stuckCalls in a row with no answer for a whole timeout, has the
+// supervisor restart the plugin.
 func (p *Provider) timedOut(inst *instance, requestID string) {
 	n := int(inst.timeouts.Add(1))
 	p.log.Warn("plugin call timed out", "timeout", p.spec.Timeout.String(), "request_id", requestID, "in_a_row", n, "restart_at", p.h.tune.stuckCalls)
-	if n >= p.h.tune.stuckCalls {
+	silent := time.Since(time.Unix(0, inst.answered.Load()))
+	if n >= p.h.tune.stuckCalls && silent >= p.spec.Timeout {
 		inst.stuckOnce.Do(func() { close(inst.stuck) })
 	}
 }

@@ -193,3 +193,43 @@ func TestBackoffResetsAfterShortUptime(t *testing.T) {
 		t.Fatalf("a crash right after a restart was restarted after %s, want the backoff (>= 1.5 s)", took)
 	}
 }
+
+// TestSlowPluginThatAnswersIsNotRestarted: calls that time out while
+// another call is answered in time do not restart the plugin (a plugin
+// slow under load still works); once nothing has been answered for a
+// whole timeout, three timeouts in a row do.
+func TestSlowPluginThatAnswersIsNotRestarted(t *testing.T) {
+	spec := external(t, "slow", "echo")
+	spec.Timeout = 300 * time.Millisecond
+	h, err := newHost(t, Options{}, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mustProvider(t, h, "slow")
+	pid := p.status().PID
+	if _, err := verify(p, map[string]any{"op": "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = verify(p, map[string]any{"op": "hang"})
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	// Answered in time at about 250 ms, just before the five time out.
+	if _, err := verify(p, map[string]any{"op": "sleep", "millis": 150}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	time.Sleep(3 * h.tune.pingEvery)
+	if st := p.status(); st.Health != HealthUp || st.PID != pid || st.Restarts != 0 {
+		t.Fatalf("restarted while it answered: %+v", st)
+	}
+	for range 3 {
+		_, _ = verify(p, map[string]any{"op": "hang"})
+	}
+	waitFor(t, 5*time.Second, "the restart", func() bool { st := p.status(); return st.Restarts == 1 && st.Health == HealthUp })
+}
