@@ -194,6 +194,7 @@ type providerInfo struct {
 	Health    providers.Health `json:"health"`
 	Deliver   string           `json:"deliver"`
 	Restarts  *int             `json:"restarts,omitempty"`
+	Attempts  *int             `json:"attempts,omitempty"` // starts tried since it was last up
 	LastError *string          `json:"lastError,omitempty"`
 }
 
@@ -215,8 +216,8 @@ func (d *Daemon) providerStatus(detail bool) []providerInfo {
 			info.Flows = []string{}
 		}
 		if detail {
-			restarts, lastErr := st.Restarts, st.LastError
-			info.Restarts, info.LastError = &restarts, &lastErr
+			restarts, attempts, lastErr := st.Restarts, st.Attempts, d.scrub(st.LastError)
+			info.Restarts, info.Attempts, info.LastError = &restarts, &attempts, &lastErr
 		}
 		out = append(out, info)
 	}
@@ -225,8 +226,9 @@ func (d *Daemon) providerStatus(detail bool) []providerInfo {
 
 func (d *Daemon) providerHealth() []providerInfo { return d.providerStatus(false) }
 
-// listProviders answers GET /v1/providers: name, kind, flows and health;
-// API key callers also see restarts and the last error.
+// listProviders answers GET /v1/providers: name, kind, flows and health
+// (providers.Health: up, starting, restarting or down); API key callers
+// also see restarts, start attempts and the last error.
 func (d *Daemon) listProviders(w http.ResponseWriter, r *http.Request, c *caller) error {
 	list := d.providerStatus(c.key != nil && c.key.HasScope("providers.read"))
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(list), "providers": list})
