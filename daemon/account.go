@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -41,7 +42,7 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	if c.key == nil && d.cfg.Limits.Enabled {
 		if err := d.limits.reset(r.Context(), limitKey); err != nil {
-			d.log.Warn("rate limit reset failed", "err", err)
+			d.logLimited(r.Context(), slog.LevelWarn, "rate limit reset failed", "err", err.Error())
 		}
 	}
 	d.setSessionCookies(w, r, c, cred, s.Expire)

@@ -83,7 +83,9 @@ func missingParam(param string) *apiError {
 }
 
 // toAPIError is the one place an error becomes an HTTP answer. Errors it
-// does not know become a generic 500 and are logged, never echoed.
+// does not know become a generic 500 and are logged, never echoed. Both
+// logs of a store failure are rate limited (logLimited): one line per
+// logInterval, with the count held back.
 func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	var (
 		ae  *apiError
@@ -115,7 +117,7 @@ func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	case errors.Is(err, tokenstore.ErrKeyExpired):
 		return errKeyExpired
 	case errors.Is(err, tokenstore.ErrUnavailable):
-		d.log.WarnContext(r.Context(), "store unavailable", "method", r.Method, "path", r.URL.Path, "err", err.Error())
+		d.logLimited(r.Context(), slog.LevelWarn, "store unavailable", "method", r.Method, "path", r.URL.Path, "err", err.Error())
 		return errStoreUnavailable
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return &apiError{408, "general_request_timeout", "The client closed the request."}
@@ -123,7 +125,7 @@ func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	if mapped := mapProviderError(err); mapped != nil {
 		return mapped
 	}
-	d.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err.Error())
+	d.logLimited(r.Context(), slog.LevelError, "request failed", "method", r.Method, "path", r.URL.Path, "err", err.Error())
 	return errServer
 }
 
