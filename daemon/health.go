@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -83,7 +84,8 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(why) > 0 {
 		body.Status = "fail"
-		d.log.Warn("not ready", "down", strings.Join(why, ", "))
+		// Probed every few seconds: one line per interval while it lasts.
+		d.logLimited(r.Context(), slog.LevelWarn, "not ready", "down", strings.Join(why, ", "))
 		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
