@@ -59,7 +59,7 @@ Usage:
   handoff keys revoke ID                                        revoke an API key
   handoff keys rotate-signing                                   make a new JWT signing key
   handoff secrets reencrypt                                     seal the store's secrets under secrets.key_file's first key
-  handoff config check [--print]                                validate the config (and print it)
+  handoff config check [--print]                                validate the config, start every provider once (and print it)
   handoff bench [--scenario exchange] [--target URL --key K]    measure speed and memory (bench --help)
   handoff version                                               print the module version and VCS revision
   handoff plugin KIND                                           serve a built-in plugin (started by the daemon)
@@ -410,7 +410,7 @@ func configCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := daemon.CheckConfig(context.Background(), cfg, builtins); err != nil {
+	if err := daemon.CheckStart(context.Background(), daemon.Options{Config: cfg, Builtins: builtins}); err != nil {
 		return err
 	}
 	if err := daemon.CheckSecretsKeyFile(cfg); err != nil {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +14,112 @@ import (
 
 	"github.com/handoffd/handoff/tokenstore"
 )
+
+// TestMain serves `handoff plugin <kind>` as the real binary does: the
+// daemon and config check re-execute this test binary for built-ins.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "plugin" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// selfPlugin is this test binary as a pinned third-party plugin serving
+// the password kind, and its SHA-256.
+func selfPlugin(t *testing.T) (string, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	return exe, hex.EncodeToString(sum[:])
+}
+
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "handoff.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestConfigCheckStartsProviders: `handoff config check` starts every
+// provider, so a typo in a provider's config key, a wrong sha256 pin and
+// a missing plugin binary are each reported with the provider's name and
+// key path, and it exits 1. Before, all three said "config ok".
+func TestConfigCheckStartsProviders(t *testing.T) {
+	exe, sum := selfPlugin(t)
+	good := fmt.Sprintf(`
+  - name: good
+    plugin: {path: %q, sha256: %q, args: [plugin, password]}
+    users: {create: true}
+`, exe, sum)
+	cfg := writeConfig(t, fmt.Sprintf(`
+providers:
+  - name: gone
+    plugin: {path: %q, sha256: %q}
+  - name: badpin
+    plugin: {path: %q, sha256: %q, args: [plugin, password]}
+  - name: typo
+    kind: oidc
+    config: {issuer: "https://idp.example.com/", client_id: app, client_secert: s3cret-value}
+%s`, filepath.Join(t.TempDir(), "missing-plugin"), sum, exe, strings.Repeat("0", 64), good))
+	var out, errOut bytes.Buffer
+	code := run([]string{"config", "check", "--config", cfg, "--data", t.TempDir()}, &out, &errOut)
+	if code != 1 {
+		t.Fatalf("config check = %d, stdout %q stderr %q", code, out.String(), errOut.String())
+	}
+	got := errOut.String()
+	for _, want := range []string{
+		"providers[0].plugin.path: provider gone did not start",
+		"no such file",
+		"providers[1].plugin.sha256: provider badpin did not start",
+		"sha256 mismatch",
+		"providers[2].config: provider typo did not start",
+		"client_secert",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("config check output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "s3cret-value") {
+		t.Errorf("config check printed a secret value:\n%s", got)
+	}
+	if strings.Contains(got, "providers[3]") || strings.Contains(out.String(), "config ok") {
+		t.Errorf("the good provider is reported, or config ok printed:\n%s%s", out.String(), got)
+	}
+
+	// The good provider alone passes.
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"config", "check", "--config", writeConfig(t, "providers:"+good), "--data", t.TempDir()}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "config ok") {
+		t.Fatalf("config check of a good provider = %d %q %q", code, out.String(), errOut.String())
+	}
+}
+
+// TestServeFailsOnRequiredProvider: serve exits 1, naming the provider and
+// why on stderr, when a provider without optional: true cannot start.
+// Before, it logged the failure and served without it.
+func TestServeFailsOnRequiredProvider(t *testing.T) {
+	cfg := writeConfig(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+providers:
+  - name: needed
+    plugin: {path: %q, sha256: %q}
+`, filepath.Join(t.TempDir(), "missing-plugin"), strings.Repeat("ab", 32)))
+	var out, errOut bytes.Buffer
+	code := run([]string{"serve", "--config", cfg, "--data", t.TempDir()}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), `handoff: provider "needed": plugin binary: open`) ||
+		!strings.Contains(errOut.String(), "optional: true") {
+		t.Fatalf("serve = %d, stderr %q", code, errOut.String())
+	}
+}
 
 // TestSecretsReencrypt walks a key rotation through the command line: the
 // first command generates the key file beside the bolt database; a new

@@ -139,6 +139,10 @@ type Provider struct {
 	Deliver Deliver        `koanf:"deliver"`
 	Timeout time.Duration  `koanf:"timeout"` // per call; default 5s
 	Token   TokenOverride  `koanf:"token"`
+	// Optional lets the daemon serve while this provider cannot start (it
+	// is retried with backoff); default false: a failed first start stops
+	// `serve`, and /readyz answers 503 while it is down.
+	Optional bool `koanf:"optional"`
 }
 
 // Plugin locates a third-party plugin binary, pinned by its SHA-256.

@@ -60,6 +60,9 @@ type Daemon struct {
 	keysMu   sync.Mutex // guards keysRead
 	keysRead time.Time  // when jwks last read the signing keys
 
+	secretsOnce sync.Once // guards secrets
+	secrets     []string  // the config's secret values, for scrub
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -96,22 +99,29 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-// CheckConfig is what `handoff config check` and New check before
-// anything starts: Validate, and each built-in provider's deliver.via
-// against what its kind's Describe reports (builtins' factories answer
-// Describe in process; nothing is configured or started). Third-party
-// plugins are checked by New once they have started.
+// CheckConfig is what New checks before anything starts: Validate, and
+// each built-in provider's deliver.via against what its kind's Describe
+// reports (builtins' factories answer Describe in process; nothing is
+// configured or started). Third-party plugins are checked by New once
+// they have started; CheckStart, `handoff config check`, starts them all.
 func CheckConfig(ctx context.Context, cfg config.Config, builtins map[string]sdk.Factory) error {
+	return checkConfig(cfg, builtinProves(ctx, builtins), nil)
+}
+
+// checkConfig joins Validate's problems, ValidateDelivery's with proves,
+// and more into one Problems (nil when there are none).
+func checkConfig(cfg config.Config, proves config.ProvesIdentity, more config.Problems) error {
 	var ps config.Problems
-	for _, err := range []error{cfg.Validate(), cfg.ValidateDelivery(builtinProves(ctx, builtins))} {
-		var more config.Problems
+	for _, err := range []error{cfg.Validate(), cfg.ValidateDelivery(proves)} {
+		var found config.Problems
 		switch {
-		case errors.As(err, &more):
-			ps = append(ps, more...)
+		case errors.As(err, &found):
+			ps = append(ps, found...)
 		case err != nil:
 			return err
 		}
 	}
+	ps = append(ps, more...)
 	if len(ps) == 0 {
 		return nil
 	}

@@ -101,7 +101,8 @@ func (d *Daemon) providerRoutes(api func(pattern, scope string, h handlerFunc)) 
 }
 
 // startProviders launches every configured provider's plugin. A provider
-// that fails is reported and left out; the rest serve. A plugin that
+// whose first start fails fails New, unless it is optional: then it is
+// retried with backoff while the rest serve. A plugin that
 // reports in Describe that it does not prove identity while its provider
 // delivers in band fails the start, naming the key: that is a config
 // error, found only once the plugin has said what it is.
@@ -119,13 +120,9 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 	})
 	specs := make([]providers.Spec, 0, len(d.cfg.Providers))
 	for _, pc := range d.cfg.Providers {
-		raw, err := json.Marshal(pc.Config)
+		spec, err := providerSpec(pc)
 		if err != nil {
-			return fmt.Errorf("provider %s: config: %w", pc.Name, err)
-		}
-		spec := providers.Spec{Name: pc.Name, Kind: pc.Kind, Config: raw, Timeout: pc.Timeout}
-		if pc.Plugin != nil {
-			spec.External = &providers.External{Path: pc.Plugin.Path, SHA256: pc.Plugin.SHA256, Args: pc.Plugin.Args, Env: pc.Plugin.Env}
+			return err
 		}
 		specs = append(specs, spec)
 		p := &provider{cfg: pc}
@@ -143,7 +140,7 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 		d.providers[pc.Name] = p
 	}
 	if err := d.host.Start(ctx, specs); err != nil {
-		d.log.Error("some providers did not start; the rest serve", "err", err.Error())
+		return fmt.Errorf("%w\n(a provider the daemon may serve without, retried until it starts, sets optional: true)", err)
 	}
 	up := map[string]bool{}
 	for _, st := range d.host.Status() {
@@ -164,8 +161,21 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 	})
 }
 
-// lookupProvider finds a configured provider; one that did not start
-// answers 503.
+// providerSpec is what the host needs to run pc's plugin.
+func providerSpec(pc config.Provider) (providers.Spec, error) {
+	raw, err := json.Marshal(pc.Config)
+	if err != nil {
+		return providers.Spec{}, fmt.Errorf("provider %s: config: %w", pc.Name, err)
+	}
+	spec := providers.Spec{Name: pc.Name, Kind: pc.Kind, Config: raw, Timeout: pc.Timeout, Optional: pc.Optional}
+	if pc.Plugin != nil {
+		spec.External = &providers.External{Path: pc.Plugin.Path, SHA256: pc.Plugin.SHA256, Args: pc.Plugin.Args, Env: pc.Plugin.Env}
+	}
+	return spec, nil
+}
+
+// lookupProvider finds a configured provider; one that is not up answers
+// 503 (its plugin's calls fail with sdk.ErrUnavailable).
 func (d *Daemon) lookupProvider(name string) (*provider, error) {
 	p, ok := d.providers[name]
 	if !ok {
@@ -178,13 +188,14 @@ func (d *Daemon) lookupProvider(name string) (*provider, error) {
 }
 
 type providerInfo struct {
-	Name      string   `json:"name"`
-	Kind      string   `json:"kind"`
-	Flows     []string `json:"flows"`
-	Health    string   `json:"health"`
-	Deliver   string   `json:"deliver"`
-	Restarts  *int     `json:"restarts,omitempty"`
-	LastError *string  `json:"lastError,omitempty"`
+	Name      string           `json:"name"`
+	Kind      string           `json:"kind"`
+	Flows     []string         `json:"flows"`
+	Health    providers.Health `json:"health"`
+	Deliver   string           `json:"deliver"`
+	Restarts  *int             `json:"restarts,omitempty"`
+	Attempts  *int             `json:"attempts,omitempty"` // starts tried since it was last up
+	LastError *string          `json:"lastError,omitempty"`
 }
 
 func (d *Daemon) providerStatus(detail bool) []providerInfo {
@@ -205,8 +216,8 @@ func (d *Daemon) providerStatus(detail bool) []providerInfo {
 			info.Flows = []string{}
 		}
 		if detail {
-			restarts, lastErr := st.Restarts, st.LastError
-			info.Restarts, info.LastError = &restarts, &lastErr
+			restarts, attempts, lastErr := st.Restarts, st.Attempts, d.scrub(st.LastError)
+			info.Restarts, info.Attempts, info.LastError = &restarts, &attempts, &lastErr
 		}
 		out = append(out, info)
 	}
@@ -215,8 +226,9 @@ func (d *Daemon) providerStatus(detail bool) []providerInfo {
 
 func (d *Daemon) providerHealth() []providerInfo { return d.providerStatus(false) }
 
-// listProviders answers GET /v1/providers: name, kind, flows and health;
-// API key callers also see restarts and the last error.
+// listProviders answers GET /v1/providers: name, kind, flows and health
+// (providers.Health: up, starting, restarting or down); API key callers
+// also see restarts, start attempts and the last error.
 func (d *Daemon) listProviders(w http.ResponseWriter, r *http.Request, c *caller) error {
 	list := d.providerStatus(c.key != nil && c.key.HasScope("providers.read"))
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(list), "providers": list})

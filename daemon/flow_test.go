@@ -24,6 +24,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/handoffd/handoff/config"
+	"github.com/handoffd/handoff/providers"
 )
 
 // echoPlugin builds the test plugin providers/internal/testplugins/echo
@@ -116,7 +117,7 @@ func TestProviderFlow(t *testing.T) {
 			echoProvider(t, "guarded", func(p *config.Provider) { p.Guards = []string{"guard"} }),
 			echoProvider(t, "closed", func(p *config.Provider) { p.Users.Create = false }),
 			echoProvider(t, "slow", func(p *config.Provider) { p.Timeout = 300 * time.Millisecond }),
-			echoProvider(t, "pinned", func(p *config.Provider) { p.Plugin.SHA256 = strings.Repeat("0", 64) }),
+			echoProvider(t, "pinned", func(p *config.Provider) { p.Plugin.SHA256 = strings.Repeat("0", 64); p.Optional = true }),
 		}
 	}, withLogs(logs))
 
@@ -130,14 +131,14 @@ func TestProviderFlow(t *testing.T) {
 		if err := json.Unmarshal(r.body, &out); err != nil || out.Total != 6 {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
-		health := map[string]string{}
+		health := map[string]providers.Health{}
 		for _, p := range out.Providers {
 			health[p.Name] = p.Health
 			if p.LastError != nil {
 				t.Errorf("a guest sees lastError: %s", r.body)
 			}
 		}
-		if health["echo"] != "up" || health["pinned"] != "failed" {
+		if health["echo"] != providers.HealthUp || health["pinned"] != providers.HealthRestarting {
 			t.Fatalf("health %v", health)
 		}
 		r = s.do(req{method: "GET", path: "/v1/providers", key: true})

@@ -179,22 +179,6 @@ func newerVersion(a, b string) bool {
 	return false
 }
 
-func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "pass"})
-}
-
-// readyz reports ready when the store answers within a second.
-func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	if err := d.ping(ctx); err != nil {
-		d.log.Warn("not ready", "err", err.Error())
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "fail", "store": "unreachable"})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "pass", "providers": d.providerHealth()})
-}
-
 // jwks serves the public signing keys. It reads them from the store at
 // most once a second, so a key rotated through another replica (or by
 // `handoff keys rotate-signing`) is published by every replica at once,

@@ -33,22 +33,40 @@
 //
 // # Supervision
 //
-// A provider whose first start fails is HealthFailed, reported by Start
-// and never retried. A running provider is health-checked; when its
-// process exits, or three health checks in a row fail (the process may be
-// alive but stuck), it is killed and restarted: the first restart at once,
-// then with exponential backoff and jitter (200 ms doubling, capped at
-// 30 s), reset after a healthy minute. A restart runs Configure again with
-// the same config and the same host KV. While a provider is down every
-// call fails at once with an error matching sdk.ErrUnavailable.
+// A provider's Health is HealthStarting during its first start, then
+// HealthUp or HealthRestarting until Close; a spec the host refuses (an
+// invalid name, an unknown kind, a missing or malformed sha256) is
+// HealthDown and never started. A provider whose first start fails is
+// retried like a crashed one, for ever; Start's error names it unless its
+// Spec is Optional, so the daemon can refuse to serve without it. A
+// running provider is health-checked; when its process exits, three
+// health checks in a row fail, or three calls in a row run past its
+// Timeout while none has been answered in time for a whole Timeout (the
+// process may be alive but stuck), it is killed and started
+// again: the first restart at once, then with exponential backoff and
+// jitter (200 ms doubling, capped at 30 s). Two seconds of uptime reset
+// the backoff, so a plugin that crashes every few seconds is restarted at
+// once each time, while one that dies at start backs off. A restart runs
+// Configure again with the same config and the same host KV. While a
+// provider is not up every call fails at once with an error matching
+// sdk.ErrUnavailable; Status reports the attempts since it was last up
+// and the last error. Probe starts a spec once and stops it, for
+// `handoff config check`; a failure one key of the provider's config
+// causes is a *KeyError naming that key.
 //
 // # Calls
 //
 // Provider methods run under the spec's Timeout (default 5 s); the
-// deadline crosses into the plugin and on into its KV calls. A timed-out
-// call, a dead plugin and a cancelled call match sdk.ErrUnavailable; a
-// plugin's own errors match the sdk sentinel it returned and keep its
-// message; a capability the plugin lacks is ErrUnsupported.
+// deadline crosses into the plugin and on into its KV calls. A call that
+// runs past it is logged at warn ("plugin call timed out", with the
+// timeout and the request id); three in a row, while no call has been
+// answered in time for a whole Timeout, restart the plugin (see
+// Supervision), so a plugin slow under load that still answers is left
+// alone. A call cut short by the caller's own earlier deadline counts for
+// neither. A timed-out call, a dead plugin and a cancelled call match
+// sdk.ErrUnavailable; a plugin's own errors match the sdk sentinel it
+// returned and keep its message; a capability the plugin lacks is
+// ErrUnsupported.
 //
 // # Host services
 //

@@ -28,12 +28,18 @@ var ErrUnsupported = wire.ErrUnsupported
 // DefaultTimeout is a provider's per-call deadline when its Spec has none.
 const DefaultTimeout = 5 * time.Second
 
-// Health values in Status.
+// Health is a provider's state in Status. Its values are the words
+// GET /v1/providers and /readyz show.
+type Health string
+
+// The health states. A provider is HealthStarting once, then HealthUp or
+// HealthRestarting; it moves between those two until the host closes. Only
+// a spec the host refuses (HealthDown) is never started.
 const (
-	HealthStarting = "starting" // the first start is under way
-	HealthUp       = "up"       // serving
-	HealthDown     = "down"     // crashed or unhealthy; being restarted
-	HealthFailed   = "failed"   // did not start; not retried (fix the config and restart handoff)
+	HealthStarting   Health = "starting"   // the first start is under way
+	HealthUp         Health = "up"         // serving
+	HealthRestarting Health = "restarting" // not serving (it crashed, got stuck, or its start failed); being started again with backoff
+	HealthDown       Health = "down"       // not serving and not retried: its spec is invalid, or the host is closed
 )
 
 // Spec is one configured provider.
@@ -50,6 +56,11 @@ type Spec struct {
 	Config json.RawMessage
 	// Timeout is the per-call deadline; zero is DefaultTimeout.
 	Timeout time.Duration
+	// Optional keeps a failed first start out of Start's error: the
+	// provider is retried with backoff like a crashed one, and the rest
+	// serve meanwhile. Every provider is retried; Optional only says
+	// whether its caller may serve without it.
+	Optional bool
 }
 
 // External is a third-party plugin binary, pinned by its SHA-256.
@@ -131,12 +142,18 @@ type Status struct {
 	Flows          []string
 	Capabilities   []string
 	ProvesIdentity bool
-	// Health is HealthStarting, HealthUp, HealthDown or HealthFailed.
-	Health string
+	// Optional is Spec.Optional.
+	Optional bool
+	// Health is the provider's state.
+	Health Health
 	// LastError is why the provider last failed to start or went down.
 	LastError string
 	// Restarts counts successful restarts after a crash.
 	Restarts int
+	// Attempts counts the starts tried since the provider was last up
+	// (while HealthStarting or HealthRestarting), the one under way
+	// included; 0 while it is up.
+	Attempts int
 	// PID is the plugin process while it is up, else 0.
 	PID int
 }
@@ -151,6 +168,7 @@ type tuning struct {
 	healthyAfter time.Duration // uptime that resets the backoff
 	startTimeout time.Duration // spawn to handshake; also Describe+Configure
 	killGrace    time.Duration // graceful stop before SIGKILL
+	stuckCalls   int           // calls in a row past the provider's timeout that restart a plugin
 }
 
 var defaultTuning = tuning{
@@ -159,9 +177,10 @@ var defaultTuning = tuning{
 	pingFailures: 3,
 	backoffBase:  200 * time.Millisecond,
 	backoffMax:   30 * time.Second,
-	healthyAfter: time.Minute,
+	healthyAfter: 2 * time.Second, // below 3 s: a plugin crashing every 3 s is restarted at once, not after 30 s
 	startTimeout: 10 * time.Second,
 	killGrace:    3 * time.Second,
+	stuckCalls:   3,
 }
 
 // Host launches and supervises the providers' plugin processes.
@@ -215,11 +234,15 @@ func New(opts Options) *Host {
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // Start launches every spec's plugin concurrently and waits until each has
-// started or failed. A provider that fails (a bad sha256, a missing binary,
-// a Configure error...) is reported in the returned error, joined and
-// naming the provider, and as HealthFailed in Status; the rest serve. A
-// provider that started is supervised until Close: restarted after a crash
-// or repeated failed health checks. ctx bounds the start only.
+// started or failed its first start. A spec the host refuses (an invalid
+// name, an unknown kind, a missing or malformed pin) is HealthDown and
+// never started. Every other provider is supervised until Close: one whose
+// first start fails (a bad sha256, a missing binary, a Configure error...)
+// and one that crashes or gets stuck is started again with backoff, for
+// ever. The returned error joins, naming each provider, the refused specs
+// and the failed first starts of providers that are not Optional; the
+// caller decides whether to serve without them. ctx bounds the first
+// start only.
 func (h *Host) Start(ctx context.Context, specs []Spec) error {
 	if err := h.prepareRuntimeDir(); err != nil {
 		return err
@@ -249,7 +272,8 @@ func (h *Host) Start(ctx context.Context, specs []Spec) error {
 		h.providers[spec.Name] = p
 		h.order = append(h.order, spec.Name)
 		if err := h.checkSpec(&p.spec); err != nil {
-			p.setFailed(err)
+			p.refused = true
+			p.setRefused(err)
 			fail(spec.Name, err)
 			continue
 		}
@@ -264,30 +288,50 @@ func (h *Host) Start(ctx context.Context, specs []Spec) error {
 			defer h.wg.Done()
 			inst, err := p.launch(ctx)
 			if err != nil {
-				p.setFailed(err)
-				fail(p.spec.Name, err)
+				p.setStartFailed(err)
+				if !p.spec.Optional {
+					fail(p.spec.Name, err)
+				}
 				wg.Done()
+				p.supervise(nil, 1)
 				return
 			}
-			p.setUp(inst, false)
+			p.setUp(inst)
 			wg.Done()
-			p.supervise(inst)
+			p.supervise(inst, 0)
 		}()
 	}
 	wg.Wait()
 	for _, p := range launch {
-		if st := p.status(); st.Health == HealthFailed {
-			h.log.Error("provider failed to start", "provider", st.Name, "err", st.LastError)
-		} else {
+		switch st := p.status(); {
+		case st.Health == HealthUp:
 			h.log.Info("provider started", "provider", st.Name, "kind", st.Kind, "pid", st.PID, "flows", st.Flows, "capabilities", st.Capabilities)
+		case st.Optional:
+			h.log.Warn("optional provider failed to start; retrying with backoff", "provider", st.Name, "err", st.LastError)
+		default:
+			h.log.Error("provider failed to start", "provider", st.Name, "err", st.LastError)
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// KeyError is a start failure caused by one key of a provider's config
+// section, so `handoff config check` can name it: "name", "kind",
+// "plugin.path", "plugin.sha256" or "config". Its message is Err's.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return e.Err.Error() }
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
+func keyError(key string, err error) error { return &KeyError{Key: key, Err: err} }
+
 func (h *Host) checkSpec(s *Spec) error {
 	if !nameRE.MatchString(s.Name) {
-		return fmt.Errorf("invalid name %q: want 1-64 letters, digits, '_', '.' or '-'", s.Name)
+		return keyError("name", fmt.Errorf("invalid name %q: want 1-64 letters, digits, '_', '.' or '-'", s.Name))
 	}
 	if s.Timeout <= 0 {
 		s.Timeout = DefaultTimeout
@@ -295,17 +339,17 @@ func (h *Host) checkSpec(s *Spec) error {
 	if s.External != nil {
 		switch {
 		case s.External.Path == "":
-			return errors.New("plugin: path is required")
+			return keyError("plugin.path", errors.New("plugin: path is required"))
 		case s.External.SHA256 == "":
-			return fmt.Errorf("plugin: sha256 is required (pin the binary: sha256sum %s)", s.External.Path)
+			return keyError("plugin.sha256", fmt.Errorf("plugin: sha256 is required (pin the binary: sha256sum %s)", s.External.Path))
 		}
 		if b, err := hex.DecodeString(s.External.SHA256); err != nil || len(b) != 32 {
-			return fmt.Errorf("plugin: sha256 %q is not 64 hex digits", s.External.SHA256)
+			return keyError("plugin.sha256", fmt.Errorf("plugin: sha256 %q is not 64 hex digits", s.External.SHA256))
 		}
 		return nil
 	}
 	if s.Kind == "" {
-		return errors.New("either a built-in kind or a plugin binary is required")
+		return keyError("kind", errors.New("either a built-in kind or a plugin binary is required"))
 	}
 	if _, ok := h.opts.Builtins[s.Kind]; !ok {
 		kinds := make([]string, 0, len(h.opts.Builtins))
@@ -313,9 +357,33 @@ func (h *Host) checkSpec(s *Spec) error {
 			kinds = append(kinds, k)
 		}
 		slices.Sort(kinds)
-		return fmt.Errorf("unknown kind %q (built-in kinds: %s)", s.Kind, strings.Join(kinds, ", "))
+		return keyError("kind", fmt.Errorf("unknown kind %q (built-in kinds: %s)", s.Kind, strings.Join(kinds, ", ")))
 	}
 	return nil
+}
+
+// Probe starts spec's plugin once, as Start would (the pin, the
+// handshake, Describe, Configure with spec.Config), stops it again and
+// returns what Describe reported. It is `handoff config check`'s test of
+// a provider: a failure caused by one key of the provider's section is a
+// *KeyError naming it. The provider is not added to the host.
+func (h *Host) Probe(ctx context.Context, spec Spec) (sdk.Info, error) {
+	if err := h.prepareRuntimeDir(); err != nil {
+		return sdk.Info{}, err
+	}
+	if h.ctx.Err() != nil {
+		return sdk.Info{}, errors.New("providers: host is closed")
+	}
+	p := newProvider(h, spec)
+	if err := h.checkSpec(&p.spec); err != nil {
+		return sdk.Info{}, err
+	}
+	inst, err := p.launch(ctx)
+	if err != nil {
+		return sdk.Info{}, err
+	}
+	p.kill(inst, true)
+	return inst.info, nil
 }
 
 // prepareRuntimeDir makes RuntimeDir/h<pid>, the parent of this host's
@@ -375,13 +443,14 @@ func sweepRuntimeDir(dir string, log *slog.Logger) {
 	}
 }
 
-// Provider returns a started provider. A provider that failed to start is
-// not returned (its Status says why).
+// Provider returns a provider given to Start, whatever its health: while
+// it is not up its calls fail with an error matching sdk.ErrUnavailable. A
+// spec the host refused is not returned (its Status says why).
 func (h *Host) Provider(name string) (*Provider, bool) {
 	h.mu.Lock()
 	p, ok := h.providers[name]
 	h.mu.Unlock()
-	if !ok || p.status().Health == HealthFailed {
+	if !ok || p.refused {
 		return nil, false
 	}
 	return p, true

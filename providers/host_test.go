@@ -58,11 +58,15 @@ func TestChecksumMismatchRefusesOnlyThatProvider(t *testing.T) {
 	if strings.Contains(msg, `provider "good"`) {
 		t.Errorf("error names the good provider: %q", msg)
 	}
-	if _, ok := h.Provider("bad"); ok {
-		t.Error("the refused provider is served")
+	var ke *KeyError
+	if !errors.As(err, &ke) || ke.Key != "plugin.sha256" {
+		t.Errorf("error %v does not name plugin.sha256", err)
+	}
+	if _, err := verify(mustProvider(t, h, "bad"), map[string]any{"op": "ok"}); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Errorf("the refused provider answered: %v", err)
 	}
 	st := h.Status()
-	if st[0].Health != HealthFailed || !strings.Contains(st[0].LastError, "sha256 mismatch") || st[0].PID != 0 {
+	if st[0].Health != HealthRestarting || !strings.Contains(st[0].LastError, "sha256 mismatch") || st[0].PID != 0 || st[0].Attempts < 1 {
 		t.Errorf("bad status = %+v", st[0])
 	}
 	if st[1].Health != HealthUp {
@@ -80,17 +84,22 @@ func TestStartFailuresAreReported(t *testing.T) {
 	failConfig := Spec{Name: "failconfig", Kind: "echo", Config: payload(map[string]any{"fail_configure": true})}
 	unknownKind := Spec{Name: "unknown", Kind: "ldap"}
 	noisy := external(t, "noisy", "noisy")
-	h, err := newHost(t, Options{}, missing, unpinned, badConfig, failConfig, unknownKind, noisy, Spec{Name: "ok", Kind: "minimal"})
+	// No retry during the test: its socket dirs would race the count below.
+	h, err := newHostTuned(t, Options{}, func(t *tuning) { t.backoffBase, t.backoffMax = time.Hour, time.Hour },
+		missing, unpinned, badConfig, failConfig, unknownKind, noisy, Spec{Name: "ok", Kind: "minimal"})
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for name, want := range map[string]string{
-		"missing":    "no such file",
-		"unpinned":   "sha256 is required",
-		"badconfig":  "config: greting: unknown key",
-		"failconfig": "configure asked to fail",
-		"unknown":    `unknown kind "ldap" (built-in kinds: echo, minimal)`,
-		"noisy":      "print to stdout",
+	for name, want := range map[string]struct {
+		health    Health
+		key, text string
+	}{
+		"missing":    {HealthRestarting, "plugin.path", "no such file"},
+		"unpinned":   {HealthDown, "plugin.sha256", "sha256 is required"},
+		"badconfig":  {HealthRestarting, "config", "config: greting: unknown key"},
+		"failconfig": {HealthRestarting, "config", "configure asked to fail"},
+		"unknown":    {HealthDown, "kind", `unknown kind "ldap" (built-in kinds: echo, minimal)`},
+		"noisy":      {HealthRestarting, "plugin.path", "print to stdout"},
 	} {
 		if !strings.Contains(err.Error(), fmt.Sprintf("provider %q: ", name)) {
 			t.Errorf("error does not name %s: %v", name, err)
@@ -99,10 +108,16 @@ func TestStartFailuresAreReported(t *testing.T) {
 		for _, st := range h.Status() {
 			if st.Name == name {
 				found = true
-				if st.Health != HealthFailed || !strings.Contains(st.LastError, want) {
-					t.Errorf("%s: status %+v, want failed with %q", name, st, want)
+				if st.Health != want.health || !strings.Contains(st.LastError, want.text) {
+					t.Errorf("%s: status %+v, want %s with %q", name, st, want.health, want.text)
 				}
 			}
+		}
+		spec := map[string]Spec{"missing": missing, "unpinned": unpinned, "badconfig": badConfig, "failconfig": failConfig, "unknown": unknownKind, "noisy": noisy}[name]
+		_, perr := h.Probe(context.Background(), spec)
+		var ke *KeyError
+		if !errors.As(perr, &ke) || ke.Key != want.key || !strings.Contains(perr.Error(), want.text) {
+			t.Errorf("%s: Probe = %v, want key %s", name, perr, want.key)
 		}
 		if !found {
 			t.Errorf("%s: no status", name)
@@ -403,10 +418,10 @@ func TestCallsFailFastWhileDown(t *testing.T) {
 	if took := time.Since(start); took > 50*time.Millisecond {
 		t.Errorf("call while down took %s", took)
 	}
-	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "down (restarting)") {
+	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "restarting (attempt ") {
 		t.Fatalf("call while down: %v", err)
 	}
-	if st := p.status(); st.Health != HealthDown || st.PID != 0 {
+	if st := p.status(); st.Health != HealthRestarting || st.PID != 0 || st.Attempts < 1 {
 		t.Fatalf("status = %+v", st)
 	}
 	if err := os.WriteFile(path+".new", orig, 0o755); err != nil {

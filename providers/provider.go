@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -30,12 +31,16 @@ type Provider struct {
 	kv     KV
 	swapMu sync.Mutex // CompareAndSwap on a KV without Update
 
+	refused bool // checkSpec refused the spec; set before Start returns
+
 	mu       sync.Mutex
-	health   string
+	health   Health
 	inst     *instance // set while up
 	info     sdk.Info
 	lastErr  string
 	restarts int
+	attempts int  // starts tried since the provider was last up
+	wasUp    bool // it has been up once: the next up is a restart
 }
 
 // instance is one plugin process.
@@ -45,10 +50,15 @@ type instance struct {
 	rpc     *hostrpc.Client
 	info    sdk.Info
 	started time.Time
+
+	timeouts  atomic.Int32  // calls in a row that ran past the provider's timeout
+	answered  atomic.Int64  // unix nanoseconds of the last call answered in time (or of the start)
+	stuck     chan struct{} // closed at tuning.stuckCalls timeouts in a row with no answer in between
+	stuckOnce sync.Once
 }
 
 func newProvider(h *Host, spec Spec) *Provider {
-	return &Provider{h: h, spec: spec, log: h.log.With("provider", spec.Name), kv: h.opts.KV(spec.Name), health: HealthStarting}
+	return &Provider{h: h, spec: spec, log: h.log.With("provider", spec.Name), kv: h.opts.KV(spec.Name), health: HealthStarting, attempts: 1}
 }
 
 // Name returns the provider's name.
@@ -67,7 +77,8 @@ func (p *Provider) status() Status {
 	defer p.mu.Unlock()
 	st := Status{
 		Name: p.spec.Name, Kind: p.spec.Kind, Flows: p.info.Flows, Capabilities: p.info.Capabilities,
-		ProvesIdentity: p.info.ProvesIdentity, Health: p.health, LastError: p.lastErr, Restarts: p.restarts,
+		ProvesIdentity: p.info.ProvesIdentity, Optional: p.spec.Optional, Health: p.health, LastError: p.lastErr,
+		Restarts: p.restarts, Attempts: p.attempts,
 	}
 	if p.inst != nil {
 		st.PID = p.inst.runner.pid
@@ -75,28 +86,49 @@ func (p *Provider) status() Status {
 	return st
 }
 
-func (p *Provider) setFailed(err error) {
+// setRefused marks a spec the host will never start.
+func (p *Provider) setRefused(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.health, p.lastErr, p.inst = HealthFailed, err.Error(), nil
+	p.health, p.lastErr, p.inst, p.attempts = HealthDown, err.Error(), nil, 0
 }
 
-func (p *Provider) setUp(inst *instance, restart bool) {
+// setStartFailed records a failed first start, to be retried.
+func (p *Provider) setStartFailed(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.health, p.inst, p.info = HealthUp, inst, inst.info
-	if restart {
+	p.health, p.lastErr, p.inst = HealthRestarting, err.Error(), nil
+}
+
+func (p *Provider) setUp(inst *instance) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.health, p.inst, p.info, p.attempts = HealthUp, inst, inst.info, 0
+	if p.wasUp {
 		p.restarts++
 	}
+	p.wasUp = true
 }
 
-func (p *Provider) setDown(why error) {
+// setRestarting records why a running plugin went down.
+func (p *Provider) setRestarting(why error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.health, p.inst, p.lastErr = HealthRestarting, nil, why.Error()
+}
+
+// setAttempt records that start attempt n of this outage is under way.
+func (p *Provider) setAttempt(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.attempts = n
+}
+
+// setStopped marks the provider down for good: the host is closing.
+func (p *Provider) setStopped() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.health, p.inst = HealthDown, nil
-	if why != nil {
-		p.lastErr = why.Error()
-	}
 }
 
 func (p *Provider) setLastErr(err error) {
@@ -125,7 +157,7 @@ func (p *Provider) launch(ctx context.Context) (*instance, error) {
 	}()
 	info, err := inst.rpc.Describe(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("describe: %w", err)
+		return nil, p.binaryError(fmt.Errorf("describe: %w", err))
 	}
 	for _, f := range info.Flows {
 		if f != sdk.FlowDirect && f != sdk.FlowRedirect {
@@ -133,24 +165,38 @@ func (p *Provider) launch(ctx context.Context) (*instance, error) {
 		}
 	}
 	if slices.Contains(info.Flows, sdk.FlowRedirect) && !slices.Contains(info.Capabilities, sdk.CapRedirector) {
-		return nil, errors.New("describe: the plugin reports the redirect flow but does not implement sdk.Redirector")
+		return nil, p.binaryError(errors.New("describe: the plugin reports the redirect flow but does not implement sdk.Redirector"))
 	}
 	inst.info = info
 	if err := inst.rpc.Configure(ctx, p.spec.Config, p.kv, &p.swapMu); err != nil {
-		return nil, fmt.Errorf("configure: %w", err)
+		return nil, keyError("config", fmt.Errorf("configure: %w", err))
 	}
 	inst.started = time.Now()
+	inst.answered.Store(inst.started.UnixNano())
 	ok = true
 	return inst, nil
+}
+
+// binaryError blames a plugin that misbehaves on its binary: a third-party
+// one's plugin.path; a built-in's is this daemon, no key of the config.
+func (p *Provider) binaryError(err error) error {
+	if p.spec.External == nil {
+		return err
+	}
+	return keyError("plugin.path", err)
 }
 
 // spawn starts the process and completes go-plugin's handshake.
 func (p *Provider) spawn() (*instance, error) {
 	cmd, err := p.command()
-	if err != nil {
-		return nil, err
+	var ce *checksumError
+	switch {
+	case errors.As(err, &ce):
+		return nil, keyError("plugin.sha256", err)
+	case err != nil:
+		return nil, p.binaryError(err)
 	}
-	inst := &instance{}
+	inst := &instance{stuck: make(chan struct{})}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: hostrpc.Plugins()},
@@ -174,7 +220,7 @@ func (p *Provider) spawn() (*instance, error) {
 	}
 	if err != nil {
 		p.kill(inst, false)
-		return nil, startError(err, cmd.Args[0])
+		return nil, p.binaryError(startError(err, cmd.Args[0]))
 	}
 	return inst, nil
 }
@@ -227,53 +273,76 @@ func (p *Provider) kill(inst *instance, graceful bool) {
 	}
 }
 
-// supervise watches a running instance until the host closes: a process
-// that exits, or fails pingFailures health checks in a row, is killed and
-// restarted; the first restart at once, then after a backoff that doubles
-// (with jitter) up to backoffMax, reset by healthyAfter of uptime.
-func (p *Provider) supervise(inst *instance) {
+// supervise keeps the provider running until the host closes. It watches
+// a running instance (inst, nil after a failed first start): a process
+// that exits, fails pingFailures health checks in a row, or lets
+// stuckCalls calls in a row run past the provider's timeout is killed
+// and started again. attempts counts the starts since the backoff was
+// last reset (1 after a failed first start).
+func (p *Provider) supervise(inst *instance, attempts int) {
 	t := p.h.tune
-	attempts := 0
 	for {
-		why := p.watch(inst)
-		if p.h.ctx.Err() != nil {
-			p.kill(inst, true)
-			p.setDown(nil)
-			return
-		}
-		p.setDown(why)
-		p.log.Warn("plugin down; restarting", "err", why.Error())
-		p.kill(inst, false)
-		if time.Since(inst.started) >= t.healthyAfter {
-			attempts = 0
-		}
-		for {
-			if d := backoff(attempts, t.backoffBase, t.backoffMax); d > 0 {
-				timer := time.NewTimer(d)
-				select {
-				case <-p.h.ctx.Done():
-					timer.Stop()
-					return
-				case <-timer.C:
-				}
-			}
-			attempts++
-			next, err := p.launch(p.h.ctx)
+		if inst != nil {
+			why := p.watch(inst)
 			if p.h.ctx.Err() != nil {
-				if next != nil {
-					p.kill(next, true)
-				}
+				p.kill(inst, true)
+				p.setStopped()
 				return
 			}
-			if err == nil {
-				inst = next
-				p.setUp(inst, true)
-				p.log.Info("plugin restarted", "pid", inst.runner.pid, "attempt", attempts)
-				break
-			}
-			p.setLastErr(err)
-			p.log.Error("plugin restart failed", "attempt", attempts, "err", err.Error())
+			p.setRestarting(why)
+			p.log.Warn("plugin down; restarting", "err", why.Error())
+			p.kill(inst, false)
+			attempts = nextAttempts(attempts, time.Since(inst.started), t)
 		}
+		if inst = p.relaunch(&attempts); inst == nil {
+			return
+		}
+	}
+}
+
+// nextAttempts is the backoff counter after a crash of a plugin that was
+// up for uptime: reset by healthyAfter of uptime, so a plugin that
+// crashes now and then is restarted at once, and one that crashes at
+// start backs off.
+func nextAttempts(attempts int, uptime time.Duration, t tuning) int {
+	if uptime >= t.healthyAfter {
+		return 0
+	}
+	return attempts
+}
+
+// relaunch starts the plugin until it is up, waiting backoff(attempts)
+// before each try, and returns it; nil when the host closes first.
+func (p *Provider) relaunch(attempts *int) *instance {
+	t := p.h.tune
+	for try := p.status().Attempts + 1; ; try++ {
+		if d := backoff(*attempts, t.backoffBase, t.backoffMax); d > 0 {
+			timer := time.NewTimer(d)
+			select {
+			case <-p.h.ctx.Done():
+				timer.Stop()
+				p.setStopped()
+				return nil
+			case <-timer.C:
+			}
+		}
+		*attempts++
+		p.setAttempt(try)
+		next, err := p.launch(p.h.ctx)
+		if p.h.ctx.Err() != nil {
+			if next != nil {
+				p.kill(next, true)
+			}
+			p.setStopped()
+			return nil
+		}
+		if err == nil {
+			p.setUp(next)
+			p.log.Info("plugin started again", "pid", next.runner.pid, "attempt", try)
+			return next
+		}
+		p.setLastErr(err)
+		p.log.Error("plugin start failed; retrying with backoff", "attempt", try, "err", err.Error())
 	}
 }
 
@@ -289,6 +358,8 @@ func (p *Provider) watch(inst *instance) error {
 			return nil
 		case <-inst.rpc.Done():
 			return fmt.Errorf("plugin process exited: %s", inst.runner.exitStatus())
+		case <-inst.stuck:
+			return fmt.Errorf("%d calls in a row ran past the %s timeout, none answered in between; the process (pid %d) is alive but stuck", t.stuckCalls, p.spec.Timeout, inst.runner.pid)
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(p.h.ctx, t.pingTimeout)
 			err := inst.rpc.Ping(ctx)
@@ -334,8 +405,8 @@ func (p *Provider) current() (*instance, error) {
 	switch {
 	case p.h.ctx.Err() != nil:
 		msg = fmt.Sprintf("provider %q is stopped (the host is closed)", p.spec.Name)
-	case p.health == HealthDown:
-		msg += " (restarting)"
+	case p.health == HealthRestarting:
+		msg += fmt.Sprintf(" (attempt %d)", p.attempts)
 	}
 	if p.lastErr != "" {
 		msg += ": " + p.lastErr
@@ -343,8 +414,14 @@ func (p *Provider) current() (*instance, error) {
 	return nil, &sdk.Error{Code: sdk.CodeUnavailable, Message: msg}
 }
 
-// call runs fn on the current instance under the provider's deadline.
-func (p *Provider) call(ctx context.Context, capability string, fn func(context.Context, *hostrpc.Client) error) error {
+// call runs fn on the current instance under the provider's deadline. A
+// call that runs past it is logged with requestID; stuckCalls of them in
+// a row, while no call has been answered in time for a whole timeout,
+// restart the plugin. A call answered in time, even with an error, resets
+// the count, so a plugin that is slow under load but answers is not
+// restarted. A call cut short by the caller's earlier deadline counts for
+// neither.
+func (p *Provider) call(ctx context.Context, capability, requestID string, fn func(context.Context, *hostrpc.Client) error) error {
 	inst, err := p.current()
 	if err != nil {
 		return err
@@ -361,14 +438,29 @@ func (p *Provider) call(ctx context.Context, capability string, fn func(context.
 		if d, _ := ctx.Deadline(); callerHas && !callerDeadline.After(d) {
 			return &sdk.Error{Code: sdk.CodeUnavailable, Message: fmt.Sprintf("provider %q did not answer before the caller's deadline", p.spec.Name)}
 		}
+		p.timedOut(inst, requestID)
 		return &sdk.Error{Code: sdk.CodeUnavailable, Message: fmt.Sprintf("provider %q did not answer within %s", p.spec.Name, p.spec.Timeout)}
 	}
+	inst.timeouts.Store(0)
+	inst.answered.Store(time.Now().UnixNano())
 	return err
+}
+
+// timedOut logs a call that ran past the provider's timeout and, at
+// stuckCalls in a row with no answer for a whole timeout, has the
+// supervisor restart the plugin.
+func (p *Provider) timedOut(inst *instance, requestID string) {
+	n := int(inst.timeouts.Add(1))
+	p.log.Warn("plugin call timed out", "timeout", p.spec.Timeout.String(), "request_id", requestID, "in_a_row", n, "restart_at", p.h.tune.stuckCalls)
+	silent := time.Since(time.Unix(0, inst.answered.Load()))
+	if n >= p.h.tune.stuckCalls && silent >= p.spec.Timeout {
+		inst.stuckOnce.Do(func() { close(inst.stuck) })
+	}
 }
 
 // Verify runs the direct flow: the identity the payload proves.
 func (p *Provider) Verify(ctx context.Context, req sdk.Request) (id sdk.Identity, err error) {
-	err = p.call(ctx, "", func(ctx context.Context, c *hostrpc.Client) error {
+	err = p.call(ctx, "", req.RequestID, func(ctx context.Context, c *hostrpc.Client) error {
 		id, err = c.Verify(ctx, req)
 		return err
 	})
@@ -377,14 +469,14 @@ func (p *Provider) Verify(ctx context.Context, req sdk.Request) (id sdk.Identity
 
 // Check runs a guard (captcha): nil when the request passes.
 func (p *Provider) Check(ctx context.Context, req sdk.Request) error {
-	return p.call(ctx, sdk.CapGuard, func(ctx context.Context, c *hostrpc.Client) error {
+	return p.call(ctx, sdk.CapGuard, req.RequestID, func(ctx context.Context, c *hostrpc.Client) error {
 		return c.Check(ctx, req)
 	})
 }
 
 // Begin starts a redirect flow.
 func (p *Provider) Begin(ctx context.Context, req sdk.BeginRequest) (res sdk.BeginResult, err error) {
-	err = p.call(ctx, sdk.CapRedirector, func(ctx context.Context, c *hostrpc.Client) error {
+	err = p.call(ctx, sdk.CapRedirector, req.RequestID, func(ctx context.Context, c *hostrpc.Client) error {
 		res, err = c.Begin(ctx, req)
 		return err
 	})
@@ -393,7 +485,7 @@ func (p *Provider) Begin(ctx context.Context, req sdk.BeginRequest) (res sdk.Beg
 
 // Complete finishes a redirect flow.
 func (p *Provider) Complete(ctx context.Context, req sdk.CompleteRequest) (id sdk.Identity, err error) {
-	err = p.call(ctx, sdk.CapRedirector, func(ctx context.Context, c *hostrpc.Client) error {
+	err = p.call(ctx, sdk.CapRedirector, "", func(ctx context.Context, c *hostrpc.Client) error {
 		id, err = c.Complete(ctx, req)
 		return err
 	})
@@ -402,7 +494,7 @@ func (p *Provider) Complete(ctx context.Context, req sdk.CompleteRequest) (id sd
 
 // Enroll registers a credential for a user.
 func (p *Provider) Enroll(ctx context.Context, req sdk.EnrollRequest) (res sdk.EnrollResult, err error) {
-	err = p.call(ctx, sdk.CapEnroller, func(ctx context.Context, c *hostrpc.Client) error {
+	err = p.call(ctx, sdk.CapEnroller, "", func(ctx context.Context, c *hostrpc.Client) error {
 		res, err = c.Enroll(ctx, req)
 		return err
 	})

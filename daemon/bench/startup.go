@@ -342,15 +342,17 @@ func readyz(hc *http.Client, addr string) (bool, map[string]string, error) {
 		return false, nil, fmt.Errorf("readyz: %d %s", resp.StatusCode, body)
 	}
 	var r struct {
-		Providers []struct {
-			Name   string `json:"name"`
-			Health string `json:"health"`
-		} `json:"providers"`
+		Components struct {
+			Providers []struct {
+				Name  string `json:"name"`
+				State string `json:"state"`
+			} `json:"providers"`
+		} `json:"components"`
 	}
 	_ = json.Unmarshal(body, &r)
 	health := map[string]string{}
-	for _, p := range r.Providers {
-		health[p.Name] = p.Health
+	for _, p := range r.Components.Providers {
+		health[p.Name] = p.State
 	}
 	return true, health, nil
 }

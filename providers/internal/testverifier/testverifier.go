@@ -33,6 +33,9 @@ type Config struct {
 	Greeting string `json:"greeting"`
 	// FailConfigure makes Configure fail with ErrUnavailable.
 	FailConfigure bool `json:"fail_configure"`
+	// FailConfigureIfExists makes Configure fail while this file exists,
+	// so a test can make a plugin's restarts fail and then recover.
+	FailConfigureIfExists string `json:"fail_configure_if_exists"`
 	// Nested checks that unknown nested keys are reported with a path.
 	Nested struct {
 		Depth int `json:"depth"`
@@ -67,6 +70,11 @@ func (e *Echo) Configure(ctx context.Context, raw json.RawMessage, host sdk.Host
 	}
 	if cfg.FailConfigure {
 		return fmt.Errorf("configure asked to fail: %w", sdk.ErrUnavailable)
+	}
+	if f := cfg.FailConfigureIfExists; f != "" {
+		if _, err := os.Stat(f); err == nil {
+			return fmt.Errorf("configure asked to fail while %s exists: %w", f, sdk.ErrUnavailable)
+		}
 	}
 	e.cfg, e.kv = cfg, host.KV()
 	return nil
