@@ -15,7 +15,7 @@ import (
 const Redacted = "REDACTED"
 
 // Redacted returns a copy of c with every secret replaced by "REDACTED":
-// tokens.pepper, store.dsn, each provider's deliver.webhook.secret and
+// tokens.pepper, store.dsn, audit.webhook.secret, each provider's deliver.webhook.secret and
 // deliver.email.password, and inside providers[].config and plugin.env
 // every value whose key names a secret (client_secret, api_key, password,
 // access_token, ...). Unset secrets stay empty, and *_file paths are kept.
@@ -23,6 +23,7 @@ const Redacted = "REDACTED"
 func (c Config) Redacted() Config {
 	c.Tokens.Pepper = redact(c.Tokens.Pepper)
 	c.Store.DSN = redact(c.Store.DSN)
+	c.Audit.Webhook.Secret = redact(c.Audit.Webhook.Secret)
 	c.CORS.Origins = slices.Clone(c.CORS.Origins)
 	c.HTTP.TrustedProxies = slices.Clone(c.HTTP.TrustedProxies)
 	c.Redirect.Allow = slices.Clone(c.Redirect.Allow)
