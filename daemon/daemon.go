@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ type Daemon struct {
 	limits  counter
 	proxies proxies
 	metrics *metrics
+	audit   *auditor // nil: audit.sink is off
 	handler http.Handler
 
 	host      *providers.Host
@@ -75,8 +77,14 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.notice == nil {
 		d.notice = io.Discard
 	}
+	audit, err := newAuditor(d.cfg.Audit, d.log, d.metrics, os.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	d.audit = audit
 	core, err := openCore(ctx, d.cfg, d.log)
 	if err != nil {
+		d.Close()
 		return nil, err
 	}
 	d.core = core
@@ -85,14 +93,19 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.cfg.HTTP.TrustProxy {
 		d.log.Warn("http.trust_proxy is deprecated: it trusts loopback and the private ranges as proxies; list your proxies in http.trusted_proxies instead")
 	}
-	if _, err := BootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile); err != nil {
+	keyID, err := bootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile)
+	if err != nil {
 		d.Close()
 		return nil, err
+	}
+	if keyID != "" {
+		d.record(systemOrigin, Event{Event: string(evKeyCreated), KeyID: keyID, Reason: "bootstrap"})
 	}
 	if err := d.startProviders(ctx, opts); err != nil {
 		d.Close()
 		return nil, err
 	}
+	d.watchProviders(time.Second)
 	d.handler = d.routes()
 	return d, nil
 }
@@ -197,27 +210,34 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokens
 // the key, so the next start makes one again: a key written nowhere would
 // be a live credential no one holds.
 func BootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer, file string) (bool, error) {
+	id, err := bootstrapKey(ctx, core, w, file)
+	return id != "", err
+}
+
+// bootstrapKey is BootstrapKey; it returns the id of the key it made, or
+// "".
+func bootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer, file string) (string, error) {
 	k, secret, created, err := core.CreateFirstKey(ctx, "bootstrap", Scopes)
 	if err != nil {
-		return false, fmt.Errorf("create the first api key: %w", err)
+		return "", fmt.Errorf("create the first api key: %w", err)
 	}
 	if !created {
-		return false, nil
+		return "", nil
 	}
 	if file == "" {
 		fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes (shown once, keep it safe):\n\n    %s\n\n"+
 			"Manage keys with `handoff keys list|create|revoke`. To have it written to a 0600 file\n"+
 			"instead of here, start with --bootstrap-key-file F (or secrets.bootstrap_key_file).\n\n", secret)
-		return true, nil
+		return k.ID, nil
 	}
 	if err := writeNewFile(file, []byte(secret+"\n")); err != nil {
 		if uerr := core.UndoFirstKey(ctx, k.ID); uerr != nil {
-			return false, fmt.Errorf("secrets.bootstrap_key_file: %w (and undo the first api key: %v)", err, uerr)
+			return "", fmt.Errorf("secrets.bootstrap_key_file: %w (and undo the first api key: %v)", err, uerr)
 		}
-		return false, fmt.Errorf("secrets.bootstrap_key_file: write the first api key: %w (no key was kept; remove the file or pick another path)", err)
+		return "", fmt.Errorf("secrets.bootstrap_key_file: write the first api key: %w (no key was kept; remove the file or pick another path)", err)
 	}
 	fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes and wrote it to %s (mode 0600).\nManage keys with `handoff keys list|create|revoke`.\n\n", file)
-	return true, nil
+	return k.ID, nil
 }
 
 // Core returns the token core.
@@ -259,6 +279,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 		d.log.Warn("sweep expired records", "err", err.Error())
 	})
 	go d.refreshSigningKeys(sweepCtx, time.Minute)
+	go d.reopenAuditOnHUP(sweepCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	d.log.Info("handoff serving", "addr", ln.Addr().String(), "project", d.cfg.Project, "store", d.cfg.Store.Driver)
@@ -293,6 +314,11 @@ func (d *Daemon) Close() error {
 		d.bg.Close()
 		if d.host != nil {
 			d.host.Close()
+		}
+		if d.audit != nil {
+			if err := d.audit.Close(); err != nil {
+				d.log.Warn("close the audit log", "err", err.Error())
+			}
 		}
 		if d.core != nil {
 			d.closeErr = d.core.Store().Close()

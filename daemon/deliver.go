@@ -127,33 +127,40 @@ func newWebhookSender(c config.Webhook, log *slog.Logger) (*webhookSender, error
 // send makes the first attempt now and, when it fails, hands the rest to
 // the background (bg), so a slow app backend does not hold the client's
 // request. The message id stays the same across attempts, so the receiver
-// can drop duplicates.
-func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) error {
+// can drop duplicates. It reports whether it retries in the background;
+// then retried is called once, from there, with the outcome: nil, or why
+// the last attempt failed.
+func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery, retried func(error)) (bool, error) {
 	body, err := json.Marshal(msg)
 	if err != nil {
-		return err
+		return false, err
 	}
 	id := "msg_" + tokenstore.NewID()
 	err = w.attempt(ctx, id, body, 1)
 	if err == nil || w.attempts == 1 {
-		return err
+		return false, err
 	}
+	final := retried
 	bg.Go(func(stop <-chan struct{}) {
 		backoff := 500 * time.Millisecond
+		last := err
 		for i := 2; i <= w.attempts; i++ {
 			wait := backoff + rand.N(backoff/2)
 			select {
 			case <-stop:
+				final(fmt.Errorf("stopped before attempt %d: %w", i, last))
 				return
 			case <-time.After(wait):
 			}
-			if w.attempt(context.Background(), id, body, i) == nil {
+			if last = w.attempt(context.Background(), id, body, i); last == nil {
+				final(nil)
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
 		}
+		final(fmt.Errorf("all %d attempts failed, the last: %w", w.attempts, last))
 	})
-	return nil
+	return true, nil
 }
 
 // attempt posts once and logs a failure with its status or transport
