@@ -28,7 +28,8 @@ type auditor struct {
 	batch   int
 	events  chan Event
 	reopens chan chan error
-	stop    chan struct{}
+	stop    chan struct{} // Close was called: drain and end
+	giveUp  chan struct{} // auditDrainTimeout after stop: cut retries short
 	done    chan struct{}
 	log     *slog.Logger
 	m       *metrics
@@ -46,7 +47,7 @@ const dropLogEvery = 10 * time.Second
 
 // auditDrainTimeout bounds how long Close waits for the sink to take the
 // events still buffered.
-const auditDrainTimeout = 5 * time.Second
+var auditDrainTimeout = 5 * time.Second
 
 // auditSink is where the audit log goes.
 type auditSink interface {
@@ -84,7 +85,7 @@ func newAuditor(c config.Audit, log *slog.Logger, m *metrics, stdout io.Writer) 
 	}
 	a := &auditor{
 		sink: sink, batch: max(1, c.Batch), events: make(chan Event, max(1, c.Buffer)),
-		reopens: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{}),
+		reopens: make(chan chan error), stop: make(chan struct{}), giveUp: make(chan struct{}), done: make(chan struct{}),
 		log: log, m: m,
 	}
 	go a.run()
@@ -125,7 +126,7 @@ func (a *auditor) run() {
 	for {
 		select {
 		case ev := <-a.events:
-			a.flush(a.collect(ev), a.stop)
+			a.flush(a.collect(ev), a.giveUp)
 		case ack := <-a.reopens:
 			ack <- a.sink.reopen()
 		case <-a.stop:
@@ -150,13 +151,10 @@ func (a *auditor) collect(first Event) []Event {
 }
 
 func (a *auditor) drain() {
-	deadline := make(chan struct{})
-	t := time.AfterFunc(auditDrainTimeout, func() { close(deadline) })
-	defer t.Stop()
 	for {
 		select {
 		case ev := <-a.events:
-			a.flush(a.collect(ev), deadline)
+			a.flush(a.collect(ev), a.giveUp)
 		default:
 			return
 		}
@@ -193,7 +191,9 @@ func (a *auditor) reopen() error {
 // the sink.
 func (a *auditor) Close() error {
 	close(a.stop)
+	t := time.AfterFunc(auditDrainTimeout, func() { close(a.giveUp) })
 	<-a.done
+	t.Stop()
 	return a.sink.Close()
 }
 
@@ -328,13 +328,19 @@ func (d *Daemon) ReopenAudit() error {
 	return d.audit.reopen()
 }
 
-// reopenAuditOnHUP reopens the audit log on each SIGHUP until ctx ends.
+// reopenAuditOnHUP has the audit log reopened on each SIGHUP until ctx
+// ends. The signal is caught before it returns, so a SIGHUP sent once
+// Serve answers never takes the process's default action (exit).
 func (d *Daemon) reopenAuditOnHUP(ctx context.Context) {
 	if d.audit == nil {
 		return
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	go d.reopenOn(ctx, hup)
+}
+
+func (d *Daemon) reopenOn(ctx context.Context, hup chan os.Signal) {
 	defer signal.Stop(hup)
 	for {
 		select {

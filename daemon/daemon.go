@@ -82,7 +82,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.audit = audit
-	core, err := openCore(ctx, d.cfg, d.log)
+	core, err := openCore(ctx, d.cfg, d.log, d.metrics)
 	if err != nil {
 		d.Close()
 		return nil, err
@@ -150,10 +150,10 @@ func builtinProves(ctx context.Context, builtins map[string]sdk.Factory) config.
 // OpenCore opens the configured store and the token core on it. Closing
 // core.Store() releases it.
 func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) {
-	return openCore(ctx, cfg, nil)
+	return openCore(ctx, cfg, nil, nil)
 }
 
-func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokenstore.Core, error) {
+func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metrics) (*tokenstore.Core, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -161,6 +161,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokens
 	if err != nil {
 		return nil, err
 	}
+	store = instrumentStore(store, m)
 	sealer, err := openSealer(ctx, cfg, store, log)
 	if err != nil {
 		store.Close()
@@ -279,7 +280,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 		d.log.Warn("sweep expired records", "err", err.Error())
 	})
 	go d.refreshSigningKeys(sweepCtx, time.Minute)
-	go d.reopenAuditOnHUP(sweepCtx)
+	d.reopenAuditOnHUP(sweepCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	d.log.Info("handoff serving", "addr", ln.Addr().String(), "project", d.cfg.Project, "store", d.cfg.Store.Driver)
