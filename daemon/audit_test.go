@@ -414,3 +414,4 @@ func TestAuditDeadSinkNeverBlocks(t *testing.T) {
 		t.Fatalf("Close took %v with a dead audit sink", took)
 	}
 }
+
