@@ -367,7 +367,7 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 	case channelWebhook:
 		o := d.originOf(r, c)
 		retried := func(err error) {
-			d.metrics.deliveries.WithLabelValues("webhook", result(err)).Inc()
+			d.metrics.delivered("webhook", err)
 			if err != nil {
 				d.log.Error("webhook delivery failed after every attempt; the secret was not delivered", "request_id", o.requestID, "provider", p.cfg.Name, "user_id", msg.UserID, "err", err.Error())
 				d.record(o, Event{Event: string(failEv), Provider: p.cfg.Name, UserID: msg.UserID, Reason: reasonDeliveryFailed, cause: err.Error()})
@@ -375,7 +375,7 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 		}
 		retrying, err := p.webhook.send(ctx, d.bg, msg, retried)
 		if !retrying {
-			d.metrics.deliveries.WithLabelValues("webhook", result(err)).Inc()
+			d.metrics.delivered("webhook", err)
 		}
 		if err != nil {
 			return refused(reasonDeliveryFailed, fmt.Errorf("%w: webhook: %w", errDelivery, err))
@@ -383,7 +383,7 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 		return nil
 	case channelEmail:
 		err := p.email.send(ctx, msg)
-		d.metrics.deliveries.WithLabelValues("email", result(err)).Inc()
+		d.metrics.delivered("email", err)
 		if err != nil {
 			return refused(reasonDeliveryFailed, err)
 		}

@@ -138,6 +138,15 @@ func (m *metrics) call(provider, method string, start time.Time, err error) {
 	m.providerCalls.WithLabelValues(provider, method, result(err)).Observe(time.Since(start).Seconds())
 }
 
+// delivered counts one delivery's final outcome on channel.
+func (m *metrics) delivered(channel string, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+	}
+	m.deliveries.WithLabelValues(channel, outcome).Inc()
+}
+
 func result(err error) string {
 	if err != nil {
 		return "error"
