@@ -105,7 +105,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		d.Close()
 		return nil, err
 	}
-	d.watchProviders(time.Second)
+	d.watchProviders(250 * time.Millisecond)
 	d.handler = d.routes()
 	return d, nil
 }

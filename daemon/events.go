@@ -244,24 +244,37 @@ func causeOf(err error) string {
 
 // watchProviders registers the providers' health series and records
 // provider.up and provider.down as each provider's health changes, polled
-// every interval from the host's status (the host keeps no listeners).
-// The first poll records where each provider stands after the start.
+// every interval from the host's status (the host keeps no listeners). A
+// crash and restart between two polls is still seen: the restart count
+// moved, and both events are recorded. The first poll records where each
+// provider stands after the start.
 func (d *Daemon) watchProviders(every time.Duration) {
 	if d.host == nil {
 		return
 	}
 	d.metrics.reg.MustRegister(newProviderCollector(d.host.Status))
-	last := map[string]string{}
+	type seen struct {
+		health   string
+		restarts int
+	}
+	last := map[string]seen{}
+	down := func(st providers.Status, why string) {
+		d.record(systemOrigin, Event{Event: string(evProviderDown), Provider: st.Name, Reason: why, cause: st.LastError})
+	}
 	poll := func() {
 		for _, st := range d.host.Status() {
-			prev, seen := last[st.Name]
-			last[st.Name] = st.Health
+			prev, known := last[st.Name]
+			last[st.Name] = seen{st.Health, st.Restarts}
+			missed := known && st.Restarts > prev.restarts && prev.health == providers.HealthUp
 			switch {
-			case st.Health == prev && seen:
+			case missed && st.Health == providers.HealthUp:
+				down(st, "restarted")
+				d.record(systemOrigin, Event{Event: string(evProviderUp), Provider: st.Name})
+			case known && st.Health == prev.health:
 			case st.Health == providers.HealthUp:
 				d.record(systemOrigin, Event{Event: string(evProviderUp), Provider: st.Name})
-			case prev == providers.HealthUp || (!seen && st.Health != providers.HealthStarting):
-				d.record(systemOrigin, Event{Event: string(evProviderDown), Provider: st.Name, Reason: st.Health, cause: st.LastError})
+			case prev.health == providers.HealthUp || (!known && st.Health != providers.HealthStarting):
+				down(st, st.Health)
 			}
 		}
 	}

@@ -130,3 +130,37 @@ func TestSignInFailureTrace(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderEvents: a provider that fails its start is recorded as
+// provider.down with its state, and a plugin crash as provider.down then
+// provider.up once it is back, in the audit log and as WARN lines.
+func TestProviderEvents(t *testing.T) {
+	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
+	logs := &lockedBuffer{}
+	s := newTestServer(t, func(c *config.Config) {
+		c.Providers = []config.Provider{
+			echoProvider(t, "echo", nil),
+			echoProvider(t, "pinned", func(p *config.Provider) { p.Plugin.SHA256 = strings.Repeat("0", 64) }),
+		}
+		c.Audit.Sink, c.Audit.Path = config.AuditFile, auditPath
+	}, withLogs(logs))
+	wantError(t, s.verify("echo", map[string]any{"op": "crash"}, nil), 503, "provider_unavailable")
+	waitFor(t, func() bool { return s.verify("echo", map[string]any{"subject": "back"}, nil).status == 201 })
+	waitFor(t, func() bool { return strings.Contains(logs.String(), `msg=provider.down request_id="" provider=echo`) })
+	time.Sleep(300 * time.Millisecond) // one more poll: provider.up
+	s.d.Close()
+	var got []string
+	for _, ev := range readAudit(t, auditPath) {
+		if strings.HasPrefix(ev["event"].(string), "provider.") {
+			got = append(got, ev["event"].(string)+" "+ev["provider"].(string)+" "+ev["reason"].(string))
+		}
+	}
+	want := []string{"provider.up echo ", "provider.down pinned failed", "provider.down echo down", "provider.up echo "}
+	if len(got) != 4 || got[2] != want[2] && got[2] != "provider.down echo restarted" || got[3] != want[3] ||
+		!(got[0] == want[0] && got[1] == want[1] || got[0] == want[1] && got[1] == want[0]) {
+		t.Fatalf("provider events %q, want %q", got, want)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=provider.down request_id=\"\" provider=pinned user_id=\"\" reason=failed") {
+		t.Fatalf("no WARN line for the failed provider:\n%s", logs.String())
+	}
+}
