@@ -397,12 +397,30 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 // beginOAuth2 starts the redirect flow (Appwrite's createOAuth2Token): it
 // checks the success and failure URLs, asks the plugin for the IdP's
 // authorize URL, keeps the flow under its OAuth2 state and redirects. A
-// refusal is recorded as oauth2.failed.
+// refusal is recorded as oauth2.failed. Once the request names an allowed
+// failure URL, every refusal (a 429 too) redirects the browser there with
+// Appwrite's error parameter, as the callback does, instead of showing a
+// JSON page on the API's origin.
 func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if err := d.beginFlow(w, r, c); err != nil {
-		return d.signInFailed(r, c, evOAuth2Failed, r.PathValue("name"), "", err)
+	err := d.beginFlow(w, r, c)
+	if err == nil {
+		return nil
 	}
-	return nil
+	ans := d.signInFailed(r, c, evOAuth2Failed, r.PathValue("name"), "", err)
+	failure := r.URL.Query().Get("failure")
+	if ae, ok := ans.(*apiError); ok && d.redirectAllowed(failure) {
+		failRedirect(w, r, failure, ae)
+		return nil
+	}
+	return ans
+}
+
+// failRedirect sends the browser to a flow's failure URL with the error as
+// Appwrite puts it there: error={"message","type","code"}.
+func failRedirect(w http.ResponseWriter, r *http.Request, failure string, ae *apiError) {
+	body, _ := json.Marshal(map[string]any{"message": ae.Message, "type": ae.Type, "code": ae.Status})
+	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
+	http.Redirect(w, r, withQuery(failure, url.Values{"error": {string(body)}}), http.StatusMovedPermanently)
 }
 
 func (d *Daemon) beginFlow(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -494,8 +512,7 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	userID := ""
 	fail := func(err error) error {
 		ae, _ := d.signInFailed(r, c, evOAuth2Failed, name, userID, err).(*apiError)
-		body, _ := json.Marshal(map[string]any{"message": ae.Message, "type": ae.Type, "code": ae.Status})
-		http.Redirect(w, r, withQuery(f.Failure, url.Values{"error": {string(body)}}), http.StatusMovedPermanently)
+		failRedirect(w, r, f.Failure, ae)
 		return nil
 	}
 	if !sameBrowser(r, state, f.Browser) {

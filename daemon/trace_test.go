@@ -164,3 +164,40 @@ func TestProviderEvents(t *testing.T) {
 		t.Fatalf("no WARN line for the failed provider:\n%s", logs.String())
 	}
 }
+
+// TestBeginRefusalRedirects: once the browser flow names an allowed
+// failure URL, a refusal at its start (a 429, an unknown provider) sends
+// the browser there with Appwrite's error parameter, not to a JSON page on
+// the API's origin; without an allowed failure URL it stays JSON.
+func TestBeginRefusalRedirects(t *testing.T) {
+	app := httptest.NewServer(http.NotFoundHandler())
+	defer app.Close()
+	s := newTestServer(t, func(c *config.Config) {
+		c.Providers = []config.Provider{echoProvider(t, "idp", func(p *config.Provider) { p.Deliver.Via = "redirect" })}
+		c.Redirect.Allow = []string{app.URL + "/auth"}
+		c.Limits.OAuth2 = 1
+	})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	begin := func(provider, failure string) (int, *url.URL) {
+		t.Helper()
+		res, err := client.Get(s.URL + "/v1/account/tokens/oauth2/" + provider + "?project=default&success=" + url.QueryEscape(app.URL+"/auth/ok") + "&failure=" + url.QueryEscape(failure))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		return res.StatusCode, loc
+	}
+	if code, loc := begin("idp", app.URL+"/auth/fail"); code != 301 || loc.Query().Get("state") == "" {
+		t.Fatalf("first begin: %d %s", code, loc)
+	}
+	for _, c := range []struct{ provider, typ string }{{"idp", "general_rate_limit_exceeded"}, {"nope", "provider_not_found"}} {
+		code, loc := begin(c.provider, app.URL+"/auth/fail")
+		if code != 301 || loc.Path != "/auth/fail" || !strings.Contains(loc.Query().Get("error"), `"type":"`+c.typ+`"`) {
+			t.Errorf("%s: %d %s, want a redirect to the failure URL with %s", c.provider, code, loc, c.typ)
+		}
+	}
+	if code, _ := begin("idp", "https://evil.example/fail"); code != 429 {
+		t.Errorf("a refusal without an allowed failure URL answered %d, want 429 JSON", code)
+	}
+}
