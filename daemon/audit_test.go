@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -415,3 +416,32 @@ func TestAuditDeadSinkNeverBlocks(t *testing.T) {
 	}
 }
 
+
+// TestAuditStdout: the stdout sink writes one JSON line per event, in
+// order, and Close flushes what is buffered.
+func TestAuditStdout(t *testing.T) {
+	var out lockedBuffer
+	a, err := newAuditor(config.Audit{Sink: config.AuditStdout, Batch: 2, Buffer: 16}, slog.New(slog.DiscardHandler), newMetrics(), &out)
+	if err != nil || a == nil {
+		t.Fatalf("newAuditor: %v %v", a, err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		a.emit(Event{Event: string(evUserCreated), UserID: id})
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("stdout: %q", out.String())
+	}
+	for i, id := range []string{"a", "b", "c"} {
+		var ev Event
+		if err := json.Unmarshal([]byte(lines[i]), &ev); err != nil || ev.UserID != id || ev.Event != "user.created" {
+			t.Fatalf("line %d: %q", i, lines[i])
+		}
+	}
+	if a, err := newAuditor(config.Audit{}, nil, newMetrics(), &out); a != nil || err != nil {
+		t.Fatalf("sink off: %v %v", a, err)
+	}
+}
