@@ -416,7 +416,6 @@ func TestAuditDeadSinkNeverBlocks(t *testing.T) {
 	}
 }
 
-
 // TestAuditStdout: the stdout sink writes one JSON line per event, in
 // order, and Close flushes what is buffered.
 func TestAuditStdout(t *testing.T) {
