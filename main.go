@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -43,13 +45,14 @@ var builtins = map[string]sdk.Factory{
 	"password":  password.New,
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version, when set at build time with -ldflags "-X main.version=...",
+// is printed instead of the module version of the build info.
+var version = ""
 
 const usage = `handoff: a pluggable auth bridge with Appwrite-compatible sessions.
 
 Usage:
-  handoff [serve] [--config F] [--listen ADDR] [--data DIR]   run the daemon
+  handoff serve [--config F] [--listen ADDR] [--data DIR]     run the daemon
           [--bootstrap-key-file F]                              write the first API key to F (0600), not stderr
   handoff keys create --name N --scopes a,b [--expire 720h]     create an API key (printed once)
   handoff keys list                                             list API keys
@@ -58,11 +61,14 @@ Usage:
   handoff secrets reencrypt                                     seal the store's secrets under secrets.key_file's first key
   handoff config check [--print]                                validate the config (and print it)
   handoff bench [--scenario exchange] [--target URL --key K]    measure speed and memory (bench --help)
-  handoff version                                               print the version
+  handoff version                                               print the module version and VCS revision
   handoff plugin KIND                                           serve a built-in plugin (started by the daemon)
+  handoff help [COMMAND]                                        this help, or a command's (also COMMAND --help)
 
 Every command takes --config F (default handoff.yaml when present) and
 --data DIR; every config key can be set by env, e.g. HANDOFF_STORE__PATH.
+A bare "handoff" prints this help; "handoff --listen ADDR ..." (flags
+first) still means serve.
 `
 
 func main() {
@@ -70,9 +76,16 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || isHelp(args[0]) || args[0] == "help" && (len(args) == 1 || args[1] == "help") {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	}
+	if cmd == "help" { // handoff help COMMAND is COMMAND --help
+		cmd, args = args[0], []string{"--help"}
 	}
 	var err error
 	switch cmd {
@@ -89,17 +102,109 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		err = benchCmd(args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "handoff", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		err = versionCmd(args, stdout)
 	default:
 		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+	var help helpRequest
+	if errors.As(err, &help) {
+		fmt.Fprint(stdout, commandHelp(cmd, help.fs))
+		return 0
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "handoff:", err)
 		return 1
 	}
 	return 0
+}
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" }
+
+// helpRequest is a command's answer to -h or --help: run prints the
+// command's help on stdout and exits 0, as an asked-for help is no error.
+type helpRequest struct{ fs *pflag.FlagSet }
+
+func (helpRequest) Error() string { return "help requested" }
+
+// parse parses a command's flags, turning -h and --help into a
+// helpRequest (pflag would print the flags on stderr and fail).
+func parse(fs *pflag.FlagSet, args []string) error {
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	if errors.Is(err, pflag.ErrHelp) {
+		return helpRequest{fs}
+	}
+	return err
+}
+
+// commandHelp is the help of one command: its lines of the usage, then
+// its flags.
+func commandHelp(cmd string, fs *pflag.FlagSet) string {
+	var b strings.Builder
+	b.WriteString("Usage:\n")
+	in := false
+	for _, line := range strings.Split(usage, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  handoff "):
+			in = strings.HasPrefix(line, "  handoff "+cmd+" ") || line == "  handoff "+cmd
+		case !strings.HasPrefix(line, "          "):
+			in = false
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	if fs != nil && fs.HasFlags() {
+		b.WriteString("\nFlags:\n" + fs.FlagUsages())
+	}
+	return b.String()
+}
+
+// versionCmd is `handoff version`: the module version and the VCS
+// revision the go command stamped into the binary.
+func versionCmd(args []string, stdout io.Writer) error {
+	fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	bi, _ := debug.ReadBuildInfo()
+	fmt.Fprint(stdout, versionText(bi, version))
+	return nil
+}
+
+// versionText renders the build info: the module version (or the one set
+// by -ldflags), the VCS revision with its time and whether the tree was
+// modified, and the Go version. A binary built without VCS stamping (go
+// run, -buildvcs=false, outside a repository) says so.
+func versionText(bi *debug.BuildInfo, override string) string {
+	mod, ver, goVer := "github.com/handoffd/handoff", "(unknown)", runtime.Version()
+	settings := map[string]string{}
+	if bi != nil {
+		if bi.Main.Path != "" {
+			mod = bi.Main.Path
+		}
+		if bi.Main.Version != "" {
+			ver = bi.Main.Version
+		}
+		goVer = bi.GoVersion
+		for _, s := range bi.Settings {
+			settings[s.Key] = s.Value
+		}
+	}
+	if override != "" {
+		ver = override
+	}
+	rev := settings["vcs.revision"]
+	switch {
+	case rev == "":
+		rev = "unknown (built without VCS information)"
+	case settings["vcs.modified"] == "true":
+		rev += " (modified)"
+	}
+	if t := settings["vcs.time"]; t != "" {
+		rev += " " + t
+	}
+	return fmt.Sprintf("handoff %s\nmodule   %s\nrevision %s\ngo       %s\n", ver, mod, rev, goVer)
 }
 
 // flags are the flags every command shares.
@@ -129,7 +234,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 func serve(args []string, stderr io.Writer) error {
 	fs, path := flags("serve")
 	fs.String("bootstrap-key-file", "", "write the first API key to this new 0600 file instead of stderr (secrets.bootstrap_key_file)")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	cfg, err := load(fs, *path)
@@ -150,6 +255,9 @@ func serve(args []string, stderr io.Writer) error {
 // person. It serves the built-in kind over go-plugin until the daemon stops
 // it.
 func servePlugin(args []string) error {
+	if len(args) == 1 && isHelp(args[0]) {
+		return helpRequest{}
+	}
 	if len(args) != 1 {
 		return errors.New("plugin: want one kind")
 	}
@@ -202,16 +310,19 @@ func audit(cfg config.Config, event, keyID string) {
 }
 
 func keys(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("keys: want create, list, revoke or rotate-signing")
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
 	}
-	sub, args := args[0], args[1:]
-	fs, path := flags("keys " + sub)
+	fs, path := flags(strings.TrimSpace("keys " + sub))
 	name := fs.String("name", "", "key name (create)")
 	scopes := fs.String("scopes", strings.Join(daemon.Scopes, ","), "comma-separated scopes (create): "+strings.Join(daemon.Scopes, ", "))
 	expire := fs.Duration("expire", 0, "lifetime of the key (create); 0 never expires")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if !slices.Contains([]string{"create", "list", "revoke", "rotate-signing"}, sub) {
+		return fmt.Errorf("keys: want create, list, revoke or rotate-signing, got %q", sub)
 	}
 	return withCore(fs, *path, func(ctx context.Context, cfg config.Config, core *tokenstore.Core) error {
 		switch sub {
@@ -268,8 +379,6 @@ func keys(args []string, stdout io.Writer) error {
 			}
 			audit(cfg, "signing_key.rotated", kid)
 			fmt.Fprintln(stdout, "new signing key", kid)
-		default:
-			return fmt.Errorf("keys: unknown subcommand %q", sub)
 		}
 		return nil
 	})
@@ -279,11 +388,13 @@ func keys(args []string, stdout io.Writer) error {
 // into secrets.key_file, it seals every secret of the store under it, so
 // the old key can leave the file.
 func secretsCmd(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "reencrypt" {
+	fs, path := flags("secrets reencrypt")
+	if len(args) > 0 && args[0] == "reencrypt" {
+		args = args[1:]
+	} else if len(args) == 0 || !isHelp(args[0]) {
 		return errors.New("secrets: want reencrypt")
 	}
-	fs, path := flags("secrets reencrypt")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	return withCore(fs, *path, func(ctx context.Context, _ config.Config, core *tokenstore.Core) error {
@@ -297,12 +408,14 @@ func secretsCmd(args []string, stdout io.Writer) error {
 }
 
 func configCmd(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "check" {
-		return errors.New("config: want check")
-	}
 	fs, path := flags("config check")
 	print := fs.Bool("print", false, "print the effective config (secrets redacted)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if len(args) > 0 && args[0] == "check" {
+		args = args[1:]
+	} else if len(args) == 0 || !isHelp(args[0]) {
+		return errors.New("config: want check")
+	}
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	cfg, err := load(fs, *path)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -124,5 +126,154 @@ func TestKeysAudit(t *testing.T) {
 	want := []string{"key.created cli " + id, "key.revoked cli " + id, "signing_key.rotated cli " + kid}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("audit log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestHelp: a bare handoff, --help, help and every command's --help print
+// usage on stdout and exit 0. The attack is the old bare `handoff`, which
+// started a daemon in ./data and printed an admin key: here the working
+// directory must stay empty and no key may appear.
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // substrings of stdout
+	}{
+		{"bare", nil, []string{"Usage:", "handoff serve", "handoff config check"}},
+		{"--help", []string{"--help"}, []string{"Usage:", "handoff keys create"}},
+		{"-h", []string{"-h"}, []string{"Usage:"}},
+		{"help", []string{"help"}, []string{"Usage:", "handoff version"}},
+		{"help keys", []string{"help", "keys"}, []string{"handoff keys create", "--scopes"}},
+		{"help help", []string{"help", "help"}, []string{"Usage:", "handoff help [COMMAND]"}},
+		{"serve --help", []string{"serve", "--help"}, []string{"handoff serve", "--bootstrap-key-file", "--listen"}},
+		{"flags first --help", []string{"--listen", "127.0.0.1:0", "--help"}, []string{"handoff serve", "--bootstrap-key-file"}},
+		{"keys --help", []string{"keys", "--help"}, []string{"handoff keys revoke", "--expire"}},
+		{"keys create --help", []string{"keys", "create", "-h"}, []string{"handoff keys create", "--name"}},
+		{"config --help", []string{"config", "--help"}, []string{"handoff config check", "--print"}},
+		{"config check --help", []string{"config", "check", "--help"}, []string{"handoff config check", "--print"}},
+		{"secrets --help", []string{"secrets", "--help"}, []string{"handoff secrets reencrypt", "--config"}},
+		{"secrets reencrypt --help", []string{"secrets", "reencrypt", "--help"}, []string{"handoff secrets reencrypt"}},
+		{"version --help", []string{"version", "--help"}, []string{"handoff version"}},
+		{"plugin --help", []string{"plugin", "--help"}, []string{"handoff plugin KIND"}},
+		{"bench --help", []string{"bench", "--help"}, []string{"handoff bench", "--scenario"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Chdir(dir)
+			var out, errOut bytes.Buffer
+			if code := run(tc.args, &out, &errOut); code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, errOut.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out.String())
+				}
+			}
+			if errOut.Len() != 0 {
+				t.Errorf("stderr is not empty: %q", errOut.String())
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("help wrote %v into the working directory: it opened a store", entries)
+			}
+			if strings.Contains(out.String(), "standard_") {
+				t.Errorf("help printed an API key:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// TestUsageErrors: a wrong command or subcommand is an error on stderr
+// with exit 1, not help.
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"nosuch"}, {"help", "nosuch"}, {"keys"}, {"keys", "frobnicate"}, {"config"}, {"config", "lint"}, {"secrets"}, {"serve", "--nosuch"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			var out, errOut bytes.Buffer
+			if code := run(args, &out, &errOut); code != 1 || errOut.Len() == 0 {
+				t.Fatalf("exit %d, stderr %q, want 1 and an error", code, errOut.String())
+			}
+		})
+	}
+}
+
+// TestVersionText: the module version and the VCS revision come from the
+// build info; -ldflags' version wins over the module's; a build without
+// VCS stamping says so rather than printing nothing.
+func TestVersionText(t *testing.T) {
+	bi := &debug.BuildInfo{
+		GoVersion: "go1.99",
+		Main:      debug.Module{Path: "github.com/handoffd/handoff", Version: "v1.4.2"},
+		Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
+			{Key: "vcs.time", Value: "2026-12-01T10:00:00Z"},
+			{Key: "vcs.modified", Value: "true"},
+		},
+	}
+	for _, tc := range []struct {
+		name     string
+		bi       *debug.BuildInfo
+		override string
+		want     []string
+	}{
+		{"stamped", bi, "", []string{"handoff v1.4.2\n", "module   github.com/handoffd/handoff\n", "revision 0123456789abcdef0123456789abcdef01234567 (modified) 2026-12-01T10:00:00Z\n", "go       go1.99\n"}},
+		{"ldflags", bi, "v9.9.9", []string{"handoff v9.9.9\n", "revision 0123456789abcdef"}},
+		{"no vcs", &debug.BuildInfo{GoVersion: "go1.99", Main: debug.Module{Path: "github.com/handoffd/handoff", Version: "(devel)"}}, "", []string{"handoff (devel)\n", "revision unknown (built without VCS information)\n"}},
+		{"no build info", nil, "", []string{"handoff (unknown)\n", "revision unknown"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := versionText(tc.bi, tc.override)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("versionText lacks %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "go       "+runtime.Version()) {
+		t.Errorf("handoff version = %d %q %q", code, out.String(), errOut.String())
+	}
+}
+
+// TestConfigCheckPrintRedacts: `handoff config check --print` shows the
+// effective config without its secrets (the pepper read from its file,
+// the DSN's password, a webhook's secret, an SMTP password) but with
+// every *_file path, so the operator sees which files are read. The
+// provider-config redaction is config's TestRedacted.
+func TestConfigCheckPrintRedacts(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pepperFile := write("pepper", "pepper-0123456789abcdef\n")
+	keyFile := write("secrets.key", tokenstore.NewSecretKeyLine())
+	cfg := write("handoff.yaml", `
+store:
+  driver: postgres
+  dsn: postgres://handoff:dsn-pw-4711@db.internal:5432/handoff?sslmode=verify-full
+secrets:
+  key_file: `+keyFile+`
+tokens:
+  pepper_file: `+pepperFile+`
+`)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "check", "--print", "--config", cfg}, &out, &errOut); code != 0 {
+		t.Fatalf("config check --print = %d %q", code, errOut.String())
+	}
+	got := out.String()
+	for _, leak := range []string{"pepper-0123456789abcdef", "dsn-pw-4711"} {
+		if strings.Contains(got, leak) {
+			t.Errorf("--print shows the secret %q:\n%s", leak, got)
+		}
+	}
+	for _, want := range []string{"pepper_file: " + pepperFile, "key_file: " + keyFile, "pepper: REDACTED",
+		"dsn: postgres://handoff:REDACTED@db.internal:5432/handoff?sslmode=verify-full"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("--print lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -800,13 +800,21 @@ func TestRedacted(t *testing.T) {
 	c.Tokens.Pepper = "0123456789abcdef-pepper"
 	c.Store.DSN = "postgres://u:p@db/h"
 	c.Providers[0].Config = map[string]any{
-		"client_id":     "id",
-		"client_secret": "s3cret",
-		"token_url":     "https://idp.example/token",
-		"nested":        map[string]any{"api_key": "k", "region": "eu"},
+		"client_id":          "id",
+		"client_secret":      "s3cret",
+		"client_secret_file": "/etc/handoff/client_secret",
+		"token_url":          "https://idp.example/token",
+		"nested":             map[string]any{"api_key": "k", "region": "eu", "private_key_file": "/etc/k.pem"},
+		"headers":            map[string]any{"X-Api-Key": "vendor-key"},
+		"access_token":       "at",
+		"db_password":        "pw",
 	}
-	c.Providers[2].Plugin.Env = map[string]string{"CORP_TOKEN": "t", "CORP_REGION": "eu"}
+	c.Providers[2].Plugin.Env = map[string]string{"CORP_TOKEN": "t", "CORP_REGION": "eu", "CORP_TOKEN_FILE": "/run/corp/token"}
 	c.Providers[2].Deliver.Email.Password = "hunter2"
+	c.Providers[2].Deliver.Email.PasswordFile = "/etc/handoff/smtp_password"
+	c.Providers[1].Deliver.Webhook.SecretFile = "/etc/handoff/webhook_secret"
+	c.Tokens.PepperFile = "/etc/handoff/pepper"
+	c.Store.DSNFile = "/etc/handoff/dsn"
 
 	r := c.Redacted()
 	for _, tc := range []struct {
@@ -814,9 +822,19 @@ func TestRedacted(t *testing.T) {
 		got, want any
 	}{
 		{"tokens.pepper", r.Tokens.Pepper, Redacted},
-		{"store.dsn", r.Store.DSN, Redacted},
+		{"store.dsn keeps all but the password", r.Store.DSN, "postgres://u:REDACTED@db/h"},
 		{"webhook.secret", r.Providers[1].Deliver.Webhook.Secret, Redacted},
 		{"email.password", r.Providers[2].Deliver.Email.Password, Redacted},
+		{"tokens.pepper_file kept", r.Tokens.PepperFile, "/etc/handoff/pepper"},
+		{"store.dsn_file kept", r.Store.DSNFile, "/etc/handoff/dsn"},
+		{"webhook.secret_file kept", r.Providers[1].Deliver.Webhook.SecretFile, "/etc/handoff/webhook_secret"},
+		{"email.password_file kept", r.Providers[2].Deliver.Email.PasswordFile, "/etc/handoff/smtp_password"},
+		{"config client_secret_file kept", r.Providers[0].Config["client_secret_file"], "/etc/handoff/client_secret"},
+		{"config nested private_key_file kept", r.Providers[0].Config["nested"].(map[string]any)["private_key_file"], "/etc/k.pem"},
+		{"config header X-Api-Key", r.Providers[0].Config["headers"].(map[string]any)["X-Api-Key"], Redacted},
+		{"config access_token", r.Providers[0].Config["access_token"], Redacted},
+		{"config db_password", r.Providers[0].Config["db_password"], Redacted},
+		{"plugin env token file kept", r.Providers[2].Plugin.Env["CORP_TOKEN_FILE"], "/run/corp/token"},
 		{"unset secret stays empty", r.Providers[0].Deliver.Webhook.Secret, ""},
 		{"config client_secret", r.Providers[0].Config["client_secret"], Redacted},
 		{"config client_id", r.Providers[0].Config["client_id"], "id"},
@@ -842,12 +860,34 @@ func TestRedacted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range []string{"0123456789abcdef-pepper", "u:p@db", "MfKQ9r8G", "hunter2", "s3cret"} {
+		for _, s := range []string{"0123456789abcdef-pepper", "u:p@db", "MfKQ9r8G", "hunter2", "s3cret", "vendor-key", ": at\n", ": pw\n"} {
 			if bytes.Contains(out, []byte(s)) {
 				t.Errorf("effective config shows %q:\n%s", s, out)
 			}
 		}
 	})
+}
+
+// TestRedactDSN: config check --print shows which server and database a
+// DSN names, never its password, in either DSN form.
+func TestRedactDSN(t *testing.T) {
+	for _, tc := range []struct{ name, dsn, want string }{
+		{"empty", "", ""},
+		{"url with password", "postgres://handoff:s3cret@db:5432/handoff?sslmode=verify-full", "postgres://handoff:REDACTED@db:5432/handoff?sslmode=verify-full"},
+		{"url without password", "postgres://handoff@db/handoff", "postgres://handoff@db/handoff"},
+		{"postgresql scheme", "postgresql://u:s3cret@db/h", "postgresql://u:REDACTED@db/h"},
+		{"password in the query", "postgres://db/h?password=s3cret&sslmode=disable", "postgres://db/h?password=REDACTED&sslmode=disable"},
+		{"sslpassword in the query", "postgres://u@db/h?sslpassword=s3cret", "postgres://u@db/h?sslpassword=REDACTED"},
+		{"key=value", "host=db user=handoff password=s3cret dbname=handoff", "host=db user=handoff password=REDACTED dbname=handoff"},
+		{"key=value quoted", "host=db password='s3 cret'", Redacted},
+		{"unparsable url", "postgres://u:s3cret@[db/h", Redacted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := redactDSN(tc.dsn); got != tc.want {
+				t.Errorf("redactDSN(%q) = %q, want %q", tc.dsn, got, tc.want)
+			}
+		})
+	}
 }
 
 func TestEffectiveRoundTrip(t *testing.T) {

@@ -61,3 +61,47 @@ func TestOutOfBand(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateDeliveryGuardOnly: a verifier that does not prove identity
+// and that another provider lists in guards needs no delivery: it mints
+// nothing. The attack on the old rule is the README's example, a captcha
+// guard without deliver, refused at start although no secret of its own
+// could ever go anywhere. Not being a guard, or guarding only itself,
+// keeps the rule.
+func TestValidateDeliveryGuardOnly(t *testing.T) {
+	proves := func(p Provider) (bool, bool) { return p.Kind != "captcha", true }
+	captcha := func(via DeliveryMode) Provider {
+		return Provider{Name: "captcha", Kind: "captcha", Deliver: Deliver{Via: via}}
+	}
+	password := Provider{Name: "password", Kind: "password", Guards: []string{"captcha"}}
+	cases := []struct {
+		name      string
+		ps        []Provider
+		want      string // the problem's key, "" for none
+		guardOnly bool
+	}{
+		{"guard, no deliver", []Provider{captcha(""), password}, "", true},
+		{"guard, response", []Provider{captcha(DeliverResponse), password}, "", true},
+		{"guard, redirect", []Provider{captcha(DeliverRedirect), password}, "", true},
+		{"guard and sign-in by webhook", []Provider{captcha(DeliverWebhook), password}, "", false},
+		{"not a guard", []Provider{captcha(""), {Name: "password", Kind: "password"}}, "providers[0].deliver.via", false},
+		{"guards only itself", []Provider{{Name: "captcha", Kind: "captcha", Guards: []string{"captcha"}}}, "providers[0].deliver.via", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{Providers: tc.ps}
+			err := c.ValidateDelivery(proves)
+			var ps Problems
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected: %v", err)
+			case tc.want == "":
+			case !errors.As(err, &ps) || len(ps) != 1 || ps[0].Key != tc.want:
+				t.Fatalf("got %v, want a problem at %s", err, tc.want)
+			}
+			if got := c.GuardOnly("captcha"); got != tc.guardOnly {
+				t.Errorf("GuardOnly = %v, want %v", got, tc.guardOnly)
+			}
+		})
+	}
+}

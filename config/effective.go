@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,14 +16,15 @@ import (
 const Redacted = "REDACTED"
 
 // Redacted returns a copy of c with every secret replaced by "REDACTED":
-// tokens.pepper, store.dsn, audit.webhook.secret, each provider's deliver.webhook.secret and
-// deliver.email.password, and inside providers[].config and plugin.env
-// every value whose key names a secret (client_secret, api_key, password,
-// access_token, ...). Unset secrets stay empty, and *_file paths are kept.
-// c itself is not changed.
+// tokens.pepper, the password in store.dsn, audit.webhook.secret, each provider's
+// deliver.webhook.secret and deliver.email.password, and inside
+// providers[].config and plugin.env every value whose key names a secret
+// (client_secret, api_key, password, access_token, ...). Unset secrets
+// stay empty, and *_file paths are kept: a path is not the secret, and
+// the operator needs to see which file is read. c itself is not changed.
 func (c Config) Redacted() Config {
 	c.Tokens.Pepper = redact(c.Tokens.Pepper)
-	c.Store.DSN = redact(c.Store.DSN)
+	c.Store.DSN = redactDSN(c.Store.DSN)
 	c.Audit.Webhook.Secret = redact(c.Audit.Webhook.Secret)
 	c.CORS.Origins = slices.Clone(c.CORS.Origins)
 	c.HTTP.TrustedProxies = slices.Clone(c.HTTP.TrustedProxies)
@@ -91,9 +93,52 @@ func redactRaw(v any) any {
 	return v
 }
 
-// secretName guesses from a key whether its value is a secret.
+// redactDSN replaces the password of a PostgreSQL connection string, in
+// either form (postgres://user:password@host/db?password=... or
+// key=value pairs), and keeps the rest, so the operator still sees which
+// server and database the daemon uses. A string it cannot parse is
+// redacted whole.
+func redactDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return Redacted
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), Redacted)
+		}
+		q := u.Query()
+		for k := range q {
+			if secretName(k) {
+				q.Set(k, Redacted)
+			}
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	fields := strings.Fields(dsn)
+	for i, f := range fields {
+		k, _, ok := strings.Cut(f, "=")
+		switch {
+		case !ok || strings.ContainsAny(f, `'\`): // quoted values: too easy to get wrong
+			return Redacted
+		case secretName(k):
+			fields[i] = k + "=" + Redacted
+		}
+	}
+	return strings.Join(fields, " ")
+}
+
+// secretName guesses from a key whether its value is a secret. A key that
+// ends in _file (or -file) names a path to a secret, which is not one.
 func secretName(key string) bool {
 	k := strings.ToLower(key)
+	if strings.HasSuffix(k, "_file") || strings.HasSuffix(k, "-file") {
+		return false
+	}
 	for _, s := range []string{"secret", "password", "passwd", "pepper", "private", "credential"} {
 		if strings.Contains(k, s) {
 			return true

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -316,13 +317,16 @@ type ProvesIdentity func(p Provider) (proves, known bool)
 
 // ValidateDelivery checks each provider's deliver.via against what its
 // verifier proves: one that does not prove identity may only deliver out
-// of band (webhook or email). Config does not know the verifiers, so the
-// caller says: from the built-in kinds' Describe before start, or from
-// every plugin's after. It returns Problems (nil when there are none).
+// of band (webhook or email), unless another provider lists it in its
+// guards and it has no out-of-band delivery: it is then a guard only,
+// which mints nothing, so it needs no delivery (GuardOnly). Config does
+// not know the verifiers, so the caller says: from the built-in kinds'
+// Describe before start, or from every plugin's after. It returns
+// Problems (nil when there are none).
 func (c Config) ValidateDelivery(proves ProvesIdentity) error {
 	v := &validator{}
 	for i, p := range c.Providers {
-		if ok, known := proves(p); known && !ok && !p.Deliver.Via.OutOfBand() {
+		if ok, known := proves(p); known && !ok && !p.Deliver.Via.OutOfBand() && !c.GuardOnly(p.Name) {
 			via := p.Deliver.Via
 			if via == "" {
 				via = DefaultDeliverVia
@@ -335,6 +339,23 @@ func (c Config) ValidateDelivery(proves ProvesIdentity) error {
 		return nil
 	}
 	return v.ps
+}
+
+// GuardOnly reports whether the named provider, when its verifier does
+// not prove identity, serves only as a guard: another provider lists it
+// in guards, and it has no out-of-band delivery (deliver.via response,
+// redirect or unset), so it has nowhere to send a secret of its own. Its
+// own sign-ins are then refused before anything is verified; only its
+// guard check runs.
+func (c Config) GuardOnly(name string) bool {
+	guards := false
+	for _, p := range c.Providers {
+		if p.Name == name && p.Deliver.Via.OutOfBand() {
+			return false
+		}
+		guards = guards || p.Name != name && slices.Contains(p.Guards, name)
+	}
+	return guards
 }
 
 // kindOf names a provider's verifier in messages.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -45,7 +46,7 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	d.record(o, Event{Event: string(evSessionCreated), UserID: userID, Provider: s.Provider, SessionID: s.ID})
 	if c.key == nil && d.cfg.Limits.Enabled {
 		if err := d.limits.reset(r.Context(), limitKey); err != nil {
-			d.log.Warn("rate limit reset failed", "err", err)
+			d.logLimited(r.Context(), slog.LevelWarn, "rate limit reset failed", "err", err.Error())
 		}
 	}
 	d.setSessionCookies(w, r, c, cred, s.Expire)

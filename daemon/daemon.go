@@ -48,7 +48,8 @@ type Daemon struct {
 	limits  counter
 	proxies proxies
 	metrics *metrics
-	audit   *auditor // nil: audit.sink is off
+	audit   *auditor     // nil: audit.sink is off
+	logs    *logThrottle // rate-limits lines a failure repeats (logLimited)
 	handler http.Handler
 
 	host      *providers.Host
@@ -70,7 +71,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if err := CheckConfig(ctx, opts.Config, opts.Builtins); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), bg: newBackground()}
+	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), logs: newLogThrottle(logInterval), bg: newBackground()}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -277,7 +278,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go d.core.RunSweeper(sweepCtx, d.cfg.Store.SweepInterval, func(err error) {
-		d.log.Warn("sweep expired records", "err", err.Error())
+		d.logLimited(context.Background(), slog.LevelWarn, "sweep expired records", "err", err.Error())
 	})
 	go d.refreshSigningKeys(sweepCtx, time.Minute)
 	d.reopenAuditOnHUP(sweepCtx)
@@ -301,7 +302,9 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// ping checks that the store answers.
+// ping checks that the store answers and, where the store can tell
+// (bolt's Ping: its last commit failed on a full or failing disk, and a
+// probe write still fails), that it takes writes.
 func (d *Daemon) ping(ctx context.Context) error {
 	if p, ok := d.core.Store().(interface{ Ping(context.Context) error }); ok {
 		return p.Ping(ctx)
@@ -328,8 +331,12 @@ func (d *Daemon) Close() error {
 	return d.closeErr
 }
 
+// levelFor is the access log level of an answer. A 503 (store or provider
+// unavailable) stays at info: its cause is logged where it is known, rate
+// limited, so a full disk answering every request with 503 does not also
+// write a warning per request.
 func levelFor(status int) slog.Level {
-	if status >= 500 {
+	if status >= 500 && status != http.StatusServiceUnavailable {
 		return slog.LevelWarn
 	}
 	return slog.LevelInfo
@@ -347,7 +354,7 @@ func (d *Daemon) refreshSigningKeys(ctx context.Context, interval time.Duration)
 			return
 		case <-t.C:
 			if err := d.core.ReloadSigningKeys(ctx); err != nil && ctx.Err() == nil {
-				d.log.Warn("reload signing keys", "err", err.Error())
+				d.logLimited(ctx, slog.LevelWarn, "reload signing keys", "err", err.Error())
 			}
 		}
 	}

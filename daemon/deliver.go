@@ -92,10 +92,47 @@ type delivery struct {
 	Provider string `json:"provider"`
 	Email    string `json:"email"`
 	Phone    string `json:"phone"`
+
+	trace deliveryTrace // not sent (unexported)
+}
+
+// deliveryTrace is where a delivery came from, for the events of a
+// delivery that fails after the answer.
+type deliveryTrace struct {
+	origin origin
+	failEv eventName // the sign-in's failure event: verify.failed or oauth2.failed
 }
 
 func newDelivery(t tokenstore.Token, secret, provider string, u tokenstore.User) delivery {
 	return delivery{UserID: t.UserID, Secret: secret, Expire: tokenstore.FormatTime(t.Expire), Provider: provider, Email: u.Email, Phone: u.Phone}
+}
+
+// webhookEventType is the type of every delivery's envelope: a one-time
+// secret was minted for data.userId, and here it is. It is the audit
+// log's event name for the same moment.
+const webhookEventType = "token.minted"
+
+// webhookEnvelope is the body of a webhook delivery: the Standard
+// Webhooks payload structure, {type, timestamp, data}, with the delivery
+// as data. The timestamp is when the secret was minted and stays the same
+// across attempts, as does the whole body (and the webhook-id).
+type webhookEnvelope struct {
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      delivery  `json:"data"`
+}
+
+// webhookGiveUp is what is known of a delivery whose every attempt
+// failed: never the secret.
+type webhookGiveUp struct {
+	Provider  string // the provider whose sign-in minted the secret
+	UserID    string
+	WebhookID string // the webhook-id of every attempt
+	Attempts  int
+	Status    int   // the last attempt's HTTP status; 0 when it got no answer
+	Err       error // the last attempt's error
+
+	trace deliveryTrace
 }
 
 // webhookSender posts deliveries to an app's backend, signed per Standard
@@ -107,6 +144,14 @@ type webhookSender struct {
 	client   *http.Client
 	attempts int
 	log      *slog.Logger
+	// onGiveUp, when set, is called once for a delivery whose every
+	// attempt failed, after the ERROR line is logged: the place for the
+	// delivery metric and the audit event. It may run on the request's
+	// goroutine (attempts: 1) or in the background.
+	onGiveUp func(webhookGiveUp)
+	// onDelivered, when set, is called once for a delivery an attempt
+	// made.
+	onDelivered func()
 }
 
 // newWebhookSender builds a sender whose client never follows a redirect:
@@ -127,40 +172,66 @@ func newWebhookSender(c config.Webhook, log *slog.Logger) (*webhookSender, error
 // send makes the first attempt now and, when it fails, hands the rest to
 // the background (bg), so a slow app backend does not hold the client's
 // request. The message id stays the same across attempts, so the receiver
-// can drop duplicates. It reports whether it retries in the background;
-// then retried is called once, from there, with the outcome: nil, or why
-// the last attempt failed.
-func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery, retried func(error)) (bool, error) {
-	body, err := json.Marshal(msg)
+// can drop duplicates. A delivery whose last attempt fails, or whose
+// retries a shutdown cuts short, is given up (giveUp): after the first
+// attempt the client was answered 201, so that ERROR line is the only
+// trace of the lost secret.
+func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) error {
+	body, err := json.Marshal(webhookEnvelope{Type: webhookEventType, Timestamp: time.Now().UTC(), Data: msg})
 	if err != nil {
-		return false, err
+		return err
 	}
 	id := "msg_" + tokenstore.NewID()
 	err = w.attempt(ctx, id, body, 1)
-	if err == nil || w.attempts == 1 {
-		return false, err
+	if err == nil {
+		w.delivered()
+		return nil
 	}
-	final := retried
+	if w.attempts == 1 {
+		w.giveUp(msg, id, err)
+		return err
+	}
 	bg.Go(func(stop <-chan struct{}) {
 		backoff := 500 * time.Millisecond
-		last := err
 		for i := 2; i <= w.attempts; i++ {
 			wait := backoff + rand.N(backoff/2)
 			select {
-			case <-stop:
-				final(fmt.Errorf("stopped before attempt %d: %w", i, last))
+			case <-stop: // the daemon stops: the attempts left are lost too
+				w.giveUp(msg, id, fmt.Errorf("%w (the daemon stopped before attempt %d)", err, i))
 				return
 			case <-time.After(wait):
 			}
-			if last = w.attempt(context.Background(), id, body, i); last == nil {
-				final(nil)
+			if err = w.attempt(context.Background(), id, body, i); err == nil {
+				w.delivered()
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
 		}
-		final(fmt.Errorf("all %d attempts failed, the last: %w", w.attempts, last))
+		w.giveUp(msg, id, err)
 	})
-	return true, nil
+	return nil
+}
+
+func (w *webhookSender) delivered() {
+	if w.onDelivered != nil {
+		w.onDelivered()
+	}
+}
+
+// giveUp reports a delivery whose every attempt failed: one ERROR line
+// with the provider, user, webhook id and the last status or error (the
+// secret is gone: the user must sign in again), then onGiveUp.
+func (w *webhookSender) giveUp(msg delivery, id string, err error) {
+	g := webhookGiveUp{Provider: msg.Provider, UserID: msg.UserID, WebhookID: id, Attempts: w.attempts, Err: err, trace: msg.trace}
+	var se *webhookStatusError
+	if errors.As(err, &se) {
+		g.Status = se.status
+	}
+	w.log.Error("webhook delivery given up: the secret never reached the app's backend; the user must sign in again",
+		"user_id", g.UserID, "webhook_id", id, "attempts", g.Attempts, "last_status", g.Status, "err", err.Error())
+	if w.onGiveUp != nil {
+		w.onGiveUp(g)
+	}
 }
 
 // attempt posts once and logs a failure with its status or transport
@@ -171,6 +242,17 @@ func (w *webhookSender) attempt(ctx context.Context, id string, body []byte, n i
 		w.log.Warn("webhook attempt failed", "attempt", n, "attempts", w.attempts, "webhook_id", id, "err", err.Error())
 	}
 	return err
+}
+
+// webhookStatusError is an attempt the app's backend answered with a
+// status other than 2xx.
+type webhookStatusError struct{ status int }
+
+func (e *webhookStatusError) Error() string {
+	if e.status/100 == 3 {
+		return fmt.Sprintf("webhook: status %d: redirects are not followed", e.status)
+	}
+	return fmt.Sprintf("webhook: status %d", e.status)
 }
 
 func (w *webhookSender) post(ctx context.Context, id string, body []byte) error {
@@ -197,11 +279,8 @@ func (w *webhookSender) post(ctx context.Context, id string, body []byte) error 
 		return fmt.Errorf("webhook: %w", err)
 	}
 	res.Body.Close()
-	switch {
-	case res.StatusCode/100 == 3:
-		return fmt.Errorf("webhook: status %d: redirects are not followed", res.StatusCode)
-	case res.StatusCode/100 != 2:
-		return fmt.Errorf("webhook: status %d", res.StatusCode)
+	if res.StatusCode/100 != 2 {
+		return &webhookStatusError{res.StatusCode}
 	}
 	return nil
 }

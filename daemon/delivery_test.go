@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -51,6 +52,28 @@ func TestSecretChannel(t *testing.T) {
 			}
 		}
 	}
+}
+
+// openEnvelope reads a webhook body as an app's backend does: the
+// Standard Webhooks envelope {type, timestamp, data}, nothing else, with
+// the delivery as data.
+func openEnvelope(body []byte) (delivery, error) {
+	var env struct {
+		Type      string    `json:"type"`
+		Timestamp time.Time `json:"timestamp"`
+		Data      *delivery `json:"data"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	switch err := dec.Decode(&env); {
+	case err != nil:
+		return delivery{}, err
+	case env.Type != "token.minted" || env.Data == nil:
+		return delivery{}, fmt.Errorf("envelope type %q, data %v", env.Type, env.Data)
+	case time.Since(env.Timestamp).Abs() > time.Minute:
+		return delivery{}, fmt.Errorf("envelope timestamp %v", env.Timestamp)
+	}
+	return *env.Data, nil
 }
 
 // answer is everything an HTTP answer shows its caller.
@@ -109,9 +132,10 @@ func newMatrix(t *testing.T) *matrix {
 	}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		var d delivery
-		if err := verifier.Verify(body, r.Header); err != nil || json.Unmarshal(body, &d) != nil {
-			t.Errorf("webhook: bad signature or body: %v", err)
+		err := verifier.Verify(body, r.Header)
+		d, derr := openEnvelope(body)
+		if err != nil || derr != nil {
+			t.Errorf("webhook: bad signature or body: %v %v", err, derr)
 			w.WriteHeader(400)
 			return
 		}
@@ -426,8 +450,8 @@ func TestWebhookNeverFollowsRedirects(t *testing.T) {
 	defer other.Close()
 	secrets := make(chan string, 4)
 	moved := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var d delivery
-		_ = json.NewDecoder(r.Body).Decode(&d)
+		body, _ := io.ReadAll(r.Body)
+		d, _ := openEnvelope(body)
 		secrets <- d.Secret
 		http.Redirect(w, r, other.URL+"/steal", http.StatusTemporaryRedirect)
 	}))
@@ -499,5 +523,105 @@ func TestNonUTF8RequestFacts(t *testing.T) {
 	loc, _ := url.Parse(res.Header.Get("Location"))
 	if res.StatusCode != 301 || loc.Path != "/auth/ok" || loc.Query().Get("secret") == "" {
 		t.Fatalf("callback with %%ff: %d %s", res.StatusCode, loc)
+	}
+}
+
+// TestGuardOnlyProvider is the README's example: a captcha-like verifier
+// (it does not prove identity) with no deliver, guarding another
+// provider. The daemon starts (the old rule refused it, and every guarded
+// sign-in with it); the guard runs before the guarded verifier; and a
+// sign-in at the guard itself is refused before its verifier runs, with
+// nothing minted.
+func TestGuardOnlyProvider(t *testing.T) {
+	s := newTestServer(t, func(c *config.Config) {
+		c.Providers = []config.Provider{
+			echoProvider(t, "captchalike", func(p *config.Provider) { p.Plugin.Env = map[string]string{envNoIdentity: "1"} }),
+			echoProvider(t, "guarded", func(p *config.Provider) { p.Guards = []string{"captchalike"} }),
+		}
+	})
+	wantError(t, s.verify("guarded", map[string]any{"pass": false, "subject": "g"}, nil), 401, "user_invalid_credentials")
+	r := s.verify("guarded", map[string]any{"pass": true, "subject": "g"}, nil)
+	if r.status != 201 || len(fmt.Sprint(r.json(t)["secret"])) != 6 {
+		t.Fatalf("guarded sign-in: %d %s", r.status, r.body)
+	}
+	r = s.verify("captchalike", map[string]any{"op": "kvput", "key": "ran", "value": "1", "subject": "victim", "pass": true}, nil)
+	wantError(t, r, 400, "provider_unsupported")
+	if !strings.Contains(string(r.body), "only guards") {
+		t.Fatalf("answer %s", r.body)
+	}
+	if _, err := s.d.core.KV("provider/captchalike").Get(context.Background(), "ran"); !errors.Is(err, tokenstore.ErrNotFound) {
+		t.Fatalf("the guard's verifier ran: %v", err)
+	}
+}
+
+// TestWebhookGiveUp is the silent loss of issue 10: the client got 201,
+// every attempt at the app's backend failed, and the secret was dropped
+// without a trace. Now the last failure is one ERROR line with the last
+// status (never the secret) and onGiveUp is called once, whether the
+// attempts run out in the background, the only attempt fails in the
+// request, or a shutdown cuts the retries short.
+func TestWebhookGiveUp(t *testing.T) {
+	const secret = "0a1b2c"
+	var posts atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer hook.Close()
+	for _, tc := range []struct {
+		name     string
+		attempts int
+		shutdown bool // close the background after the first attempt
+		posts    int32
+		sendErr  bool
+		status   int
+	}{
+		{"background retries run out", 3, false, 3, false, 503},
+		{"the only attempt fails", 1, false, 1, true, 503},
+		{"shutdown stops the retries", 5, true, 1, false, 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			posts.Store(0)
+			logs := &lockedBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, nil)).With("provider", "hooked")
+			w, err := newWebhookSender(config.Webhook{URL: hook.URL, Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Timeout: time.Second, Attempts: tc.attempts}, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gaveUp := make(chan webhookGiveUp, 2)
+			w.onGiveUp = func(g webhookGiveUp) { gaveUp <- g }
+			bg := newBackground()
+			err = w.send(context.Background(), bg, delivery{UserID: "u1", Secret: secret, Provider: "hooked"})
+			if (err != nil) != tc.sendErr {
+				t.Fatalf("send = %v", err)
+			}
+			if tc.shutdown {
+				bg.Close()
+			}
+			var g webhookGiveUp
+			select {
+			case g = <-gaveUp:
+			case <-time.After(15 * time.Second):
+				t.Fatal("onGiveUp was never called")
+			}
+			bg.Close()
+			if g.Status != tc.status || g.UserID != "u1" || g.Provider != "hooked" || g.Attempts != tc.attempts || !strings.HasPrefix(g.WebhookID, "msg_") {
+				t.Errorf("give-up %+v", g)
+			}
+			if n := posts.Load(); n != tc.posts {
+				t.Errorf("%d posts, want %d", n, tc.posts)
+			}
+			if len(gaveUp) != 0 {
+				t.Error("onGiveUp was called twice")
+			}
+			out := logs.String()
+			if strings.Count(out, "level=ERROR") != 1 || !strings.Contains(out, "webhook delivery given up") ||
+				!strings.Contains(out, "last_status=503") || !strings.Contains(out, "webhook_id="+g.WebhookID) || !strings.Contains(out, "user_id=u1") {
+				t.Errorf("logs:\n%s", out)
+			}
+			if strings.Contains(out, secret) {
+				t.Errorf("the secret is in the logs:\n%s", out)
+			}
+		})
 	}
 }

@@ -58,6 +58,7 @@ var (
 	errUnlinked           = &apiError{401, "user_unauthorized", "No user is linked to this identity, and the provider may not create one."}
 	errUnsupported        = &apiError{400, "provider_unsupported", "The provider does not support this operation."}
 	errRedirectOnly       = &apiError{400, "provider_unsupported", "The provider delivers by redirect only. Please sign in with the OAuth2 redirect flow."}
+	errGuardOnly          = &apiError{400, "provider_unsupported", "The provider only guards other providers' sign-ins. Please sign in with one of them."}
 	errDelivery           = &apiError{503, "provider_delivery_failed", "The code could not be delivered. Please try again later."}
 	errInvalidSuccessURL  = &apiError{400, "project_invalid_success_url", "Invalid redirect URL for OAuth success."}
 	errInvalidFailureURL  = &apiError{400, "project_invalid_failure_url", "Invalid redirect URL for OAuth failure."}
@@ -83,7 +84,9 @@ func missingParam(param string) *apiError {
 }
 
 // toAPIError is the one place an error becomes an HTTP answer. Errors it
-// does not know become a generic 500 and are logged, never echoed.
+// does not know become a generic 500 and are logged, never echoed. Both
+// logs of a store failure are rate limited (logLimited): one line per
+// logInterval, with the count held back.
 func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	var (
 		ae  *apiError
@@ -115,7 +118,7 @@ func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	case errors.Is(err, tokenstore.ErrKeyExpired):
 		return errKeyExpired
 	case errors.Is(err, tokenstore.ErrUnavailable):
-		d.log.WarnContext(r.Context(), "store unavailable", "method", r.Method, "path", r.URL.Path, "err", err.Error())
+		d.logLimited(r.Context(), slog.LevelWarn, "store unavailable", "method", r.Method, "path", r.URL.Path, "err", err.Error())
 		return errStoreUnavailable
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return &apiError{408, "general_request_timeout", "The client closed the request."}
@@ -123,7 +126,7 @@ func (d *Daemon) toAPIError(r *http.Request, err error) *apiError {
 	if mapped := mapProviderError(err); mapped != nil {
 		return mapped
 	}
-	d.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err.Error())
+	d.logLimited(r.Context(), slog.LevelError, "request failed", "method", r.Method, "path", r.URL.Path, "err", err.Error())
 	return errServer
 }
 

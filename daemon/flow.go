@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -134,6 +135,8 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 			if p.webhook, err = newWebhookSender(pc.Deliver.Webhook, d.log.With("provider", pc.Name)); err != nil {
 				return fmt.Errorf("provider %s: %w", pc.Name, err)
 			}
+			p.webhook.onDelivered = func() { d.metrics.delivered("webhook", nil) }
+			p.webhook.onGiveUp = d.webhookGaveUp
 		case config.DeliverEmail:
 			if p.email, err = newEmailSender(pc.Deliver.Email); err != nil {
 				return fmt.Errorf("provider %s: %w", pc.Name, err)
@@ -292,7 +295,10 @@ func (d *Daemon) verifySignIn(w http.ResponseWriter, r *http.Request, c *caller)
 // lets go nowhere.
 func (d *Daemon) refuseDelivery(p *provider) error {
 	proves := p.plugin.Info().ProvesIdentity
-	if !proves {
+	switch {
+	case !proves && d.cfg.GuardOnly(p.cfg.Name):
+		return errGuardOnly // configured so: nothing to log
+	case !proves:
 		d.log.Error("sign-in refused: the plugin has not reported that it proves identity on its own, so its secret may only go out of band (deliver.via webhook or email)", "provider", p.cfg.Name, "via", string(p.cfg.Deliver.Via))
 	}
 	return deliveryRefused(proves)
@@ -365,19 +371,8 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 	ctx := r.Context()
 	switch ch {
 	case channelWebhook:
-		o := d.originOf(r, c)
-		retried := func(err error) {
-			d.metrics.delivered("webhook", err)
-			if err != nil {
-				d.log.Error("webhook delivery failed after every attempt; the secret was not delivered", "request_id", o.requestID, "provider", p.cfg.Name, "user_id", msg.UserID, "err", err.Error())
-				d.record(o, Event{Event: string(failEv), Provider: p.cfg.Name, UserID: msg.UserID, Reason: reasonDeliveryFailed, cause: err.Error()})
-			}
-		}
-		retrying, err := p.webhook.send(ctx, d.bg, msg, retried)
-		if !retrying {
-			d.metrics.delivered("webhook", err)
-		}
-		if err != nil {
+		msg.trace = deliveryTrace{origin: d.originOf(r, c), failEv: failEv}
+		if err := p.webhook.send(ctx, d.bg, msg); err != nil {
 			return refused(reasonDeliveryFailed, fmt.Errorf("%w: webhook: %w", errDelivery, err))
 		}
 		return nil
@@ -392,6 +387,18 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 	}
 	d.log.Error("secret not sent: not an out-of-band channel", "provider", p.cfg.Name, "channel", int(ch))
 	return errServer
+}
+
+// webhookGaveUp counts a webhook delivery whose every attempt failed and,
+// when that happened after the answer (the retries run in the
+// background), records it as the sign-in's failure event with reason
+// delivery_failed: the client was told 201, and the secret never arrived.
+// A delivery of one attempt failed on the request, which records it.
+func (d *Daemon) webhookGaveUp(g webhookGiveUp) {
+	d.metrics.delivered("webhook", g.Err)
+	if g.Attempts > 1 {
+		d.record(g.trace.origin, Event{Event: string(cmp.Or(g.trace.failEv, evVerifyFailed)), Provider: g.Provider, UserID: g.UserID, Reason: reasonDeliveryFailed, cause: g.Err.Error()})
+	}
 }
 
 // beginOAuth2 starts the redirect flow (Appwrite's createOAuth2Token): it

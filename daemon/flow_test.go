@@ -371,9 +371,9 @@ func TestWebhookDelivery(t *testing.T) {
 			w.WriteHeader(503)
 			return
 		}
-		var d delivery
-		if err := json.Unmarshal(body, &d); err != nil {
-			t.Errorf("webhook body %s", body)
+		d, err := openEnvelope(body)
+		if err != nil {
+			t.Errorf("webhook body %s: %v", body, err)
 		}
 		got <- d
 	}))

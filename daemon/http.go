@@ -203,7 +203,7 @@ func (d *Daemon) jwks(w http.ResponseWriter, r *http.Request) {
 		d.keysRead = now
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		if err := d.core.ReloadSigningKeys(ctx); err != nil && r.Context().Err() == nil {
-			d.log.Warn("reload signing keys", "err", err.Error()) // serve the set in memory
+			d.logLimited(r.Context(), slog.LevelWarn, "reload signing keys", "err", err.Error()) // serve the set in memory
 		}
 		cancel()
 	}

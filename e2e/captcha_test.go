@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,13 +70,15 @@ func (s *capSiteverify) last() url.Values {
 	return s.forms[len(s.forms)-1]
 }
 
-// capDelivery is what the daemon's webhook delivers.
+// capDelivery is what the daemon's webhook delivers: the data of its
+// Standard Webhooks envelope.
 type capDelivery struct {
 	UserID   string `json:"userId"`
 	Secret   string `json:"secret"`
 	Expire   string `json:"expire"`
 	Provider string `json:"provider"`
 	Email    string `json:"email"`
+	Phone    string `json:"phone"`
 }
 
 // newCapWebhook is an app backend's webhook endpoint: it accepts only
@@ -94,11 +97,18 @@ func newCapWebhook(t *testing.T, secret string) (*httptest.Server, <-chan capDel
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
-		var d capDelivery
-		if err := json.Unmarshal(body, &d); err != nil {
+		// The Standard Webhooks envelope, with the delivery as data.
+		var env struct {
+			Type      string      `json:"type"`
+			Timestamp time.Time   `json:"timestamp"`
+			Data      capDelivery `json:"data"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&env); err != nil || env.Type != "token.minted" || env.Timestamp.IsZero() {
 			t.Errorf("webhook: body %s: %v", body, err)
 		}
-		got <- d
+		got <- env.Data
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)

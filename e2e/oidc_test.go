@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -349,33 +348,6 @@ providers:
 	for _, s := range append(leaks, auth0WebSecret, alice.Password) {
 		if s != "" && strings.Contains(logs, s) {
 			t.Fatalf("a secret, code, token or password reached the daemon's log: %.12s…", s)
-		}
-	}
-}
-
-// TestOIDCREADMEConfigCheck runs `handoff config check` on every yaml
-// example of plugins/oidc/README.md: the plugin's own test decodes their
-// provider config, this one the daemon's keys around it (public_url,
-// redirect.allow, users, deliver, timeout).
-func TestOIDCREADMEConfigCheck(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "plugins", "oidc", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(readme, -1)
-	if len(blocks) == 0 {
-		t.Fatal("the README has no yaml example")
-	}
-	bin := handoffBinary(t)
-	for i, b := range blocks {
-		path := filepath.Join(t.TempDir(), "handoff.yaml")
-		if err := os.WriteFile(path, b[1], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, "config", "check", "--config", path)
-		cmd.Dir = t.TempDir()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("yaml example %d: handoff config check: %v\n%s", i+1, err, out)
 		}
 	}
 }

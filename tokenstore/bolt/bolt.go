@@ -64,6 +64,8 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	health health // the last commit's outcome, for Ping
+
 	commits atomic.Uint64 // bbolt transactions the writer committed
 	updates atomic.Uint64 // Update and Sweep calls that committed
 }

@@ -142,24 +142,26 @@ func (s *Store) drainClosed() {
 // run commits batch in one transaction. A call whose fn fails is taken out
 // and the rest run again; after they commit, each failed fn runs alone, so
 // its own error (and only its) reaches its caller with its writes undone.
+// A commit that fails (a full or failing disk) fails every call of its
+// batch with ErrUnavailable and leaves the writer ready for the next one:
+// bbolt has rolled it back, so nothing of it was written.
 func (s *Store) run(batch []*call) {
 	var failed []*call
 	for len(batch) > 0 {
 		failIdx := -1
-		var failErr error
-		err := s.db.Update(func(btx *bbolt.Tx) error {
+		fnErr, err := s.update(func(btx *bbolt.Tx) error {
 			for i, c := range batch {
 				if err := safeCall(c.fn, btx); err != nil {
-					failIdx, failErr = i, err
+					failIdx = i
 					return err
 				}
 			}
 			return nil
 		})
-		if failIdx >= 0 {
+		if fnErr != nil {
 			c := batch[failIdx]
-			if _, ok := failErr.(*panicError); ok {
-				c.done <- failErr // its writes are rolled back; never run it again
+			if _, ok := fnErr.(*panicError); ok {
+				c.done <- fnErr // its writes are rolled back; never run it again
 			} else {
 				failed = append(failed, c)
 			}
@@ -169,8 +171,6 @@ func (s *Store) run(batch []*call) {
 		if err == nil {
 			s.commits.Add(1)
 			s.updates.Add(uint64(len(batch)))
-		} else {
-			err = fmt.Errorf("bolt: commit: %w", err)
 		}
 		for _, c := range batch {
 			c.done <- err
@@ -178,13 +178,34 @@ func (s *Store) run(batch []*call) {
 		break
 	}
 	for _, c := range failed {
-		err := s.db.Update(func(btx *bbolt.Tx) error { return safeCall(c.fn, btx) })
-		if err == nil {
+		fnErr, err := s.update(func(btx *bbolt.Tx) error { return safeCall(c.fn, btx) })
+		if fnErr != nil {
+			err = fnErr
+		} else if err == nil {
 			s.commits.Add(1)
 			s.updates.Add(1)
 		}
 		c.done <- err
 	}
+}
+
+// update runs fn in a write transaction of its own and commits it. fnErr
+// is fn's error (the transaction is rolled back); err is a failed begin or
+// commit, as writeFailed returns it.
+func (s *Store) update(fn func(*bbolt.Tx) error) (fnErr, err error) {
+	btx, err := s.db.Begin(true)
+	if err != nil {
+		return nil, s.writeFailed("begin", err)
+	}
+	if fnErr := fn(btx); fnErr != nil {
+		_ = btx.Rollback()
+		return fnErr, nil
+	}
+	if err := btx.Commit(); err != nil {
+		return nil, s.writeFailed("commit", err)
+	}
+	s.wroteOK()
+	return nil, nil
 }
 
 // safeCall runs fn, turning a panic into a *panicError.

@@ -37,6 +37,27 @@
 // View runs in a bbolt read transaction directly; readers never wait for
 // the writer.
 //
+// # A full or failing disk
+//
+// A commit that fails (ENOSPC, EDQUOT, EIO, EROFS, or anything else bbolt's
+// Commit returns) fails every call of its batch with an error matching
+// tokenstore.ErrUnavailable that keeps the cause (errors.Is(err,
+// syscall.ENOSPC) holds), so the daemon answers 503 and the client tries
+// again. Nothing of it counts: bbolt rolls the transaction back and
+// reloads its freelist from the last committed one, so the handle stays
+// usable and the writer takes the next batch as usual; no reopen is
+// needed. The store heals on the first commit that succeeds.
+//
+// Ping tells a readiness probe whether writes work without an fsync per
+// probe: the store remembers that its last commit failed (and clears that
+// on the next commit that succeeds). While it is healthy Ping is an empty
+// read transaction. While it is failing, Ping probes at most once a
+// second: it writes and syncs 64 KiB to a temporary file beside the store
+// (handoff.db.probe-*, removed at once), then commits a tiny write to an
+// internal bucket. The side file is the honest part: on a full disk a tiny
+// commit alone still fits in pages bbolt already owns and would report a
+// recovery that real writes do not see.
+//
 // # Locking
 //
 // bbolt locks the file while it is open, so a second daemon on the same
