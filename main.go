@@ -282,7 +282,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 // withCore opens the configured store for a one-off command.
-func withCore(fs *pflag.FlagSet, path string, fn func(context.Context, *tokenstore.Core) error) error {
+func withCore(fs *pflag.FlagSet, path string, fn func(context.Context, config.Config, *tokenstore.Core) error) error {
 	cfg, err := load(fs, path)
 	if err != nil {
 		return err
@@ -297,7 +297,16 @@ func withCore(fs *pflag.FlagSet, path string, fn func(context.Context, *tokensto
 		return err
 	}
 	defer core.Store().Close()
-	return fn(ctx, core)
+	return fn(ctx, cfg, core)
+}
+
+// audit records a key command's event in the audit log (audit.sink), with
+// the stdout sink on stderr, where it cannot mix with a printed key. The
+// change is made either way: a failure is a warning.
+func audit(cfg config.Config, event, keyID string) {
+	if err := daemon.AuditCLI(cfg, os.Stderr, event, keyID); err != nil {
+		fmt.Fprintf(os.Stderr, "handoff: warning: %s not written to the audit log: %v\n", event, err)
+	}
 }
 
 func keys(args []string, stdout io.Writer) error {
@@ -315,7 +324,7 @@ func keys(args []string, stdout io.Writer) error {
 	if !slices.Contains([]string{"create", "list", "revoke", "rotate-signing"}, sub) {
 		return fmt.Errorf("keys: want create, list, revoke or rotate-signing, got %q", sub)
 	}
-	return withCore(fs, *path, func(ctx context.Context, core *tokenstore.Core) error {
+	return withCore(fs, *path, func(ctx context.Context, cfg config.Config, core *tokenstore.Core) error {
 		switch sub {
 		case "create":
 			if *name == "" {
@@ -331,11 +340,12 @@ func keys(args []string, stdout io.Writer) error {
 			if *expire > 0 {
 				exp = time.Now().Add(*expire)
 			}
-			_, secret, err := core.CreateKey(ctx, *name, list, exp)
+			k, secret, err := core.CreateKey(ctx, *name, list, exp)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(stdout, secret)
+			audit(cfg, "key.created", k.ID)
 		case "list":
 			ks, err := core.ListKeys(ctx)
 			if err != nil {
@@ -360,12 +370,14 @@ func keys(args []string, stdout io.Writer) error {
 			} else if err != nil {
 				return err
 			}
+			audit(cfg, "key.revoked", fs.Arg(0))
 			fmt.Fprintln(stdout, "revoked", fs.Arg(0))
 		case "rotate-signing":
 			kid, err := core.RotateSigningKey(ctx)
 			if err != nil {
 				return err
 			}
+			audit(cfg, "signing_key.rotated", kid)
 			fmt.Fprintln(stdout, "new signing key", kid)
 		}
 		return nil
@@ -385,7 +397,7 @@ func secretsCmd(args []string, stdout io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return withCore(fs, *path, func(ctx context.Context, core *tokenstore.Core) error {
+	return withCore(fs, *path, func(ctx context.Context, _ config.Config, core *tokenstore.Core) error {
 		n, err := core.ResealSecrets(ctx)
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -183,6 +184,57 @@ func TestConfigCheckKeyFile(t *testing.T) {
 	errOut.Reset()
 	if code := run([]string{"config", "check", "--data", t.TempDir()}, &out, &errOut); code != 0 {
 		t.Fatalf("config check with a good key file: %q", errOut.String())
+	}
+}
+
+// TestKeysAudit: the key commands write key.created, key.revoked and
+// signing_key.rotated to the audit log the environment names, with the
+// actor cli and the key's id, and never the key itself.
+func TestKeysAudit(t *testing.T) {
+	dir := t.TempDir()
+	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
+	t.Setenv("HANDOFF_AUDIT__SINK", "file")
+	t.Setenv("HANDOFF_AUDIT__PATH", auditPath)
+	cmd := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(append(args, "--data", dir), &out, &errOut); code != 0 {
+			t.Fatalf("%v = %d: %s", args, code, errOut.String())
+		}
+		return strings.TrimSpace(out.String())
+	}
+	secret := cmd("keys", "create", "--name", "ci")
+	var id string
+	for _, line := range strings.Split(cmd("keys", "list"), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == "ci" {
+			id = f[0]
+		}
+	}
+	cmd("keys", "revoke", id)
+	kid := strings.TrimPrefix(cmd("keys", "rotate-signing"), "new signing key ")
+
+	raw, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), secret) {
+		t.Fatal("the audit log holds the API key")
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var ev struct {
+			Event string `json:"event"`
+			Actor string `json:"actor"`
+			KeyID string `json:"key_id"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		got = append(got, ev.Event+" "+ev.Actor+" "+ev.KeyID)
+	}
+	want := []string{"key.created cli " + id, "key.revoked cli " + id, "signing_key.rotated cli " + kid}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("audit log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

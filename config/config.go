@@ -27,8 +27,42 @@ type Config struct {
 	Limits    Limits     `koanf:"limits"`
 	Log       Log        `koanf:"log"`
 	Redirect  Redirect   `koanf:"redirect"`
+	Audit     Audit      `koanf:"audit"`
 	Providers []Provider `koanf:"providers"`
 }
+
+// Audit configures the audit log: one JSON line per security event
+// (sign-ins, exchanges, keys, providers going up or down). It never blocks
+// a sign-in: events wait in a buffer of Buffer events, and those that find
+// it full are dropped and counted.
+type Audit struct {
+	// Sink is where events go: "" (off, the default), stdout, file or
+	// webhook.
+	Sink AuditSink `koanf:"sink"`
+	// Path is the file of sink file, appended to and reopened on SIGHUP
+	// (so logrotate can move it away).
+	Path string `koanf:"path"`
+	// Webhook is where sink webhook posts batches of events, signed per
+	// Standard Webhooks; attempts and timeout as a provider's delivery
+	// webhook (default 5 attempts of 5s).
+	Webhook Webhook `koanf:"webhook"`
+	// Batch is the most events one webhook post carries; default 100.
+	Batch int `koanf:"batch"`
+	// Buffer is how many events wait for the sink before new ones are
+	// dropped; default 4096.
+	Buffer int `koanf:"buffer"`
+}
+
+// AuditSink is audit.sink: where the audit log goes.
+type AuditSink string
+
+// The audit sinks.
+const (
+	AuditOff     AuditSink = ""
+	AuditStdout  AuditSink = "stdout"
+	AuditFile    AuditSink = "file"
+	AuditWebhook AuditSink = "webhook"
+)
 
 // Store selects and configures the storage backend.
 type Store struct {

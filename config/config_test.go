@@ -327,6 +327,10 @@ providers:
 			func(c Config) bool { return c.Secrets.BootstrapKeyFile == "/run/first-key" }},
 		{"raw provider config", "HANDOFF_PROVIDERS__0__CONFIG__SITE_SECRET=abc",
 			func(c Config) bool { return c.Providers[0].Config["site_secret"] == "abc" }},
+		{"audit sink", "HANDOFF_AUDIT__SINK=file",
+			func(c Config) bool { return c.Audit.Sink == AuditFile && c.Audit.Batch == DefaultAuditBatch }},
+		{"audit path", "HANDOFF_AUDIT__PATH=/var/log/handoff/audit.jsonl",
+			func(c Config) bool { return c.Audit.Path == "/var/log/handoff/audit.jsonl" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Load(LoadOptions{Path: file, Env: []string{tc.env}})
@@ -619,6 +623,16 @@ func TestValidate(t *testing.T) {
 		want   []string // problem keys, in order
 	}{
 		{"listen without port", func(c *Config) { c.Listen = "localhost" }, []string{"listen"}},
+		{"audit sink unknown", func(c *Config) { c.Audit.Sink = "syslog" }, []string{"audit.sink"}},
+		{"audit file without path", func(c *Config) { c.Audit.Sink = AuditFile }, []string{"audit.path"}},
+		{"audit file", func(c *Config) { c.Audit.Sink, c.Audit.Path = AuditFile, "/var/log/a.jsonl" }, nil},
+		{"audit stdout", func(c *Config) { c.Audit.Sink = AuditStdout }, nil},
+		{"audit webhook without url and secret", func(c *Config) { c.Audit.Sink = AuditWebhook }, []string{"audit.webhook.url", "audit.webhook.secret"}},
+		{"audit webhook", func(c *Config) {
+			c.Audit.Sink, c.Audit.Webhook.URL, c.Audit.Webhook.Secret = AuditWebhook, "https://siem.example/in", "whsec_c2VjcmV0"
+		}, nil},
+		{"audit batch", func(c *Config) { c.Audit.Batch = 0 }, []string{"audit.batch"}},
+		{"audit buffer", func(c *Config) { c.Audit.Buffer = 0 }, []string{"audit.buffer"}},
 		{"listen with a bad port", func(c *Config) { c.Listen = ":http" }, []string{"listen"}},
 		{"listen on any host", func(c *Config) { c.Listen = ":8080" }, nil},
 		{"public_url relative", func(c *Config) { c.PublicURL = "/auth" }, []string{"public_url"}},
@@ -988,4 +1002,22 @@ func FuzzLoad(f *testing.F) {
 			t.Errorf("Effective: %v", err)
 		}
 	})
+}
+
+// TestAuditEnv is the issue's own line: the audit log to a file, set by
+// the environment alone, loads and validates.
+func TestAuditEnv(t *testing.T) {
+	c, err := Load(LoadOptions{Env: []string{"HANDOFF_AUDIT__SINK=file", "HANDOFF_AUDIT__PATH=/var/log/handoff/audit.jsonl"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Audit.Sink != AuditFile || c.Audit.Path != "/var/log/handoff/audit.jsonl" {
+		t.Fatalf("audit = %+v", c.Audit)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if red := c.Redacted(); red.Audit.Path != c.Audit.Path {
+		t.Errorf("Redacted changed audit.path: %q", red.Audit.Path)
+	}
 }

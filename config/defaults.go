@@ -13,6 +13,8 @@ const (
 	DefaultEmailTLS        = "starttls"
 	DefaultEmailSubject    = "Your sign-in code"
 	DefaultDeliverVia      = DeliverResponse
+	DefaultAuditBatch      = 100
+	DefaultAuditBuffer     = 4096
 )
 
 // Default returns the built-in configuration: what handoff runs with when
@@ -57,6 +59,11 @@ func Default() Config {
 		Log: Log{
 			Level:  "info",
 			Format: "text",
+		},
+		Audit: Audit{
+			Webhook: Webhook{Timeout: DefaultWebhookTimeout, Attempts: DefaultWebhookAttempts},
+			Batch:   DefaultAuditBatch,
+			Buffer:  DefaultAuditBuffer,
 		},
 	}
 }

@@ -16,7 +16,7 @@ import (
 const Redacted = "REDACTED"
 
 // Redacted returns a copy of c with every secret replaced by "REDACTED":
-// tokens.pepper, the password in store.dsn, each provider's
+// tokens.pepper, the password in store.dsn, audit.webhook.secret, each provider's
 // deliver.webhook.secret and deliver.email.password, and inside
 // providers[].config and plugin.env every value whose key names a secret
 // (client_secret, api_key, password, access_token, ...). Unset secrets
@@ -25,6 +25,7 @@ const Redacted = "REDACTED"
 func (c Config) Redacted() Config {
 	c.Tokens.Pepper = redact(c.Tokens.Pepper)
 	c.Store.DSN = redactDSN(c.Store.DSN)
+	c.Audit.Webhook.Secret = redact(c.Audit.Webhook.Secret)
 	c.CORS.Origins = slices.Clone(c.CORS.Origins)
 	c.HTTP.TrustedProxies = slices.Clone(c.HTTP.TrustedProxies)
 	c.Redirect.Allow = slices.Clone(c.Redirect.Allow)

@@ -141,6 +141,7 @@ func Load(opts LoadOptions) (Config, error) {
 
 	l.readSecret("tokens.pepper_file", cfg.Tokens.PepperFile, &cfg.Tokens.Pepper, &cfg.Tokens.pepperFromFile)
 	l.readSecret("store.dsn_file", cfg.Store.DSNFile, &cfg.Store.DSN, &cfg.Store.dsnFromFile)
+	l.readSecret("audit.webhook.secret_file", cfg.Audit.Webhook.SecretFile, &cfg.Audit.Webhook.Secret, &cfg.Audit.Webhook.secretFromFile)
 	for i := range cfg.Providers {
 		d := &cfg.Providers[i].Deliver
 		key := fmt.Sprintf("providers[%d].deliver.", i)

@@ -58,6 +58,8 @@ const (
 	MaxMaxBodyBytes  = 64 << 20
 	MinPepperLength  = 16
 	MaxWebhookTries  = 100
+	MaxAuditBatch    = 1000
+	MaxAuditBuffer   = 1 << 20
 	webhookSecretPfx = "whsec_"
 	// MinIPv6Prefix is the shortest http.ipv6_prefix: below /32 one limit
 	// would span more than an ISP's whole allocation.
@@ -137,6 +139,7 @@ func (c Config) Validate() error {
 		v.httpURL(fmt.Sprintf("redirect.allow[%d]", i), a, false)
 	}
 
+	v.audit(c.Audit)
 	v.providers(c.Providers)
 	v.publicURLNeeded(c)
 
@@ -371,20 +374,48 @@ func kindOf(p Provider) string {
 }
 
 func (v *validator) webhook(key string, w Webhook) {
+	v.webhookFor(key, "deliver.via is webhook", w)
+}
+
+// webhookFor checks a webhook that is required when the setting named by
+// when says so.
+func (v *validator) webhookFor(key, when string, w Webhook) {
 	if w.URL == "" {
-		v.add(key+".url", "is required when deliver.via is webhook")
+		v.add(key+".url", "is required when %s", when)
 	} else {
 		v.httpURL(key+".url", w.URL, false)
 	}
 	switch {
 	case w.Secret == "":
-		v.add(key+".secret", "is required when deliver.via is webhook (or set secret_file)")
+		v.add(key+".secret", "is required when %s (or set secret_file)", when)
 	case !validWebhookSecret(w.Secret):
 		v.add(key+".secret", "must be %q followed by base64 (a Standard Webhooks secret)", webhookSecretPfx)
 	}
 	v.positive(key+".timeout", w.Timeout)
 	if w.Attempts < 1 || w.Attempts > MaxWebhookTries {
 		v.add(key+".attempts", "must be between 1 and %d, got %d", MaxWebhookTries, w.Attempts)
+	}
+}
+
+// audit checks the audit section: a known sink and what it needs.
+func (v *validator) audit(a Audit) {
+	switch a.Sink {
+	case AuditOff, AuditStdout:
+	case AuditFile:
+		if a.Path == "" {
+			v.add("audit.path", "is required when audit.sink is file")
+		}
+	case AuditWebhook:
+		v.webhookFor("audit.webhook", "audit.sink is webhook", a.Webhook)
+	default:
+		v.add("audit.sink", "must be empty (off), stdout, file or webhook, got %q", a.Sink)
+	}
+	v.bothSet("audit.webhook.secret", a.Webhook.Secret, a.Webhook.SecretFile, a.Webhook.secretFromFile)
+	if a.Batch < 1 || a.Batch > MaxAuditBatch {
+		v.add("audit.batch", "must be between 1 and %d, got %d", MaxAuditBatch, a.Batch)
+	}
+	if a.Buffer < 1 || a.Buffer > MaxAuditBuffer {
+		v.add("audit.buffer", "must be between 1 and %d, got %d", MaxAuditBuffer, a.Buffer)
 	}
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -33,13 +34,16 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	limitKey := "session_token:" + c.limitIP + ":" + userID
 	if c.key == nil {
 		if err := d.limit(w, r, limitKey, d.cfg.Limits.SessionToken, time.Hour); err != nil {
-			return err
+			return d.exchangeFailed(r, c, userID, err)
 		}
 	}
 	s, cred, err := d.core.Exchange(r.Context(), userID, secret, tokenstore.Client{IP: c.ip, UserAgent: d.userAgent(r, c)})
 	if err != nil {
-		return err
+		return d.exchangeFailed(r, c, userID, err)
 	}
+	o := d.originOf(r, c)
+	d.record(o, Event{Event: string(evTokenExchanged), UserID: userID, Provider: s.Provider, SessionID: s.ID})
+	d.record(o, Event{Event: string(evSessionCreated), UserID: userID, Provider: s.Provider, SessionID: s.ID})
 	if c.key == nil && d.cfg.Limits.Enabled {
 		if err := d.limits.reset(r.Context(), limitKey); err != nil {
 			d.logLimited(r.Context(), slog.LevelWarn, "rate limit reset failed", "err", err.Error())
@@ -52,6 +56,27 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	writeJSON(w, http.StatusCreated, newSessionModel(s, true, shown))
 	return nil
+}
+
+// exchangeFailed records a refused exchange, and the tokens it burned,
+// and returns the answer: the same 401 for every reason tokenstore gives.
+func (d *Daemon) exchangeFailed(r *http.Request, c *caller, userID string, err error) error {
+	o := d.originOf(r, c)
+	var xe *tokenstore.ExchangeError
+	switch {
+	case errors.As(err, &xe):
+		d.record(o, Event{Event: string(evTokenExchangeFailed), UserID: userID, Reason: string(xe.Reason)})
+		if xe.Burned > 0 {
+			d.record(o, Event{Event: string(evTokenBurned), UserID: userID, Reason: "max_attempts", Count: xe.Burned})
+		}
+		return err
+	case errors.Is(err, errRateLimit):
+		d.record(o, Event{Event: string(evTokenExchangeFailed), UserID: userID, Reason: reasonRateLimited})
+		return err
+	}
+	reason, ae := d.reason(r, err)
+	d.record(o, Event{Event: string(evTokenExchangeFailed), UserID: userID, Reason: reason, cause: causeOf(err)})
+	return ae
 }
 
 // userAgent honours X-Forwarded-User-Agent only for API key callers, as
@@ -101,6 +126,7 @@ func (d *Daemon) deleteSession(w http.ResponseWriter, r *http.Request, c *caller
 	if err := d.core.DeleteSession(r.Context(), c.user.ID, id); err != nil {
 		return err
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evSessionDeleted), UserID: c.user.ID, SessionID: id})
 	if id == c.session.ID {
 		d.clearSessionCookies(w, r, c)
 	}
@@ -112,9 +138,11 @@ func (d *Daemon) deleteSessions(w http.ResponseWriter, r *http.Request, c *calle
 	if err := d.limit(w, r, "delete_sessions:"+c.limitIP, 100, time.Hour); err != nil {
 		return err
 	}
-	if _, err := d.core.DeleteSessions(r.Context(), c.user.ID); err != nil {
+	n, err := d.core.DeleteSessions(r.Context(), c.user.ID)
+	if err != nil {
 		return err
 	}
+	d.recordSessionsDeleted(r, c, c.user.ID, n)
 	d.clearSessionCookies(w, r, c)
 	w.WriteHeader(http.StatusNoContent)
 	return nil

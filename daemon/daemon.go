@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,7 @@ type Daemon struct {
 	store   storeState
 	proxies proxies
 	metrics *metrics
+	audit   *auditor     // nil: audit.sink is off
 	logs    *logThrottle // rate-limits lines a failure repeats (logLimited)
 	handler http.Handler
 
@@ -80,9 +82,15 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.notice == nil {
 		d.notice = io.Discard
 	}
+	audit, err := newAuditor(d.cfg.Audit, d.log, d.metrics, os.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	d.audit = audit
 	d.store.opened = make(chan struct{})
 	if err := d.connect(ctx); err != nil {
 		if !transientOpenError(d.cfg, err) {
+			d.Close()
 			return nil, err
 		}
 		d.startOpener(err)
@@ -95,6 +103,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		d.Close()
 		return nil, err
 	}
+	d.watchProviders(250 * time.Millisecond)
 	d.handler = d.routes()
 	return d, nil
 }
@@ -146,10 +155,10 @@ func builtinProves(ctx context.Context, builtins map[string]sdk.Factory) config.
 // OpenCore opens the configured store and the token core on it. Closing
 // core.Store() releases it.
 func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) {
-	return openCore(ctx, cfg, nil)
+	return openCore(ctx, cfg, nil, nil)
 }
 
-func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokenstore.Core, error) {
+func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metrics) (*tokenstore.Core, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -157,6 +166,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*tokens
 	if err != nil {
 		return nil, err
 	}
+	store = instrumentStore(store, m)
 	sealer, err := openSealer(ctx, cfg, store, log)
 	if err != nil {
 		store.Close()
@@ -207,27 +217,34 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokens
 // the key, so the next start makes one again: a key written nowhere would
 // be a live credential no one holds.
 func BootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer, file string) (bool, error) {
+	id, err := bootstrapKey(ctx, core, w, file)
+	return id != "", err
+}
+
+// bootstrapKey is BootstrapKey; it returns the id of the key it made, or
+// "".
+func bootstrapKey(ctx context.Context, core *tokenstore.Core, w io.Writer, file string) (string, error) {
 	k, secret, created, err := core.CreateFirstKey(ctx, "bootstrap", Scopes)
 	if err != nil {
-		return false, fmt.Errorf("create the first api key: %w", err)
+		return "", fmt.Errorf("create the first api key: %w", err)
 	}
 	if !created {
-		return false, nil
+		return "", nil
 	}
 	if file == "" {
 		fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes (shown once, keep it safe):\n\n    %s\n\n"+
 			"Manage keys with `handoff keys list|create|revoke`. To have it written to a 0600 file\n"+
 			"instead of here, start with --bootstrap-key-file F (or secrets.bootstrap_key_file).\n\n", secret)
-		return true, nil
+		return k.ID, nil
 	}
 	if err := writeNewFile(file, []byte(secret+"\n")); err != nil {
 		if uerr := core.UndoFirstKey(ctx, k.ID); uerr != nil {
-			return false, fmt.Errorf("secrets.bootstrap_key_file: %w (and undo the first api key: %v)", err, uerr)
+			return "", fmt.Errorf("secrets.bootstrap_key_file: %w (and undo the first api key: %v)", err, uerr)
 		}
-		return false, fmt.Errorf("secrets.bootstrap_key_file: write the first api key: %w (no key was kept; remove the file or pick another path)", err)
+		return "", fmt.Errorf("secrets.bootstrap_key_file: write the first api key: %w (no key was kept; remove the file or pick another path)", err)
 	}
 	fmt.Fprintf(w, "\nhandoff: first start, created an API key with all scopes and wrote it to %s (mode 0600).\nManage keys with `handoff keys list|create|revoke`.\n\n", file)
-	return true, nil
+	return k.ID, nil
 }
 
 // Core returns the token core, or nil while the store is not open yet.
@@ -281,6 +298,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 			d.logLimited(context.Background(), slog.LevelWarn, "sweep expired records", "err", err.Error())
 		})
 	}()
+	d.reopenAuditOnHUP(sweepCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	d.log.Info("handoff serving", "addr", ln.Addr().String(), "project", d.cfg.Project, "store", d.cfg.Store.Driver)
@@ -321,6 +339,11 @@ func (d *Daemon) Close() error {
 		d.bg.Close()
 		if d.host != nil {
 			d.host.Close()
+		}
+		if d.audit != nil {
+			if err := d.audit.Close(); err != nil {
+				d.log.Warn("close the audit log", "err", err.Error())
+			}
 		}
 		if core := d.stopOpener(); core != nil {
 			d.closeErr = core.Store().Close()

@@ -92,6 +92,15 @@ type delivery struct {
 	Provider string `json:"provider"`
 	Email    string `json:"email"`
 	Phone    string `json:"phone"`
+
+	trace deliveryTrace // not sent (unexported)
+}
+
+// deliveryTrace is where a delivery came from, for the events of a
+// delivery that fails after the answer.
+type deliveryTrace struct {
+	origin origin
+	failEv eventName // the sign-in's failure event: verify.failed or oauth2.failed
 }
 
 func newDelivery(t tokenstore.Token, secret, provider string, u tokenstore.User) delivery {
@@ -122,6 +131,8 @@ type webhookGiveUp struct {
 	Attempts  int
 	Status    int   // the last attempt's HTTP status; 0 when it got no answer
 	Err       error // the last attempt's error
+
+	trace deliveryTrace
 }
 
 // webhookSender posts deliveries to an app's backend, signed per Standard
@@ -138,6 +149,9 @@ type webhookSender struct {
 	// delivery metric and the audit event. It may run on the request's
 	// goroutine (attempts: 1) or in the background.
 	onGiveUp func(webhookGiveUp)
+	// onDelivered, when set, is called once for a delivery an attempt
+	// made.
+	onDelivered func()
 }
 
 // newWebhookSender builds a sender whose client never follows a redirect:
@@ -170,6 +184,7 @@ func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) 
 	id := "msg_" + tokenstore.NewID()
 	err = w.attempt(ctx, id, body, 1)
 	if err == nil {
+		w.delivered()
 		return nil
 	}
 	if w.attempts == 1 {
@@ -187,6 +202,7 @@ func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) 
 			case <-time.After(wait):
 			}
 			if err = w.attempt(context.Background(), id, body, i); err == nil {
+				w.delivered()
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
@@ -196,11 +212,17 @@ func (w *webhookSender) send(ctx context.Context, bg *background, msg delivery) 
 	return nil
 }
 
+func (w *webhookSender) delivered() {
+	if w.onDelivered != nil {
+		w.onDelivered()
+	}
+}
+
 // giveUp reports a delivery whose every attempt failed: one ERROR line
 // with the provider, user, webhook id and the last status or error (the
 // secret is gone: the user must sign in again), then onGiveUp.
 func (w *webhookSender) giveUp(msg delivery, id string, err error) {
-	g := webhookGiveUp{Provider: msg.Provider, UserID: msg.UserID, WebhookID: id, Attempts: w.attempts, Err: err}
+	g := webhookGiveUp{Provider: msg.Provider, UserID: msg.UserID, WebhookID: id, Attempts: w.attempts, Err: err, trace: msg.trace}
 	var se *webhookStatusError
 	if errors.As(err, &se) {
 		g.Status = se.status

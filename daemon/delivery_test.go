@@ -221,10 +221,10 @@ func (m *matrix) browser(t *testing.T, name string) (begin, callback answer) {
 		return answer{res.StatusCode, res.Header, body}
 	}
 	begin = get("/v1/account/tokens/oauth2/" + name + "?project=default&success=" + url.QueryEscape(m.app.URL+"/auth/ok") + "&failure=" + url.QueryEscape(m.app.URL+"/auth/fail"))
-	if begin.status != 301 {
+	loc, _ := url.Parse(begin.header.Get("Location"))
+	if begin.status != 301 || loc.Path == "/auth/fail" {
 		return begin, answer{}
 	}
-	loc, _ := url.Parse(begin.header.Get("Location"))
 	callback = get("/v1/account/sessions/oauth2/callback/" + name + "/default?state=" + url.QueryEscape(loc.Query().Get("state")) + "&code=victim")
 	return begin, callback
 }
@@ -297,8 +297,11 @@ func TestDeliveryMatrix(t *testing.T) {
 				begin, a := m.browser(t, name)
 				got := m.delivered(t, ch)
 				if ch == channelNone {
-					if begin.status < 400 || strings.Contains(string(begin.body), "secret") || got != "" {
-						t.Fatalf("a refused flow began: %d %s; delivered %q", begin.status, begin.body, got)
+					// Refused at its start: to the failure URL, with the error.
+					loc, _ := url.Parse(begin.header.Get("Location"))
+					if begin.status != 301 || loc.Path != "/auth/fail" || !strings.Contains(loc.Query().Get("error"), `"type"`) ||
+						strings.Contains(string(begin.body)+loc.String(), "secret") || got != "" {
+						t.Fatalf("a refused flow began: %d %s %s; delivered %q", begin.status, loc, begin.body, got)
 					}
 					m.refusedCallback(t, name, mode)
 					return

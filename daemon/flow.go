@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -131,6 +132,8 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 			if p.webhook, err = newWebhookSender(pc.Deliver.Webhook, d.log.With("provider", pc.Name)); err != nil {
 				return fmt.Errorf("provider %s: %w", pc.Name, err)
 			}
+			p.webhook.onDelivered = func() { d.metrics.delivered("webhook", nil) }
+			p.webhook.onGiveUp = d.webhookGaveUp
 		case config.DeliverEmail:
 			if p.email, err = newEmailSender(pc.Deliver.Email); err != nil {
 				return fmt.Errorf("provider %s: %w", pc.Name, err)
@@ -236,51 +239,68 @@ func (d *Daemon) listProviders(w http.ResponseWriter, r *http.Request, c *caller
 }
 
 func (d *Daemon) sdkRequest(r *http.Request, c *caller, payload json.RawMessage) sdk.Request {
-	return sdk.Request{Payload: payload, ClientIP: c.ip, UserAgent: r.UserAgent(), RequestID: tokenstore.NewID()}
+	return sdk.Request{Payload: payload, ClientIP: c.ip, UserAgent: r.UserAgent(), RequestID: requestID(r.Context())}
 }
 
 // verify is the direct flow: guards, the verifier, the identity's user, a
-// minted secret, and its delivery.
+// minted secret, and its delivery. Its outcome is recorded as
+// verify.succeeded or verify.failed.
 func (d *Daemon) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
+	name := r.PathValue("name")
+	userID, err := d.verifySignIn(w, r, c)
+	if err != nil {
+		return d.signInFailed(r, c, evVerifyFailed, name, userID, err)
+	}
+	return nil
+}
+
+// verifySignIn is verify's work; it returns the user id once it is known.
+func (d *Daemon) verifySignIn(w http.ResponseWriter, r *http.Request, c *caller) (string, error) {
 	p, err := d.lookupProvider(r.PathValue("name"))
 	if err != nil {
-		return err
+		return "", err
 	}
 	// Where the secret would go is known before anything is verified, so
 	// a sign-in whose secret may go nowhere spends no guard or verifier
 	// call (a captcha solve, a password attempt).
 	ch := p.channel(directSignIn)
 	if ch == channelNone {
-		return d.refuseDelivery(p)
+		return "", d.refuseDelivery(p)
 	}
 	if c.key == nil {
 		if err := d.limit(w, r, "verify:"+c.limitIP, d.cfg.Limits.Verify, time.Hour); err != nil {
-			return err
+			return "", err
 		}
 	}
 	payload, err := readPayload(r)
 	if err != nil {
-		return err
+		return "", err
 	}
 	req := d.sdkRequest(r, c, payload)
 	for _, g := range p.cfg.Guards {
 		guard, err := d.lookupProvider(g)
 		if err != nil {
-			return err
+			return "", err
 		}
-		if err := guard.plugin.Check(r.Context(), req); err != nil {
-			return err
+		start := time.Now()
+		err = guard.plugin.Check(r.Context(), req)
+		d.metrics.call(g, "check", start, err)
+		if err != nil {
+			return "", refused(reasonGuardFailed, fmt.Errorf("guard %s: %w", g, err))
 		}
 	}
+	start := time.Now()
 	id, err := p.plugin.Verify(r.Context(), req)
+	d.metrics.call(p.cfg.Name, "verify", start, err)
 	if err != nil {
-		return err
+		return "", err
 	}
 	user, err := d.resolve(r.Context(), p, id)
 	if err != nil {
-		return err
+		return user.ID, err
 	}
-	return d.mintAndDeliver(w, r, c, p, user, ch)
+	d.record(d.originOf(r, c), Event{Event: string(evVerifySucceeded), Provider: p.cfg.Name, UserID: user.ID})
+	return user.ID, d.mintAndDeliver(w, r, c, p, user, ch)
 }
 
 // refuseDelivery is the answer to a sign-in whose secret secretChannel
@@ -342,38 +362,87 @@ func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evTokenMinted), Provider: p.cfg.Name, UserID: user.ID})
 	shown := ""
 	if ch == channelBody {
 		shown = secret
-	} else if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
+	} else if err := d.sendOutOfBand(r, c, evVerifyFailed, p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, newTokenModel(t, shown))
 	return nil
 }
 
-// sendOutOfBand sends a minted secret on an out-of-band channel. Any
-// other channel is a bug and sends nothing.
-func (d *Daemon) sendOutOfBand(ctx context.Context, p *provider, ch channel, msg delivery) error {
+// sendOutOfBand sends a minted secret on an out-of-band channel and counts
+// the delivery's outcome. A webhook that fails after the answer (its
+// retries run in the background) is recorded as failEv, the sign-in's
+// failure event, with reason delivery_failed: the client was told 201,
+// and the secret never arrived. Any other channel is a bug and sends
+// nothing.
+func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *provider, ch channel, msg delivery) error {
+	ctx := r.Context()
 	switch ch {
 	case channelWebhook:
+		msg.trace = deliveryTrace{origin: d.originOf(r, c), failEv: failEv}
 		if err := p.webhook.send(ctx, d.bg, msg); err != nil {
-			d.log.Warn("webhook delivery failed", "provider", p.cfg.Name, "user", msg.UserID, "err", err.Error())
-			return errDelivery
+			return refused(reasonDeliveryFailed, fmt.Errorf("%w: webhook: %w", errDelivery, err))
 		}
 		return nil
 	case channelEmail:
-		return p.email.send(ctx, msg)
+		err := p.email.send(ctx, msg)
+		d.metrics.delivered("email", err)
+		if err != nil {
+			return refused(reasonDeliveryFailed, err)
+		}
+		return nil
 	case channelNone, channelBody, channelLocation:
 	}
 	d.log.Error("secret not sent: not an out-of-band channel", "provider", p.cfg.Name, "channel", int(ch))
 	return errServer
 }
 
+// webhookGaveUp counts a webhook delivery whose every attempt failed and,
+// when that happened after the answer (the retries run in the
+// background), records it as the sign-in's failure event with reason
+// delivery_failed: the client was told 201, and the secret never arrived.
+// A delivery of one attempt failed on the request, which records it.
+func (d *Daemon) webhookGaveUp(g webhookGiveUp) {
+	d.metrics.delivered("webhook", g.Err)
+	if g.Attempts > 1 {
+		d.record(g.trace.origin, Event{Event: string(cmp.Or(g.trace.failEv, evVerifyFailed)), Provider: g.Provider, UserID: g.UserID, Reason: reasonDeliveryFailed, cause: g.Err.Error()})
+	}
+}
+
 // beginOAuth2 starts the redirect flow (Appwrite's createOAuth2Token): it
 // checks the success and failure URLs, asks the plugin for the IdP's
-// authorize URL, keeps the flow under its OAuth2 state and redirects.
+// authorize URL, keeps the flow under its OAuth2 state and redirects. A
+// refusal is recorded as oauth2.failed. Once the request names an allowed
+// failure URL, every refusal (a 429 too) redirects the browser there with
+// Appwrite's error parameter, as the callback does, instead of showing a
+// JSON page on the API's origin.
 func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) error {
+	err := d.beginFlow(w, r, c)
+	if err == nil {
+		return nil
+	}
+	ans := d.signInFailed(r, c, evOAuth2Failed, r.PathValue("name"), "", err)
+	failure := r.URL.Query().Get("failure")
+	if ae, ok := ans.(*apiError); ok && d.redirectAllowed(failure) {
+		failRedirect(w, r, failure, ae)
+		return nil
+	}
+	return ans
+}
+
+// failRedirect sends the browser to a flow's failure URL with the error as
+// Appwrite puts it there: error={"message","type","code"}.
+func failRedirect(w http.ResponseWriter, r *http.Request, failure string, ae *apiError) {
+	body, _ := json.Marshal(map[string]any{"message": ae.Message, "type": ae.Type, "code": ae.Status})
+	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
+	http.Redirect(w, r, withQuery(failure, url.Values{"error": {string(body)}}), http.StatusMovedPermanently)
+}
+
+func (d *Daemon) beginFlow(w http.ResponseWriter, r *http.Request, c *caller) error {
 	p, err := d.lookupProvider(r.PathValue("name"))
 	if err != nil {
 		return err
@@ -397,14 +466,16 @@ func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	res, err := p.plugin.Begin(r.Context(), sdk.BeginRequest{CallbackURL: d.callbackURL(r, p.cfg.Name), Scopes: scopes, RequestID: tokenstore.NewID()})
+	start := time.Now()
+	res, err := p.plugin.Begin(r.Context(), sdk.BeginRequest{CallbackURL: d.callbackURL(r, p.cfg.Name), Scopes: scopes, RequestID: requestID(r.Context())})
+	d.metrics.call(p.cfg.Name, "begin", start, err)
 	if err != nil {
 		return err
 	}
 	auth, err := url.Parse(res.AuthURL)
 	if err != nil || auth.Query().Get("state") == "" {
 		d.log.Error("provider's authorize URL has no state parameter", "provider", p.cfg.Name)
-		return errServer
+		return refused(reasonAuthorizeNoState, errServer)
 	}
 	state := auth.Query().Get("state")
 	binding := rand.Text()
@@ -423,52 +494,68 @@ func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) 
 
 // completeOAuth2 is the IdP's callback: it takes the flow (once), asks the
 // plugin for the identity, mints and redirects to the success URL with
-// userId and secret, or to the failure URL with error.
+// userId and secret, or to the failure URL with error. Every refusal is
+// recorded as oauth2.failed with its reason: those before the flow is
+// known answer JSON, those after redirect to the flow's failure URL.
 func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if r.PathValue("project") != d.cfg.Project {
-		return errProjectNotFound
+	name := r.PathValue("name")
+	early := func(reason string, err error) error {
+		return d.signInFailed(r, c, evOAuth2Failed, name, "", refused(reason, err))
 	}
-	p, err := d.lookupProvider(r.PathValue("name"))
+	if r.PathValue("project") != d.cfg.Project {
+		return early(reasonProjectNotFound, errProjectNotFound)
+	}
+	p, err := d.lookupProvider(name)
 	if err != nil {
-		return err
+		return d.signInFailed(r, c, evOAuth2Failed, name, "", err)
 	}
 	if err := r.ParseForm(); err != nil {
-		return errorf(400, "general_argument_invalid", "The callback is not valid form data.")
+		return early(reasonBadCallback, errorf(400, "general_argument_invalid", "The callback is not valid form data."))
 	}
 	state := r.Form.Get("state")
 	var f flow
 	if state == "" || len(state) > 512 {
-		return errFlowNotFound
+		return early(reasonStateMissing, errFlowNotFound)
 	}
 	raw, err := d.takeFlow(r.Context(), state)
+	if errors.Is(err, errFlowNotFound) {
+		return early(reasonStateUnknown, err)
+	}
 	if err != nil {
-		return err
+		return d.signInFailed(r, c, evOAuth2Failed, name, "", err)
 	}
 	if json.Unmarshal(raw, &f) != nil || f.Provider != p.cfg.Name {
-		return errFlowNotFound
+		return early(reasonStateOther, errFlowNotFound)
 	}
 	http.SetCookie(w, d.flowBinding(r, p.cfg.Name, state, "", -1))
+	userID := ""
 	fail := func(err error) error {
-		ae := d.toAPIError(r, err)
-		body, _ := json.Marshal(map[string]any{"message": ae.Message, "type": ae.Type, "code": ae.Status})
-		http.Redirect(w, r, withQuery(f.Failure, url.Values{"error": {string(body)}}), http.StatusMovedPermanently)
+		ae, _ := d.signInFailed(r, c, evOAuth2Failed, name, userID, err).(*apiError)
+		failRedirect(w, r, f.Failure, ae)
 		return nil
 	}
 	if !sameBrowser(r, state, f.Browser) {
-		return fail(errFlowOtherBrowser)
+		reason := reasonBindingMismatch
+		if _, err := r.Cookie(flowCookie(state)); err != nil {
+			reason = reasonBindingMissing
+		}
+		return fail(refused(reason, errFlowOtherBrowser))
 	}
 	if e := r.Form.Get("error"); e != "" {
-		return fail(&apiError{401, "user_oauth2_provider_error", "The identity provider refused the sign-in: " + truncate(e, 100)})
+		return fail(refused(reasonIdPError, fmt.Errorf("%w: the identity provider answered error=%q", &apiError{401, "user_oauth2_provider_error", "The identity provider refused the sign-in: " + truncate(e, 100)}, truncate(e, 100))))
 	}
 	ch := p.channel(browserSignIn)
 	if ch == channelNone {
 		return fail(d.refuseDelivery(p))
 	}
+	start := time.Now()
 	id, err := p.plugin.Complete(r.Context(), sdk.CompleteRequest{Query: r.Form, State: f.State, CallbackURL: d.callbackURL(r, p.cfg.Name)})
+	d.metrics.call(p.cfg.Name, "complete", start, err)
 	if err != nil {
 		return fail(err)
 	}
 	user, err := d.resolve(r.Context(), p, id)
+	userID = user.ID
 	if err != nil {
 		return fail(err)
 	}
@@ -483,10 +570,11 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return fail(err)
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evTokenMinted), Provider: p.cfg.Name, UserID: user.ID})
 	back := url.Values{"userId": {user.ID}}
 	if ch == channelLocation {
 		back.Set("secret", secret)
-	} else if err := d.sendOutOfBand(r.Context(), p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
+	} else if err := d.sendOutOfBand(r, c, evOAuth2Failed, p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
 		return fail(err) // out of band: the browser learns its user id, the backend or mailbox the secret
 	}
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
@@ -610,7 +698,9 @@ func (d *Daemon) enroll(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	res, err := p.plugin.Enroll(r.Context(), sdk.EnrollRequest{UserID: user.ID, Payload: payload})
+	d.metrics.call(p.cfg.Name, "enroll", start, err)
 	if err != nil {
 		return err
 	}

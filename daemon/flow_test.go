@@ -325,8 +325,16 @@ func TestRedirectFlow(t *testing.T) {
 	if loc.Path != "/auth/fail" || json.Unmarshal([]byte(loc.Query().Get("error")), &e) != nil || e["type"] != "general_argument_invalid" {
 		t.Fatalf("failure redirect %s", loc)
 	}
+	// A bad success URL with a good failure URL goes to the failure URL
+	// with the error, as any refusal after a good failure URL does; with
+	// no good failure URL it answers JSON.
 	for _, bad := range []string{"https://evil.example/auth/ok", app.URL + "/authx", "javascript:alert(1)", app.URL + "/auth/../admin", app.URL + "/auth/%2E%2e/admin"} {
-		r := s.do(req{method: "GET", path: "/v1/account/tokens/oauth2/idp?success=" + url.QueryEscape(bad) + "&failure=" + url.QueryEscape(app.URL+"/auth/fail")})
+		res := get("/v1/account/tokens/oauth2/idp?success=" + url.QueryEscape(bad) + "&failure=" + url.QueryEscape(app.URL+"/auth/fail"))
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		if res.StatusCode != 301 || loc.Path != "/auth/fail" || !strings.Contains(loc.Query().Get("error"), "project_invalid_success_url") {
+			t.Fatalf("bad success URL %s: %d %s", bad, res.StatusCode, loc)
+		}
+		r := s.do(req{method: "GET", path: "/v1/account/tokens/oauth2/idp?success=" + url.QueryEscape(bad) + "&failure=" + url.QueryEscape(bad)})
 		wantError(t, r, 400, "project_invalid_success_url")
 	}
 }

@@ -48,7 +48,7 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.HandleFunc("GET /.well-known/jwks.json", d.jwks)
-	mux.HandleFunc("GET /metrics", d.serveMetrics)
+	mux.Handle("GET /metrics", d.metricsHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		d.writeError(w, r, errRouteNotFound)
 	})
@@ -105,6 +105,7 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 func (d *Daemon) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r = withRequestID(w, r)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
@@ -117,7 +118,7 @@ func (d *Daemon) middleware(next http.Handler) http.Handler {
 				}
 			}
 			d.metrics.observe(r, sw.status, time.Since(start))
-			d.log.LogAttrs(r.Context(), levelFor(sw.status), "request",
+			d.log.LogAttrs(r.Context(), levelFor(sw.status), "request", slog.String("request_id", requestID(r.Context())),
 				slog.String("method", r.Method), slog.String("path", r.URL.Path),
 				slog.Int("status", sw.status), slog.Duration("took", time.Since(start)))
 		}()

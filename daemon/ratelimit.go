@@ -46,6 +46,7 @@ func (d *Daemon) limit(w http.ResponseWriter, r *http.Request, key string, limit
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, limit-count)))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(end.Unix(), 10))
 	if count > limit {
+		d.metrics.limited.WithLabelValues(r.Pattern).Inc()
 		return errRateLimit
 	}
 	return nil

@@ -56,13 +56,17 @@ func (d *Daemon) storeOpen() error {
 // connect opens the store and the core on it, and makes the first API key
 // on a new store. On success the daemon serves from them.
 func (d *Daemon) connect(ctx context.Context) error {
-	core, err := openCore(ctx, d.cfg, d.log)
+	core, err := openCore(ctx, d.cfg, d.log, d.metrics)
 	if err != nil {
 		return err
 	}
-	if _, err := BootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile); err != nil {
+	keyID, err := bootstrapKey(ctx, core, d.notice, d.cfg.Secrets.BootstrapKeyFile)
+	if err != nil {
 		core.Store().Close()
 		return err
+	}
+	if keyID != "" {
+		d.record(systemOrigin, Event{Event: string(evKeyCreated), KeyID: keyID, Reason: "bootstrap"})
 	}
 	d.store.mu.Lock()
 	defer d.store.mu.Unlock()

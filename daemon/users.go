@@ -44,6 +44,7 @@ func (d *Daemon) createUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evUserCreated), UserID: u.ID})
 	writeJSON(w, http.StatusCreated, newUserModel(u))
 	return nil
 }
@@ -115,6 +116,7 @@ func (d *Daemon) deleteUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err := d.core.DeleteUser(r.Context(), id); err != nil {
 		return err
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evUserDeleted), UserID: id})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -145,6 +147,7 @@ func (d *Daemon) createToken(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evTokenMinted), UserID: id})
 	writeJSON(w, http.StatusCreated, newTokenModel(t, secret))
 	return nil
 }
@@ -160,6 +163,7 @@ func (d *Daemon) createUserSession(w http.ResponseWriter, r *http.Request, c *ca
 	if err != nil {
 		return err
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evSessionCreated), UserID: id, Provider: s.Provider, SessionID: s.ID})
 	writeJSON(w, http.StatusCreated, newSessionModel(s, false, cred))
 	return nil
 }
@@ -183,9 +187,11 @@ func (d *Daemon) deleteUserSessions(w http.ResponseWriter, r *http.Request, c *c
 	if _, err := d.core.GetUser(r.Context(), id); err != nil {
 		return err
 	}
-	if _, err := d.core.DeleteSessions(r.Context(), id); err != nil {
+	n, err := d.core.DeleteSessions(r.Context(), id)
+	if err != nil {
 		return err
 	}
+	d.recordSessionsDeleted(r, c, id, n)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -201,8 +207,17 @@ func (d *Daemon) deleteUserSession(w http.ResponseWriter, r *http.Request, c *ca
 	if err := d.core.DeleteSession(r.Context(), id, r.PathValue("sessionId")); err != nil {
 		return err
 	}
+	d.record(d.originOf(r, c), Event{Event: string(evSessionDeleted), UserID: id, SessionID: r.PathValue("sessionId")})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// recordSessionsDeleted records the deletion of a user's n sessions at
+// once; none deleted is no event.
+func (d *Daemon) recordSessionsDeleted(r *http.Request, c *caller, userID string, n int) {
+	if n > 0 {
+		d.record(d.originOf(r, c), Event{Event: string(evSessionDeleted), UserID: userID, Count: n})
+	}
 }
 
 // writeSessions answers with the user's sessions; current marks one.

@@ -241,17 +241,23 @@ providers:
 
 	// 3. Refusals in the redirect flow.
 	t.Run("refusals", func(t *testing.T) {
-		// A success URL off redirect.allow never reaches the IdP.
-		resp, body := oidcDo(t, oidcBrowser(appURL.Host), "GET", begin("https://evil.example/auth/done", failure), "", nil)
-		if resp.StatusCode != http.StatusBadRequest || body["type"] != "project_invalid_success_url" {
-			t.Fatalf("success URL off the allow-list: %d %v", resp.StatusCode, body)
+		// A success URL off redirect.allow never reaches the IdP: the
+		// browser goes to the (allowed) failure URL with the error.
+		toFailure := func(resp *http.Response) bool {
+			loc, err := url.Parse(resp.Header.Get("Location"))
+			return resp.StatusCode == http.StatusMovedPermanently && err == nil && strings.HasPrefix(loc.String(), failure) &&
+				strings.Contains(loc.Query().Get("error"), `"type":"project_invalid_success_url"`)
+		}
+		resp, _ := oidcDo(t, oidcBrowser(appURL.Host), "GET", begin("https://evil.example/auth/done", failure), "", nil)
+		if !toFailure(resp) {
+			t.Fatalf("success URL off the allow-list: %d %v", resp.StatusCode, resp.Header)
 		}
 		// Nor one beside the allowed path, also when dot segments (which
 		// a browser resolves) make it look as if it were below it.
 		for _, bad := range []string{app.URL + "/authz", app.URL + "/auth/../admin", app.URL + "/auth/%2e%2e/admin", app.URL + "/auth/./../admin"} {
-			resp, body = oidcDo(t, oidcBrowser(appURL.Host), "GET", begin(bad, failure), "", nil)
-			if resp.StatusCode != http.StatusBadRequest || body["type"] != "project_invalid_success_url" {
-				t.Errorf("success URL %s beside the allowed path: %d %v", bad, resp.StatusCode, body)
+			resp, _ = oidcDo(t, oidcBrowser(appURL.Host), "GET", begin(bad, failure), "", nil)
+			if !toFailure(resp) {
+				t.Errorf("success URL %s beside the allowed path: %d %v", bad, resp.StatusCode, resp.Header)
 			}
 		}
 

@@ -74,7 +74,8 @@ func (c *Core) Mint(ctx context.Context, r MintRequest) (Token, string, error) {
 // session secret is returned inside the credential (see Credential).
 //
 // An unknown user, a wrong secret and a used or expired token all give
-// ErrInvalidToken after the same steps: one write transaction that looks up
+// ErrInvalidToken (an *ExchangeError, whose detail is for the operator's
+// log and never for the client) after the same steps: one write transaction that looks up
 // the user and takes the token by its keyed hash. A failure of a known
 // user counts against each of the user's live tokens, since any of them
 // may have been the target; a token burns when its count reaches
@@ -82,7 +83,7 @@ func (c *Core) Mint(ctx context.Context, r MintRequest) (Token, string, error) {
 // sessions beyond MaxSessions.
 func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (Session, string, error) {
 	if secret == "" || len(secret) > 256 {
-		return Session{}, "", ErrInvalidToken
+		return Session{}, "", &ExchangeError{Reason: ExchangeWrongSecret}
 	}
 	mac := c.tokenMAC(secret)
 	sessionSecret := randomHex(sessionSecretLength)
@@ -99,9 +100,12 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 		IP:        cl.IP,
 		UserAgent: cl.UserAgent,
 	}
-	var ok bool
+	var (
+		ok   bool
+		fail ExchangeError
+	)
 	err := c.store.Update(ctx, func(tx Tx) error {
-		ok = false
+		ok, fail = false, ExchangeError{Reason: ExchangeWrongSecret}
 		_, userErr := tx.Get(bucketUsers, []byte(userID))
 		if userErr != nil && !errors.Is(userErr, ErrNotFound) {
 			return userErr
@@ -127,11 +131,18 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 				ok = true
 				return c.insertSession(tx, s)
 			}
+			fail.Reason = ExchangeExpired
+			if !now.After(t.Expire) {
+				fail.Reason = ExchangeBurned
+			}
 		}
 		if userErr != nil {
+			fail.Reason = ExchangeUnknownUser
 			return nil // an unknown user has no count to keep
 		}
-		return c.countFailure(tx, userID, now)
+		burned, err := c.countFailure(tx, userID, now)
+		fail.Burned = burned
+		return err
 	})
 	if ok && errors.Is(err, ErrCommitUnknown) {
 		err = c.readBack(ctx, s, err)
@@ -140,7 +151,7 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 		return Session{}, "", err
 	}
 	if !ok {
-		return Session{}, "", ErrInvalidToken
+		return Session{}, "", &fail
 	}
 	return s, Credential(userID, sessionSecret), nil
 }
@@ -181,31 +192,32 @@ func (c *Core) readBack(ctx context.Context, s Session, err error) error {
 // exchanged or burned around it. And a denial of service costs MaxAttempts
 // wrong guesses inside each token's own life: failures an attacker spread
 // out before the victim minted burn only the tokens that were live then.
-func (c *Core) countFailure(tx Tx, userID string, now time.Time) error {
+func (c *Core) countFailure(tx Tx, userID string, now time.Time) (burned int, err error) {
 	toks, err := userTokens(tx, userID)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, t := range toks {
 		k := key(userID, string(t.Hash))
 		if now.After(t.Expire) {
 			if err := tx.Delete(bucketTokens, k); err != nil {
-				return err
+				return 0, err
 			}
 			continue
 		}
 		t.Attempts++
 		if t.Attempts >= c.opts.MaxAttempts {
 			if err := tx.Delete(bucketTokens, k); err != nil {
-				return err
+				return 0, err
 			}
+			burned++
 			continue
 		}
 		if err := tx.Put(bucketTokens, k, mustJSON(t), t.Expire); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return burned, nil
 }
 
 // evictTokens deletes userID's expired tokens and, of its live ones, the
@@ -281,3 +293,37 @@ func deleteTokens(tx Tx, userID string) error {
 	_, err := deletePrefix(tx, bucketTokens, prefix(userID))
 	return err
 }
+
+// ExchangeFailure is why an exchange was refused, for the operator: the
+// client is told ErrInvalidToken whatever it is.
+type ExchangeFailure string
+
+// The reasons of a refused exchange.
+const (
+	// ExchangeUnknownUser: no user has the id.
+	ExchangeUnknownUser ExchangeFailure = "unknown_user"
+	// ExchangeWrongSecret: no live token of the user has the secret (a
+	// guess, a token already exchanged or swept, or a typo).
+	ExchangeWrongSecret ExchangeFailure = "wrong_secret"
+	// ExchangeExpired: the secret is a token's that has expired.
+	ExchangeExpired ExchangeFailure = "expired"
+	// ExchangeBurned: the secret is a token's that had already faced
+	// MaxAttempts wrong guesses.
+	ExchangeBurned ExchangeFailure = "burned"
+)
+
+// ExchangeError is a refused exchange: it is ErrInvalidToken to errors.Is,
+// and tells the operator why and how many of the user's tokens this
+// failure burned. Building it costs nothing the client could time: every
+// refusal does the same store work whatever the reason.
+type ExchangeError struct {
+	Reason ExchangeFailure
+	// Burned is how many of the user's live tokens this wrong guess
+	// brought to MaxAttempts and deleted.
+	Burned int
+}
+
+func (e *ExchangeError) Error() string { return ErrInvalidToken.Error() + ": " + string(e.Reason) }
+
+// Unwrap makes an ExchangeError ErrInvalidToken to errors.Is.
+func (e *ExchangeError) Unwrap() error { return ErrInvalidToken }

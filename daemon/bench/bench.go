@@ -146,7 +146,11 @@ func runScenario(ctx context.Context, cfg Config, opts Options) (*Result, error)
 	cpu0 := map[int]time.Duration{}
 	var io0 int64
 	var bolt0 bolt.Stats
-	boltStore, _ := e.coreStore().(*bolt.Store)
+	st := e.coreStore()
+	if u, ok := st.(interface{ Unwrap() tokenstore.Store }); ok {
+		st = u.Unwrap() // the daemon's timing wrapper
+	}
+	boltStore, _ := st.(*bolt.Store)
 	atMeasure := func() {
 		if self == nil {
 			return

@@ -1,8 +1,10 @@
 package storetest
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -31,6 +33,7 @@ var exchangeTests = []test{
 	{"MaxAttemptsOption", testExchangeMaxAttemptsOption},
 	{"BurnSparesLaterTokens", testExchangeBurnSparesLater},
 	{"LoweredMaxAttempts", testExchangeLoweredMaxAttempts},
+	{"FailureDetail", testExchangeFailureDetail},
 	{"SuccessKeepsOtherCounts", testExchangeSuccessKeepsCounts},
 	{"ConcurrentGuessesBurn", testExchangeConcurrentGuesses},
 	{"MaxOutstanding", testMaxOutstanding},
@@ -373,6 +376,47 @@ func testExchangeMaxAttempts(t *testing.T, s *suite) {
 	_, fresh := e.mint("u1")
 	_, _, err = e.core.Exchange(e.ctx, "u1", fresh, tokenstore.Client{})
 	must(t, "Exchange of a token minted after the burn", err)
+}
+
+// testExchangeFailureDetail: every refusal is ErrInvalidToken, and its
+// *ExchangeError tells the operator why and how many tokens it burned.
+func testExchangeFailureDetail(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{MaxAttempts: 3})
+	e.user("u1")
+	e.user("u2")
+	_, short := e.mintReq(tokenstore.MintRequest{UserID: "u2", Expire: time.Minute})
+	_, s1 := e.mint("u1")
+	e.mint("u1")
+	want := func(what, user, secret string, reason tokenstore.ExchangeFailure, burned int) {
+		t.Helper()
+		wantFailure(t, what, e.core, user, secret, reason, burned)
+	}
+	want("unknown user", "nobody", "ffffff", tokenstore.ExchangeUnknownUser, 0)
+	want("empty secret", "u1", "", tokenstore.ExchangeWrongSecret, 0)
+	want("wrong secret 1", "u1", "0000", tokenstore.ExchangeWrongSecret, 0)
+	want("wrong secret 2", "u1", "0000", tokenstore.ExchangeWrongSecret, 0)
+	want("wrong secret 3 burns both tokens", "u1", "0000", tokenstore.ExchangeWrongSecret, 2)
+	want("a burned token's secret", "u1", s1, tokenstore.ExchangeWrongSecret, 0) // burned tokens are deleted
+	e.clock.Advance(2 * time.Minute)
+	want("an expired token", "u2", short, tokenstore.ExchangeExpired, 0)
+	e.user("u3")
+	_, s3 := e.mint("u3")
+	e.guess("u3")
+	strict := e.replica(tokenstore.Options{MaxAttempts: 1}) // a lowered setting meets a token with one guess
+	wantFailure(t, "a token at its replica's limit", strict.core, "u3", s3, tokenstore.ExchangeBurned, 0)
+}
+
+func wantFailure(t *testing.T, what string, core *tokenstore.Core, user, secret string, reason tokenstore.ExchangeFailure, burned int) {
+	t.Helper()
+	_, _, err := core.Exchange(context.Background(), user, secret, tokenstore.Client{})
+	wantIs(t, what, err, tokenstore.ErrInvalidToken)
+	var xe *tokenstore.ExchangeError
+	if !errors.As(err, &xe) {
+		t.Fatalf("%s: %v is no *ExchangeError", what, err)
+	}
+	if xe.Reason != reason || xe.Burned != burned {
+		t.Fatalf("%s: reason %q burned %d, want %q and %d", what, xe.Reason, xe.Burned, reason, burned)
+	}
 }
 
 // testExchangeLoweredMaxAttempts: a token that faced more wrong guesses
