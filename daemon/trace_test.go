@@ -131,7 +131,7 @@ func TestSignInFailureTrace(t *testing.T) {
 	}
 }
 
-// TestProviderEvents: a provider that fails its start is recorded as
+// TestProviderEvents: an optional provider that fails its start is recorded as
 // provider.down with its state, and a plugin crash as provider.down then
 // provider.up once it is back, in the audit log and as WARN lines.
 func TestProviderEvents(t *testing.T) {
@@ -140,7 +140,7 @@ func TestProviderEvents(t *testing.T) {
 	s := newTestServer(t, func(c *config.Config) {
 		c.Providers = []config.Provider{
 			echoProvider(t, "echo", nil),
-			echoProvider(t, "pinned", func(p *config.Provider) { p.Plugin.SHA256 = strings.Repeat("0", 64) }),
+			echoProvider(t, "pinned", func(p *config.Provider) { p.Plugin.SHA256 = strings.Repeat("0", 64); p.Optional = true }),
 		}
 		c.Audit.Sink, c.Audit.Path = config.AuditFile, auditPath
 	}, withLogs(logs))
@@ -155,12 +155,12 @@ func TestProviderEvents(t *testing.T) {
 			got = append(got, ev["event"].(string)+" "+ev["provider"].(string)+" "+ev["reason"].(string))
 		}
 	}
-	want := []string{"provider.up echo ", "provider.down pinned failed", "provider.down echo down", "provider.up echo "}
+	want := []string{"provider.up echo ", "provider.down pinned restarting", "provider.down echo restarting", "provider.up echo "}
 	if len(got) != 4 || got[2] != want[2] && got[2] != "provider.down echo restarted" || got[3] != want[3] ||
 		!(got[0] == want[0] && got[1] == want[1] || got[0] == want[1] && got[1] == want[0]) {
 		t.Fatalf("provider events %q, want %q", got, want)
 	}
-	if !strings.Contains(logs.String(), "level=WARN msg=provider.down request_id=\"\" provider=pinned user_id=\"\" reason=failed") {
+	if !strings.Contains(logs.String(), "level=WARN msg=provider.down request_id=\"\" provider=pinned user_id=\"\" reason=restarting") {
 		t.Fatalf("no WARN line for the failed provider:\n%s", logs.String())
 	}
 }
