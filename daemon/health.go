@@ -36,7 +36,7 @@ type readyComponents struct {
 
 type storeReady struct {
 	State storeHealth `json:"state"`
-	Error string     `json:"error,omitempty"`
+	Error string      `json:"error,omitempty"`
 }
 
 // providerReady is one provider in /readyz. Attempts counts the starts

@@ -199,6 +199,10 @@ func isPostgres(text string) bool {
 func TestExamplesConfigCheck(t *testing.T) {
 	bin := handoffBinary(t)
 	world := newStandin(t)
+	// full.yaml's audit sink posts its batches there.
+	world.handle("siem.example.com", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
 	for _, ex := range configExamples(t) {
 		t.Run(strings.ReplaceAll(ex.name, "/", "_"), func(t *testing.T) {
 			l := &localizer{t: t, dir: t.TempDir(), dsn: "postgres://handoff:secret@127.0.0.1:5432/handoff?sslmode=disable"}
