@@ -97,6 +97,7 @@ var codes = map[string]error{
 	"unavailable":         sdk.ErrUnavailable,
 	"internal":            sdk.ErrInternal,
 	"not_found":           sdk.ErrNotFound,
+	"misconfigured":       sdk.ErrMisconfigured,
 }
 
 func (e *Echo) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, error) {
