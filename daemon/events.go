@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/handoffd/handoff/providers"
+	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
 )
 
@@ -298,14 +299,21 @@ func (d *Daemon) watchProviders(every time.Duration) {
 const (
 	reasonDeliveryFailed = "delivery_failed"
 	reasonGuardFailed    = "guard_failed"
+	// reasonMisconfigured: a service the provider depends on refused its
+	// config (sdk.ErrMisconfigured) outside the OAuth2 callback.
+	reasonMisconfigured = "provider_misconfigured"
 	// OAuth2 callback refusals.
-	reasonBadCallback      = "bad_callback"
-	reasonStateMissing     = "state_missing"
-	reasonStateUnknown     = "state_unknown" // unknown, spent or expired
-	reasonStateOther       = "state_other_provider"
-	reasonBindingMissing   = "binding_cookie_missing"
-	reasonBindingMismatch  = "binding_cookie_mismatch"
-	reasonIdPError         = "idp_error"
+	reasonBadCallback     = "bad_callback"
+	reasonStateMissing    = "state_missing"
+	reasonStateUnknown    = "state_unknown" // unknown, spent or expired
+	reasonStateOther      = "state_other_provider"
+	reasonBindingMissing  = "binding_cookie_missing"
+	reasonBindingMismatch = "binding_cookie_mismatch"
+	reasonIdPError        = "idp_error"
+	// reasonIdPInvalidClient: the IdP refused handoff's own client
+	// (sdk.ErrMisconfigured from Complete: a wrong client_id or
+	// client_secret), the operator's to fix.
+	reasonIdPInvalidClient = "idp_invalid_client"
 	reasonProjectNotFound  = "project_not_found"
 	reasonAuthorizeNoState = "authorize_url_without_state"
 )
@@ -327,8 +335,11 @@ func refused(reason string, err error) error { return &refusal{reason: reason, e
 func (d *Daemon) signInFailed(r *http.Request, c *caller, ev eventName, provider, userID string, err error) error {
 	reason, ae := d.reason(r, err)
 	var rf *refusal
-	if errors.As(err, &rf) {
+	switch {
+	case errors.As(err, &rf):
 		reason = rf.reason
+	case errors.Is(err, sdk.ErrMisconfigured):
+		reason = reasonMisconfigured
 	}
 	d.record(d.originOf(r, c), Event{Event: string(ev), Provider: provider, UserID: userID, Reason: reason, cause: causeOf(err)})
 	return ae
