@@ -623,7 +623,7 @@ func (v *Verifier) exchangeError(ctx context.Context, err error) error {
 		case clientRefused(code, status):
 			code = cmp.Or(code, "no error code")
 			v.log.Error("the identity provider refused the client credentials: check client_id and client_secret", "status", status, "error", code)
-			return fmt.Errorf("the identity provider refused the client credentials (%s) for client_id %q: check client_id and client_secret: %w", code, v.cfg.ClientID, sdk.ErrMisconfigured)
+			return fmt.Errorf("the identity provider refused the client credentials (%s) for client_id %q: %w: check client_id and client_secret", code, v.cfg.ClientID, sdk.ErrMisconfigured)
 		}
 		code = cmp.Or(code, "no error code")
 		v.log.Warn("the identity provider refused the code exchange", "status", status, "error", code)

@@ -215,7 +215,7 @@ func (e *Echo) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Ident
 	case "":
 		return sdk.Identity{}, fmt.Errorf("no code in callback: %w", sdk.ErrInvalidRequest)
 	case "misconfigured": // as the oidc plugin answers an IdP's invalid_client
-		return sdk.Identity{}, fmt.Errorf("the identity provider refused the client credentials (invalid_client) for client_id %q: check client_id and client_secret: %w", "echo-client", sdk.ErrMisconfigured)
+		return sdk.Identity{}, fmt.Errorf("the identity provider refused the client credentials (invalid_client) for client_id %q: %w: check client_id and client_secret", "echo-client", sdk.ErrMisconfigured)
 	}
 	return sdk.Identity{Subject: req.Query.Get("code"), Claims: map[string]any{"state": string(req.State)}}, nil
 }
