@@ -20,15 +20,20 @@ import (
 // the plugin's message, the failures series counts it, and GET
 // /v1/providers shows it to a key holder as lastCallError. The browser
 // only learns that the provider is unavailable, and a caller without a
-// key sees nothing of it. Before, it was "provider_unavailable"
-// everywhere, with nothing naming the credentials.
+// key sees nothing of it. A direct sign-in refused so answers the same,
+// recorded with reason provider_misconfigured. Before, ErrMisconfigured did
+// not exist: it was "provider_unavailable" everywhere, with nothing naming
+// the credentials.
 func TestIdPRefusedClient(t *testing.T) {
 	app := httptest.NewServer(http.NotFoundHandler())
 	defer app.Close()
 	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
 	logs := &lockedBuffer{}
 	s := newTestServer(t, func(c *config.Config) {
-		c.Providers = []config.Provider{echoProvider(t, "idp", func(p *config.Provider) { p.Deliver.Via = "redirect" })}
+		c.Providers = []config.Provider{
+			echoProvider(t, "idp", func(p *config.Provider) { p.Deliver.Via = "redirect" }),
+			echoProvider(t, "direct", nil),
+		}
 		c.Redirect.Allow = []string{app.URL + "/auth"}
 		c.Audit.Sink, c.Audit.Path = config.AuditFile, auditPath
 	}, withLogs(logs))
@@ -60,17 +65,27 @@ func TestIdPRefusedClient(t *testing.T) {
 		t.Fatalf("the browser was told %v: want the generic provider_unavailable, nothing about the client", ae)
 	}
 
+	// A direct sign-in whose provider is refused its config answers the
+	// same 503, with reason provider_misconfigured.
+	direct := s.verify("direct", map[string]any{"op": "error", "code": "misconfigured", "message": "siteverify refused the secret key"}, nil)
+	wantError(t, direct, 503, "provider_unavailable")
+	if strings.Contains(string(direct.body), "secret key") {
+		t.Fatalf("the client was told %s", direct.body)
+	}
+
 	// The operator's view: the key holder's provider list.
 	var list struct {
 		Providers []providerInfo `json:"providers"`
 	}
 	r := s.do(req{method: "GET", path: "/v1/providers", key: true})
-	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Providers) != 1 {
+	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Providers) != 2 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	p := list.Providers[0]
-	if p.Health != "up" || p.LastCallError == nil || !strings.Contains(*p.LastCallError, "refused the client credentials (invalid_client)") || p.LastCallErrorAt == nil {
-		t.Fatalf("a key holder sees %s", r.body)
+	want := map[string]string{"idp": "refused the client credentials (invalid_client)", "direct": "siteverify refused the secret key"}
+	for _, p := range list.Providers {
+		if p.Health != "up" || p.LastCallError == nil || !strings.Contains(*p.LastCallError, want[p.Name]) || p.LastCallErrorAt == nil {
+			t.Fatalf("a key holder sees %s", r.body)
+		}
 	}
 	r = s.do(req{method: "GET", path: "/v1/providers"})
 	if r.status != 200 || strings.Contains(string(r.body), "invalid_client") || strings.Contains(string(r.body), "lastCallError") {
@@ -91,6 +106,9 @@ func TestIdPRefusedClient(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no oauth2.failed WARN line with reason idp_invalid_client and the cause in:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=verify.failed request_id="+direct.header.Get("X-Request-Id")+" provider=direct user_id=\"\" reason=provider_misconfigured") {
+		t.Errorf("no verify.failed WARN line with reason provider_misconfigured in:\n%s", logs.String())
 	}
 	n := 0
 	for _, ev := range readAudit(t, auditPath) {
