@@ -299,23 +299,27 @@ func (d *Daemon) watchProviders(every time.Duration) {
 const (
 	reasonDeliveryFailed = "delivery_failed"
 	reasonGuardFailed    = "guard_failed"
-	// reasonMisconfigured: a service the provider depends on refused its
-	// config (sdk.ErrMisconfigured) outside the OAuth2 callback.
-	reasonMisconfigured = "provider_misconfigured"
 	// OAuth2 callback refusals.
-	reasonBadCallback     = "bad_callback"
-	reasonStateMissing    = "state_missing"
-	reasonStateUnknown    = "state_unknown" // unknown, spent or expired
-	reasonStateOther      = "state_other_provider"
-	reasonBindingMissing  = "binding_cookie_missing"
-	reasonBindingMismatch = "binding_cookie_mismatch"
-	reasonIdPError        = "idp_error"
-	// reasonIdPInvalidClient: the IdP refused handoff's own client
-	// (sdk.ErrMisconfigured from Complete: a wrong client_id or
-	// client_secret), the operator's to fix.
-	reasonIdPInvalidClient = "idp_invalid_client"
+	reasonBadCallback      = "bad_callback"
+	reasonStateMissing     = "state_missing"
+	reasonStateUnknown     = "state_unknown" // unknown, spent or expired
+	reasonStateOther       = "state_other_provider"
+	reasonBindingMissing   = "binding_cookie_missing"
+	reasonBindingMismatch  = "binding_cookie_mismatch"
+	reasonIdPError         = "idp_error"
 	reasonProjectNotFound  = "project_not_found"
 	reasonAuthorizeNoState = "authorize_url_without_state"
+)
+
+// The reason codes of a provider whose config a service it depends on
+// refused (sdk.ErrMisconfigured): the operator's to fix, not the user's.
+const (
+	// reasonIdPInvalidClient: the IdP refused handoff's own client in the
+	// OAuth2 callback's code exchange (a wrong client_id or client_secret).
+	reasonIdPInvalidClient = "idp_invalid_client"
+	// reasonMisconfigured: any other call refused so (a captcha service
+	// refusing the secret key).
+	reasonMisconfigured = "provider_misconfigured"
 )
 
 // refusal gives a failure the reason code its event records, in place of
