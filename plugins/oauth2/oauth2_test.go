@@ -514,32 +514,45 @@ func TestCallbackRefused(t *testing.T) {
 	}
 }
 
-// TestUnavailable: an IdP outage, a redirect and handoff's own client
-// being refused are ErrUnavailable (503), never invalid credentials; the
-// token is never sent after a redirect.
+// unavailableCase breaks the fake (set) or the config (cfg) so that the
+// sign-in must answer ErrUnavailable.
+type unavailableCase struct {
+	name string
+	set  func(f *fakeIdP)
+	cfg  func(cfg map[string]any)
+}
+
+// TestUnavailable: an IdP outage and handoff's own client being refused
+// are ErrUnavailable (503), never invalid credentials.
 func TestUnavailable(t *testing.T) {
+	runUnavailable(t, []unavailableCase{
+		{"token endpoint 500", func(f *fakeIdP) { f.tokenStatus = 500 }, nil},
+		{"token endpoint 429", func(f *fakeIdP) { f.tokenStatus = 429 }, nil},
+		{"user endpoint 503", func(f *fakeIdP) { f.userStatus = 503 }, nil},
+		{"client secret refused", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["client_secret"] = "wrong" }},
+		{"redirect_uri refused", func(f *fakeIdP) { f.tokenError = "redirect_uri_mismatch" }, nil},
+		{"IdP down", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["token_url"] = "http://127.0.0.1:1/token" }},
+	})
+}
+
+// TestRedirectsNotFollowed: the attack is an endpoint (or whoever holds
+// its host) answering a redirect to a server of its choice; following it
+// would hand that server the code, the client secret or the access
+// token. The redirect is a 503 and the second server receives nothing.
+func TestRedirectsNotFollowed(t *testing.T) {
+	runUnavailable(t, []unavailableCase{
+		{"token endpoint redirects", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["token_url"] = f2(cfg, "/redirect") }},
+		{"user endpoint redirects", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["userinfo_url"] = f2(cfg, "/redirect") }},
+		{"emails endpoint redirects", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["emails_url"] = f2(cfg, "/redirect") }},
+	})
+}
+
+func runUnavailable(t *testing.T, cases []unavailableCase) {
 	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Errorf("a redirect was followed to %s (Authorization %q)", r.URL, r.Header.Get("Authorization"))
 	}))
 	defer elsewhere.Close()
-	for _, tc := range []struct {
-		name string
-		set  func(f *fakeIdP)
-		cfg  func(cfg map[string]any)
-	}{
-		{"token endpoint 500", func(f *fakeIdP) { f.tokenStatus = 500 }, nil},
-		{"token endpoint 429", func(f *fakeIdP) { f.tokenStatus = 429 }, nil},
-		{"token endpoint redirects", func(f *fakeIdP) {}, func(cfg map[string]any) {
-			cfg["token_url"] = f2(cfg, "/redirect")
-		}},
-		{"user endpoint 503", func(f *fakeIdP) { f.userStatus = 503 }, nil},
-		{"user endpoint redirects", func(f *fakeIdP) {}, func(cfg map[string]any) {
-			cfg["userinfo_url"] = f2(cfg, "/redirect")
-		}},
-		{"client secret refused", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["client_secret"] = "wrong" }},
-		{"redirect_uri refused", func(f *fakeIdP) { f.tokenError = "redirect_uri_mismatch" }, nil},
-		{"IdP down", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["token_url"] = "http://127.0.0.1:1/token" }},
-	} {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t, "github")
 			octocat(f)
