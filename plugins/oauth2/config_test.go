@@ -122,3 +122,26 @@ func TestREADMEConfig(t *testing.T) {
 	}
 	providertest.CheckConfigTable(t, "README.md", DefaultConfig())
 }
+
+// FuzzParseConfig: any config either parses into one with every endpoint
+// set and checked, or fails with config errors; it never panics.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(`{"preset": "github", "client_id": "c", "client_secret": "s"}`)
+	f.Add(`{"preset": "github", "base_url": "https://ghe.example/", "client_id": "c", "client_secret": "s", "pkce": false}`)
+	f.Add(`{"preset": "discord", "client_id": "c", "client_secret": "s", "scopes": ["identify"]}`)
+	f.Add(`{"authorize_url": "https://i/a?x=1", "token_url": "https://i/t", "userinfo_url": "https://i/u", "client_id": "c", "claims": {"subject": "a.b.0"}}`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		cfg, err := ParseConfig(json.RawMessage(raw))
+		if err != nil {
+			return
+		}
+		if cfg.AuthorizeURL == "" || cfg.TokenURL == "" || cfg.UserinfoURL == "" || cfg.PKCE == nil || cfg.ClientID == "" || cfg.Claims.Subject == "" && cfg.Preset == "" {
+			t.Fatalf("%s parsed into %+v", raw, cfg)
+		}
+		for _, u := range []string{cfg.TokenURL, cfg.UserinfoURL} {
+			if checkURL(u, true) != "" {
+				t.Fatalf("%s: endpoint %q passed", raw, u)
+			}
+		}
+	})
+}
