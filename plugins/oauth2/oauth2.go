@@ -228,7 +228,7 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 // refusedClient are the token endpoint's error codes that mean handoff's
 // own client is misconfigured, not that the person's code is bad: an
 // operator's problem, answered as unavailable. GitHub spells its own.
-var refusedClient = []string{"invalid_client", "unauthorized_client", "incorrect_client_credentials", "redirect_uri_mismatch"}
+var refusedClient = []string{"invalid_client", "unauthorized_client", "incorrect_client_credentials", "redirect_uri_mismatch", "application_suspended"}
 
 // exchangeError classifies a failed code exchange: the IdP refusing the
 // code is invalid credentials (GitHub answers that with a 200 and an
