@@ -2,6 +2,7 @@ package oauth2
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -220,21 +221,36 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	xctx := context.WithValue(ctx, xoauth2.HTTPClient, client)
 	token, err := oauthConfig(cfg, secret, st.RedirectURI, nil).Exchange(xctx, code, opts...)
 	if err != nil {
-		return sdk.Identity{}, v.exchangeError(ctx, err)
+		return sdk.Identity{}, v.exchangeError(ctx, cfg, err)
 	}
 	return v.identity(ctx, cfg, client, token.AccessToken)
 }
 
-// refusedClient are the token endpoint's error codes that mean handoff's
-// own client is misconfigured, not that the person's code is bad: an
-// operator's problem, answered as unavailable. GitHub spells its own.
-var refusedClient = []string{"invalid_client", "unauthorized_client", "incorrect_client_credentials", "redirect_uri_mismatch", "application_suspended"}
+// clientRefused reports whether a token endpoint error refuses handoff's
+// own client rather than the person's code: an operator's problem. The
+// client's authentication failed (invalid_client, RFC 6749's 401, also
+// without a code; GitHub's incorrect_client_credentials), the client may
+// not use the code flow (unauthorized_client, unsupported_grant_type), the
+// registered callback URL is another (redirect_uri_mismatch), or GitHub
+// suspended the app (application_suspended).
+func clientRefused(code string, status int) bool {
+	switch code {
+	case "invalid_client", "unauthorized_client", "unsupported_grant_type",
+		"incorrect_client_credentials", "redirect_uri_mismatch", "application_suspended":
+		return true
+	case "":
+		return status == http.StatusUnauthorized
+	}
+	return false
+}
 
 // exchangeError classifies a failed code exchange: the IdP refusing the
 // code is invalid credentials (GitHub answers that with a 200 and an
-// error field, which x/oauth2 turns into a RetrieveError too); a 5xx, a
-// redirect, a refused client or no answer is unavailable.
-func (v *Verifier) exchangeError(ctx context.Context, err error) error {
+// error field, which x/oauth2 turns into a RetrieveError too); the IdP
+// refusing handoff's client is ErrMisconfigured, logged at ERROR with the
+// client_id (never the secret); a 5xx, 429, redirect or no answer is
+// unavailable.
+func (v *Verifier) exchangeError(ctx context.Context, cfg Config, err error) error {
 	var re *xoauth2.RetrieveError
 	if errors.As(err, &re) {
 		status := 0
@@ -242,20 +258,22 @@ func (v *Verifier) exchangeError(ctx context.Context, err error) error {
 			status = re.Response.StatusCode
 		}
 		code := clean(re.ErrorCode)
-		if code == "" {
-			code = "no error code"
-		}
-		v.logger().Warn("the identity provider refused the code exchange", "status", status, "error", code)
 		switch {
 		case status/100 == 3:
+			v.logger().Warn("the identity provider's token endpoint answered a redirect", "status", status)
 			return fmt.Errorf("the identity provider's token endpoint answered %d, a redirect (not followed): %w", status, sdk.ErrUnavailable)
 		case status >= 500 || status == http.StatusTooManyRequests:
+			v.logger().Warn("the identity provider's token endpoint failed", "status", status, "error", code)
 			return fmt.Errorf("the identity provider's token endpoint answered %d: %w", status, sdk.ErrUnavailable)
-		case slices.Contains(refusedClient, code):
-			return fmt.Errorf("the identity provider refused handoff's client (%s): check client_id, client_secret and the callback URL: %w", code, sdk.ErrUnavailable)
-		case re.ErrorCode == "" && status/100 == 2:
+		case clientRefused(code, status):
+			code = cmp.Or(code, "no error code")
+			v.logger().Error("the identity provider refused the client: check client_id, client_secret and the registered callback URL", "status", status, "error", code)
+			return fmt.Errorf("the identity provider refused the client (%s) for client_id %q: %w: check client_id, client_secret and the registered callback URL", code, cfg.ClientID, sdk.ErrMisconfigured)
+		case code == "" && status/100 == 2:
 			return fmt.Errorf("the identity provider's token answer is not one: %w", sdk.ErrUnavailable)
 		}
+		code = cmp.Or(code, "no error code")
+		v.logger().Warn("the identity provider refused the code exchange", "status", status, "error", code)
 		return fmt.Errorf("the identity provider refused the code: %s: %w", code, sdk.ErrInvalidCredentials)
 	}
 	if ctx.Err() != nil {

@@ -522,15 +522,13 @@ type unavailableCase struct {
 	cfg  func(cfg map[string]any)
 }
 
-// TestUnavailable: an IdP outage and handoff's own client being refused
-// are ErrUnavailable (503), never invalid credentials.
+// TestUnavailable: an IdP outage is ErrUnavailable (503), never invalid
+// credentials.
 func TestUnavailable(t *testing.T) {
 	runUnavailable(t, []unavailableCase{
 		{"token endpoint 500", func(f *fakeIdP) { f.tokenStatus = 500 }, nil},
 		{"token endpoint 429", func(f *fakeIdP) { f.tokenStatus = 429 }, nil},
 		{"user endpoint 503", func(f *fakeIdP) { f.userStatus = 503 }, nil},
-		{"client secret refused", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["client_secret"] = "wrong" }},
-		{"redirect_uri refused", func(f *fakeIdP) { f.tokenError = "redirect_uri_mismatch" }, nil},
 		{"IdP down", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["token_url"] = "http://127.0.0.1:1/token" }},
 	})
 }
@@ -545,6 +543,40 @@ func TestRedirectsNotFollowed(t *testing.T) {
 		{"user endpoint redirects", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["userinfo_url"] = f2(cfg, "/redirect") }},
 		{"emails endpoint redirects", func(f *fakeIdP) {}, func(cfg map[string]any) { cfg["emails_url"] = f2(cfg, "/redirect") }},
 	})
+}
+
+// TestClientRefused: the IdP refusing handoff's own client (a wrong
+// secret, GitHub's incorrect_client_credentials; a callback URL that is
+// not the registered one; Discord's invalid_client; a bare 401) is
+// ErrMisconfigured, the operator's to fix, never the person's invalid
+// credentials; and the error names the client_id, never the secret.
+func TestClientRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, style string
+		set         func(f *fakeIdP, cfg map[string]any)
+	}{
+		{"github wrong secret", "github", func(f *fakeIdP, cfg map[string]any) { cfg["client_secret"] = "wrong-secret" }},
+		{"github redirect_uri_mismatch", "github", func(f *fakeIdP, cfg map[string]any) { f.tokenError = "redirect_uri_mismatch" }},
+		{"github application_suspended", "github", func(f *fakeIdP, cfg map[string]any) { f.tokenError = "application_suspended" }},
+		{"discord wrong secret", "discord", func(f *fakeIdP, cfg map[string]any) { cfg["client_secret"] = "wrong-secret" }},
+		{"discord bare 401", "discord", func(f *fakeIdP, cfg map[string]any) { f.tokenStatus = http.StatusUnauthorized }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t, tc.style)
+			octocat(f)
+			cfg := githubConfig(f, nil)
+			if tc.style == "discord" {
+				cfg = discordConfig(f)
+			}
+			tc.set(f, cfg)
+			c := connect(t, "grpc", cfg)
+			_, err := signIn(t, c)
+			wantErr(t, tc.name, err, sdk.ErrMisconfigured)
+			if !strings.Contains(err.Error(), clientID) || strings.Contains(err.Error(), "wrong-secret") || strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error should name the client_id and no secret: %v", err)
+			}
+		})
+	}
 }
 
 func runUnavailable(t *testing.T, cases []unavailableCase) {
