@@ -246,8 +246,8 @@ func discover(cfg Config, client *http.Client, log *slog.Logger) (*idp, error) {
 	if err := json.Unmarshal(body, &d); err != nil {
 		return nil, fmt.Errorf("discovery at %s: not a JSON document: %w", wellKnown, sdk.ErrUnavailable)
 	}
-	if d.Issuer != cfg.Issuer {
-		return nil, &issuerMismatch{want: cfg.Issuer, got: d.Issuer}
+	if d.Issuer != cfg.wantIssuer() {
+		return nil, &issuerMismatch{want: cfg.wantIssuer(), got: d.Issuer}
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"authorization_endpoint", d.AuthURL}, {"token_endpoint", d.TokenURL}, {"jwks_uri", d.JWKSURL}} {
@@ -415,8 +415,10 @@ func nativeNonce(sent, inToken string) error {
 func (v *Verifier) verifyIDToken(ctx context.Context, p *idp, raw string, accepted []string) (*gooidc.IDToken, map[string]any, error) {
 	var sigErr error
 	vctx := context.WithValue(gooidc.ClientContext(ctx, v.client), sigErrSlot{}, &sigErr)
-	verifier := gooidc.NewVerifier(v.cfg.Issuer, p.keys, &gooidc.Config{
+	templated := v.cfg.tenant.templated()
+	verifier := gooidc.NewVerifier(v.cfg.wantIssuer(), p.keys, &gooidc.Config{
 		SkipClientIDCheck:    true, // checked below, against every accepted audience
+		SkipIssuerCheck:      templated, // checked below, against the token's own tid
 		SupportedSigningAlgs: p.algs,
 		Now:                  v.now,
 	})
@@ -446,6 +448,11 @@ func (v *Verifier) verifyIDToken(ctx context.Context, p *idp, raw string, accept
 	dec.UseNumber()
 	if err := dec.Decode(&claims); err != nil {
 		return nil, nil, fmt.Errorf("the ID token's claims are not a JSON object: %w", sdk.ErrInvalidCredentials)
+	}
+	if templated {
+		if err := v.cfg.tenant.check(tok.Issuer, claims); err != nil {
+			return nil, nil, err
+		}
 	}
 	if len(tok.Audience) > 1 {
 		// OpenID Connect Core 3.1.3.7: with several audiences, the
@@ -554,7 +561,7 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	if code == "" {
 		return sdk.Identity{}, fmt.Errorf("complete: the callback has no code: %w", sdk.ErrInvalidRequest)
 	}
-	if iss := q.Get("iss"); iss != "" && iss != v.cfg.Issuer {
+	if iss := q.Get("iss"); iss != "" && !v.cfg.callbackIssuer(iss) {
 		// RFC 9207: the IdP names itself in the callback; another issuer
 		// is a mix-up attack.
 		return sdk.Identity{}, fmt.Errorf("complete: the callback comes from issuer %q, not %q: %w", truncate(iss, 100), v.cfg.Issuer, sdk.ErrInvalidCredentials)
@@ -664,6 +671,9 @@ func (v *Verifier) mergeUserinfo(ctx context.Context, p *idp, token *oauth2.Toke
 // identity maps claims to the identity, per the claims config.
 func (v *Verifier) identity(claims map[string]any) (sdk.Identity, error) {
 	m := v.cfg.Claims
+	if err := v.cfg.checkRequire(claims); err != nil {
+		return sdk.Identity{}, err
+	}
 	sub := claimString(claims[m.Subject])
 	switch {
 	case sub == "":
