@@ -417,7 +417,7 @@ func (v *Verifier) verifyIDToken(ctx context.Context, p *idp, raw string, accept
 	vctx := context.WithValue(gooidc.ClientContext(ctx, v.client), sigErrSlot{}, &sigErr)
 	templated := v.cfg.tenant.templated()
 	verifier := gooidc.NewVerifier(v.cfg.wantIssuer(), p.keys, &gooidc.Config{
-		SkipClientIDCheck:    true, // checked below, against every accepted audience
+		SkipClientIDCheck:    true,      // checked below, against every accepted audience
 		SkipIssuerCheck:      templated, // checked below, against the token's own tid
 		SupportedSigningAlgs: p.algs,
 		Now:                  v.now,

@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -224,4 +225,89 @@ func withToken(m *oidctest.Mini, claims map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// TestMicrosoftTenants: Entra ID's common and organizations discovery
+// documents name the issuer template {tenantid}, which go-oidc's issuer
+// check cannot take; each token's iss is checked against the template
+// with the token's own tid instead. A token of tenant A signs in for
+// common; one whose iss names another tenant than its tid, or that has no
+// tid, is refused; organizations refuses personal accounts; a provider
+// for tenant A refuses tenant B's tokens.
+func TestMicrosoftTenants(t *testing.T) {
+	entra := func(t *testing.T, tenant, discoveryIssuer string) (*oidctest.Mini, providertest.Conn) {
+		m := oidctest.NewMini(t, oidctest.MiniOptions{Path: "/" + tenant + "/v2.0", DiscoveryIssuer: discoveryIssuer, ClientID: miniClient, ClientSecret: miniSecret})
+		return m, connect(t, "grpc", miniConfig("microsoft", "tenant", tenant, "base_url", m.Base))
+	}
+	issuerOf := func(m *oidctest.Mini, tid string) string { return m.Base + "/" + tid + "/v2.0" }
+	token := func(m *oidctest.Mini, iss, tid string) map[string]any {
+		c := person(map[string]any{"iss": iss})
+		if tid != "" {
+			c["tid"] = tid
+		}
+		return c
+	}
+	type tc struct {
+		name     string
+		iss, tid string
+		want     string // "" signs in
+	}
+	run := func(t *testing.T, m *oidctest.Mini, c providertest.Conn, cases []tc) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				iss := issuerOf(m, tc.iss)
+				m.SetClaims(token(m, iss, tc.tid))
+				id, err := miniSignIn(t, c, m)
+				_, nerr := c.Verify(ctxT(t), sdk.Request{Payload: payload(t, map[string]any{"id_token": m.Sign(t, withToken(m, token(m, iss, tc.tid)))})})
+				if tc.want == "" {
+					if err != nil || nerr != nil || id.Claims["tid"] != tc.tid {
+						t.Fatalf("refused: %v / %v (identity %+v)", err, nerr, id)
+					}
+					return
+				}
+				wantErr(t, "redirect flow", err, sdk.ErrInvalidCredentials, tc.want)
+				wantErr(t, "native flow", nerr, sdk.ErrInvalidCredentials, tc.want)
+			})
+		}
+	}
+	t.Run("common", func(t *testing.T) {
+		m, c := entra(t, "common", "{base}/{tenantid}/v2.0")
+		run(t, m, c, []tc{
+			{"tenant A", tenantA, tenantA, ""},
+			{"tenant B", tenantB, tenantB, ""},
+			{"a personal account", msConsumersTenant, msConsumersTenant, ""},
+			{"iss of A, tid of B", tenantA, tenantB, "is not its tenant's"},
+			{"no tid", tenantA, "", "no tenant id"},
+			{"the template itself", "{tenantid}", tenantA, "is not its tenant's"},
+		})
+	})
+	t.Run("organizations", func(t *testing.T) {
+		m, c := entra(t, "organizations", "{base}/{tenantid}/v2.0")
+		run(t, m, c, []tc{
+			{"tenant A", tenantA, tenantA, ""},
+			{"a personal account", msConsumersTenant, msConsumersTenant, "personal Microsoft account"},
+		})
+	})
+	t.Run("one tenant", func(t *testing.T) {
+		m, c := entra(t, tenantA, "{base}/"+tenantA+"/v2.0")
+		run(t, m, c, []tc{
+			{"tenant A", tenantA, tenantA, ""},
+			{"tenant B", tenantB, tenantB, "issued by a different provider"},
+		})
+	})
+	t.Run("consumers", func(t *testing.T) {
+		m, c := entra(t, "consumers", "{base}/"+msConsumersTenant+"/v2.0")
+		run(t, m, c, []tc{
+			{"a personal account", msConsumersTenant, msConsumersTenant, ""},
+			{"tenant A", tenantA, tenantA, "issued by a different provider"},
+		})
+	})
+	t.Run("discovery names another issuer", func(t *testing.T) {
+		m := oidctest.NewMini(t, oidctest.MiniOptions{Path: "/common/v2.0", DiscoveryIssuer: "{base}/" + tenantA + "/v2.0", ClientID: miniClient})
+		err := providertest.Direct(factory).Configure(ctxT(t), providertest.RawConfig(t, miniConfig("microsoft", "tenant", "common", "base_url", m.Base)))
+		var ce *sdk.ConfigError
+		if !errors.As(err, &ce) || ce.Key != "issuer" {
+			t.Fatalf("Configure: %v, want a config error naming issuer", err)
+		}
+	})
 }
