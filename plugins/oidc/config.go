@@ -34,6 +34,9 @@ const (
 	PresetKeycloak = "keycloak"
 	// PresetGitLab: gitlab.com, or a self-hosted GitLab at `base_url`.
 	PresetGitLab = "gitlab"
+	// PresetApple: Sign in with Apple; the client secret is a JWT signed
+	// from `private_key_file` with `team_id` and `key_id`.
+	PresetApple = "apple"
 )
 
 // Defaults of the presets' base URLs.
@@ -59,6 +62,7 @@ var presetKeys = map[string][]string{
 	PresetOkta:      {"domain", "authorization_server"},
 	PresetKeycloak:  {"base_url", "realm"},
 	PresetGitLab:    {"base_url"},
+	PresetApple:     {"team_id", "key_id", "private_key_file"},
 }
 
 const (
@@ -93,6 +97,11 @@ type Config struct {
 	BaseURL string `json:"base_url"`
 	// Realm is the Keycloak realm.
 	Realm string `json:"realm"`
+	// TeamID, KeyID and PrivateKeyFile sign Sign in with Apple's client
+	// secret: the Apple Developer team, the key's id and its .p8 file.
+	TeamID         string `json:"team_id"`
+	KeyID          string `json:"key_id"`
+	PrivateKeyFile string `json:"private_key_file"`
 	// Issuer is the OpenID Provider's issuer URL, exactly as its discovery
 	// document spells it (mind the trailing slash). Required without a
 	// preset; with one (but microsoft) it overrides the issuer the preset
@@ -215,6 +224,20 @@ func (c *Config) applyPreset() {
 		derived = base + "/realms/" + url.PathEscape(c.Realm)
 	case PresetGitLab:
 		derived = cmp.Or(base, gitlabBaseURL)
+	case PresetApple:
+		derived = appleIssuer
+		if slices.Equal(c.Scopes, DefaultScopes) {
+			c.Scopes = slices.Clone(appleScopes)
+		}
+		if _, set := c.AuthorizeParams["response_mode"]; !set {
+			// Apple sends the name and email scopes' answer only by
+			// form_post.
+			c.AuthorizeParams = maps.Clone(c.AuthorizeParams)
+			if c.AuthorizeParams == nil {
+				c.AuthorizeParams = map[string]string{}
+			}
+			c.AuthorizeParams["response_mode"] = "form_post"
+		}
 	case PresetMicrosoft:
 		base = cmp.Or(base, microsoftBaseURL)
 		c.Tenant = strings.ToLower(c.Tenant)
@@ -300,12 +323,13 @@ func (c *Config) Validate() error {
 func (c *Config) validatePreset(bad func(key, format string, args ...any)) {
 	allowed, ok := presetKeys[c.Preset]
 	if !ok {
-		bad("preset", "want one of auth0, google, microsoft, okta, keycloak, gitlab, or nothing, got %q", c.Preset)
+		bad("preset", "want one of auth0, google, microsoft, okta, keycloak, gitlab, apple, or nothing, got %q", c.Preset)
 		return
 	}
 	for _, f := range []struct{ key, v string }{
 		{"domain", c.Domain}, {"tenant", c.Tenant}, {"authorization_server", c.AuthorizationServer},
 		{"base_url", c.BaseURL}, {"realm", c.Realm},
+		{"team_id", c.TeamID}, {"key_id", c.KeyID}, {"private_key_file", c.PrivateKeyFile},
 	} {
 		if f.v != "" && !slices.Contains(allowed, f.key) {
 			bad(f.key, "not a key of %s", presetName(c.Preset))
@@ -334,6 +358,22 @@ func (c *Config) validatePreset(bad func(key, format string, args ...any)) {
 		if c.Issuer != "" {
 			bad("issuer", "preset microsoft derives the issuer from tenant (and base_url); set those instead")
 		}
+	case PresetApple:
+		for _, f := range []struct{ key, v, what string }{
+			{"team_id", c.TeamID, "the Apple Developer team id"},
+			{"key_id", c.KeyID, "the Sign in with Apple key's id"},
+			{"private_key_file", c.PrivateKeyFile, "the key's .p8 file"},
+		} {
+			switch {
+			case f.v == "":
+				bad(f.key, "required with preset apple: %s", f.what)
+			case f.key != "private_key_file" && !alnum(f.v):
+				bad(f.key, "want %s (letters and digits), got %q", f.what, f.v)
+			}
+		}
+		if c.ClientSecret != "" || c.ClientSecretFile != "" {
+			bad("client_secret", "preset apple signs its client secret from private_key_file; leave client_secret out")
+		}
 	case PresetKeycloak:
 		if c.BaseURL == "" {
 			bad("base_url", "required with preset keycloak: where Keycloak answers, e.g. https://sso.example.com")
@@ -353,6 +393,15 @@ func (c *Config) validatePreset(bad func(key, format string, args ...any)) {
 			bad("base_url", "%s, got %q", msg, c.BaseURL)
 		}
 	}
+}
+
+func alnum(s string) bool {
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'A' || r > 'Z') && (r < 'a' || r > 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 func presetName(p string) string {

@@ -1,6 +1,6 @@
 // Package oidc is handoff's built-in "oidc" verifier: sign-in with any
 // OpenID Connect provider (presets for Auth0, Google, Microsoft Entra ID,
-// Okta, Keycloak and GitLab), by the browser redirect
+// Okta, Keycloak, GitLab and Apple), by the browser redirect
 // flow (authorization code with PKCE S256, state and nonce) and by native
 // sign-in with an ID token a mobile or single-page app already holds.
 //

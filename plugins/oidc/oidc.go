@@ -3,6 +3,7 @@ package oidc
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -60,13 +61,14 @@ var (
 // Verifier is the oidc verifier: the redirect flow (Begin, Complete) and
 // native sign-in with an ID token the app already holds (Verify).
 type Verifier struct {
-	cfg    Config
-	secret string
-	kv     sdk.KV // spent ID tokens
-	client *http.Client
-	log    *slog.Logger
-	now    func() time.Time
-	retry  time.Duration
+	cfg      Config
+	secret   string
+	appleKey *ecdsa.PrivateKey // Sign in with Apple: signs the client secret
+	kv       sdk.KV            // spent ID tokens
+	client   *http.Client
+	log      *slog.Logger
+	now      func() time.Time
+	retry    time.Duration
 
 	mu       sync.Mutex
 	idp      *idp          // the discovered provider; nil until discovery succeeds
@@ -111,8 +113,14 @@ func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, host sdk.
 	if err != nil {
 		return err
 	}
+	var appleKey *ecdsa.PrivateKey
+	if cfg.Preset == PresetApple {
+		if appleKey, err = cfg.loadAppleKey(); err != nil {
+			return err
+		}
+	}
 	v.mu.Lock()
-	v.cfg, v.secret = cfg, secret
+	v.cfg, v.secret, v.appleKey = cfg, secret, appleKey
 	if host != nil {
 		v.kv = host.KV()
 	}
@@ -126,7 +134,7 @@ func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, host sdk.
 	}
 	v.idp, v.inflight, v.lastErr, v.lastTry = nil, nil, nil, time.Time{}
 	v.mu.Unlock()
-	if secret == "" {
+	if secret == "" && appleKey == nil {
 		v.log.Info("no client_secret: the redirect flow runs as a public client (PKCE only)")
 	}
 
@@ -483,7 +491,7 @@ type flowState struct {
 func (v *Verifier) oauthConfig(p *idp, redirectURI string, scopes []string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     v.cfg.ClientID,
-		ClientSecret: v.secret,
+		ClientSecret: v.clientSecret(),
 		Endpoint:     v.endpoint(p),
 		RedirectURL:  redirectURI,
 		Scopes:       scopes,
@@ -492,7 +500,7 @@ func (v *Verifier) oauthConfig(p *idp, redirectURI string, scopes []string) *oau
 
 func (v *Verifier) endpoint(p *idp) oauth2.Endpoint {
 	e := p.endpoint
-	if v.secret == "" {
+	if v.secret == "" { // a public client, or Apple (client_secret_post only)
 		e.AuthStyle = oauth2.AuthStyleInParams // a public client sends client_id in the form
 	}
 	return e
@@ -598,6 +606,9 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 		if err := v.mergeUserinfo(ctx, p, token, tok.Subject, claims); err != nil {
 			return sdk.Identity{}, err
 		}
+	}
+	if v.cfg.Preset == PresetApple {
+		appleName(q, claims)
 	}
 	return v.identity(claims)
 }

@@ -1,10 +1,14 @@
 package oidctest
 
 import (
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -33,6 +37,20 @@ type MiniOptions struct {
 	// CallbackIss adds RFC 9207's iss to the redirect back, as Keycloak
 	// does.
 	CallbackIss bool
+	// Apple, when set, makes the provider speak Sign in with Apple: the
+	// authorize request must ask for response_mode=form_post, and the
+	// client secret must be the ES256 JWT Apple's token endpoint checks.
+	Apple *AppleOptions
+}
+
+// AppleOptions are Sign in with Apple's client: the team, the key id and
+// the public half of the .p8 key that signs the client secret.
+type AppleOptions struct {
+	TeamID, KeyID string
+	Key           *ecdsa.PublicKey
+	// User is the JSON of the user form field Apple posts on the first
+	// sign-in only ({"name": {"firstName", "lastName"}, "email"}).
+	User string
 }
 
 // Mini is a small OpenID Provider on loopback for the presets' tests: it
@@ -49,9 +67,11 @@ type Mini struct {
 	opts   MiniOptions
 	srv    *httptest.Server
 
-	mu     sync.Mutex
-	claims map[string]any
-	codes  map[string]miniCode
+	mu       sync.Mutex
+	claims   map[string]any
+	codes    map[string]miniCode
+	signedIn bool // Apple's user field went out already
+	secrets  []string
 }
 
 type miniCode struct {
@@ -134,10 +154,30 @@ func (m *Mini) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want response_type=code with PKCE S256", http.StatusBadRequest)
 		return
 	}
+	if m.opts.Apple != nil && q.Get("response_mode") != "form_post" {
+		// Apple: "response_mode must be form_post when name or email
+		// scope is requested".
+		http.Error(w, "invalid_request: response_mode must be form_post", http.StatusBadRequest)
+		return
+	}
 	code := rand.Text()
 	m.mu.Lock()
 	m.codes[code] = miniCode{redirectURI: redirect.String(), challenge: q.Get("code_challenge"), nonce: q.Get("nonce"), claims: m.claims}
+	first := !m.signedIn
+	m.signedIn = true
 	m.mu.Unlock()
+	if m.opts.Apple != nil {
+		fields := url.Values{"code": {code}, "state": {q.Get("state")}}
+		if first && m.opts.Apple.User != "" {
+			fields.Set("user", m.opts.Apple.User)
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = formPost.Execute(w, struct {
+			Action string
+			Fields url.Values
+		}{redirect.String(), fields})
+		return
+	}
 	back := redirect.Query()
 	back.Set("code", code)
 	back.Set("state", q.Get("state"))
@@ -157,7 +197,7 @@ func (m *Mini) token(w http.ResponseWriter, r *http.Request) {
 	} else {
 		id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
 	}
-	if id != m.opts.ClientID || secret != m.opts.ClientSecret {
+	if id != m.opts.ClientID || !m.clientSecretOK(secret, basic) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
 		return
 	}
@@ -182,6 +222,81 @@ func (m *Mini) token(w http.ResponseWriter, r *http.Request) {
 		"access_token": rand.Text(), "token_type": "Bearer", "expires_in": 3600,
 		"id_token": m.key.signQuiet(claims),
 	})
+}
+
+// clientSecretOK checks the client's secret: equal to ClientSecret, or
+// for Apple (client_secret_post only) a valid client secret JWT.
+func (m *Mini) clientSecretOK(secret string, basic bool) bool {
+	if m.opts.Apple == nil {
+		return secret == m.opts.ClientSecret
+	}
+	m.mu.Lock()
+	m.secrets = append(m.secrets, secret)
+	m.mu.Unlock()
+	return !basic && m.checkAppleSecret(secret) == nil
+}
+
+// ClientSecrets returns the client secrets the token endpoint received
+// (Apple mode), oldest first.
+func (m *Mini) ClientSecrets() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.secrets...)
+}
+
+// checkAppleSecret verifies a client secret as Apple documents it: an
+// ES256 JWT with the key's id in kid, signed by the key, iss the team id,
+// sub the client id (the services id), aud https://appleid.apple.com,
+// not expired and at most six months long.
+func (m *Mini) checkAppleSecret(secret string) error {
+	a := m.opts.Apple
+	jws, err := jose.ParseSigned(secret, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil || len(jws.Signatures) != 1 {
+		return fmt.Errorf("not an ES256 JWS")
+	}
+	if jws.Signatures[0].Header.KeyID != a.KeyID {
+		return fmt.Errorf("kid %q", jws.Signatures[0].Header.KeyID)
+	}
+	payload, err := jws.Verify(a.Key)
+	if err != nil {
+		return err
+	}
+	var c struct {
+		Iss, Sub string
+		Aud      any
+		Iat, Exp int64
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	switch {
+	case c.Iss != a.TeamID || c.Sub != m.opts.ClientID || c.Aud != "https://appleid.apple.com":
+		return fmt.Errorf("iss, sub or aud")
+	case c.Exp <= now || c.Iat > now+60 || c.Exp-c.Iat > 15777000:
+		return fmt.Errorf("iat or exp")
+	}
+	return nil
+}
+
+var formPost = template.Must(template.New("form_post").Parse(`<!doctype html>
+<html><body onload="document.forms[0].submit()">
+<form method="post" action="{{.Action}}">
+{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{index $v 0}}">
+{{end}}</form></body></html>`))
+
+// FormPost reads the form of a form_post answer (Apple's authorize
+// endpoint): where it posts and its fields, what the browser sends to the
+// callback.
+func FormPost(t testing.TB, resp *http.Response) (string, url.Values) {
+	t.Helper()
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	action, fields, err := parseForm(string(body))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("oidctest: want a form_post page, got %d: %v", resp.StatusCode, err)
+	}
+	return action, fields
 }
 
 // signQuiet signs outside a test's goroutine: a failure gives "", which
