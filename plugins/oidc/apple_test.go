@@ -117,9 +117,8 @@ func TestApplePreset(t *testing.T) {
 
 	// A .p8 of another key signs a secret Apple refuses (invalid_client).
 	other := connect(t, "direct", cfg(writeP8(t, p256(t))))
-	if _, _, err := appleSignIn(t, other, m); err == nil || !strings.Contains(err.Error(), "invalid_client") {
-		t.Fatalf("a secret signed with another key: %v, want the token endpoint's invalid_client", err)
-	}
+	_, _, err = appleSignIn(t, other, m)
+	wantErr(t, "a secret signed with another key", err, sdk.ErrMisconfigured, "invalid_client")
 }
 
 // TestAppleConfig: the keys Sign in with Apple needs are required, a
