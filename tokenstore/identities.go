@@ -126,6 +126,9 @@ func (c *Core) ResolveIdentity(ctx context.Context, id Identity, policy LinkPoli
 				if err != nil {
 					return err
 				}
+				if err := c.markEmailVerified(tx, &user, id.Email); err != nil {
+					return err
+				}
 				id.UserID = user.ID
 				return c.putIdentity(tx, &id)
 			case err == nil && policy.Create:
@@ -153,6 +156,19 @@ func (c *Core) ResolveIdentity(ctx context.Context, id Identity, policy LinkPoli
 		return c.putIdentity(tx, &id)
 	})
 	return user, created, err
+}
+
+// markEmailVerified sets the user's emailVerification when the identity
+// that links to it by email vouches for that same address (the caller
+// checked EmailVerified): the IdP has proved the person holds it, which is
+// what the flag says. A user already verified is not rewritten.
+func (c *Core) markEmailVerified(tx Tx, u *User, email string) error {
+	if u.EmailVerification || !strings.EqualFold(u.Email, email) {
+		return nil
+	}
+	u.EmailVerification = true
+	u.UpdatedAt = c.now()
+	return tx.Put(bucketUsers, []byte(u.ID), mustJSON(*u), time.Time{})
 }
 
 // checkIdentity refuses an identity a provider should never have reported:

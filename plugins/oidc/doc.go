@@ -1,5 +1,6 @@
 // Package oidc is handoff's built-in "oidc" verifier: sign-in with any
-// OpenID Connect provider (Auth0 as a preset), by the browser redirect
+// OpenID Connect provider (presets for Auth0, Google, Microsoft Entra ID,
+// Okta, Keycloak, GitLab and Apple), by the browser redirect
 // flow (authorization code with PKCE S256, state and nonce) and by native
 // sign-in with an ID token a mobile or single-page app already holds.
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -61,13 +62,14 @@ var (
 // Verifier is the oidc verifier: the redirect flow (Begin, Complete) and
 // native sign-in with an ID token the app already holds (Verify).
 type Verifier struct {
-	cfg    Config
-	secret string
-	kv     sdk.KV // spent ID tokens
-	client *http.Client
-	log    *slog.Logger
-	now    func() time.Time
-	retry  time.Duration
+	cfg      Config
+	secret   string
+	appleKey *ecdsa.PrivateKey // Sign in with Apple: signs the client secret
+	kv       sdk.KV            // spent ID tokens
+	client   *http.Client
+	log      *slog.Logger
+	now      func() time.Time
+	retry    time.Duration
 
 	mu       sync.Mutex
 	idp      *idp          // the discovered provider; nil until discovery succeeds
@@ -112,8 +114,14 @@ func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, host sdk.
 	if err != nil {
 		return err
 	}
+	var appleKey *ecdsa.PrivateKey
+	if cfg.Preset == PresetApple {
+		if appleKey, err = cfg.loadAppleKey(); err != nil {
+			return err
+		}
+	}
 	v.mu.Lock()
-	v.cfg, v.secret = cfg, secret
+	v.cfg, v.secret, v.appleKey = cfg, secret, appleKey
 	if host != nil {
 		v.kv = host.KV()
 	}
@@ -127,7 +135,7 @@ func (v *Verifier) Configure(ctx context.Context, raw json.RawMessage, host sdk.
 	}
 	v.idp, v.inflight, v.lastErr, v.lastTry = nil, nil, nil, time.Time{}
 	v.mu.Unlock()
-	if secret == "" {
+	if secret == "" && appleKey == nil {
 		v.log.Info("no client_secret: the redirect flow runs as a public client (PKCE only)")
 	}
 
@@ -247,8 +255,8 @@ func discover(cfg Config, client *http.Client, log *slog.Logger) (*idp, error) {
 	if err := json.Unmarshal(body, &d); err != nil {
 		return nil, fmt.Errorf("discovery at %s: not a JSON document: %w", wellKnown, sdk.ErrUnavailable)
 	}
-	if d.Issuer != cfg.Issuer {
-		return nil, &issuerMismatch{want: cfg.Issuer, got: d.Issuer}
+	if d.Issuer != cfg.wantIssuer() {
+		return nil, &issuerMismatch{want: cfg.wantIssuer(), got: d.Issuer}
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"authorization_endpoint", d.AuthURL}, {"token_endpoint", d.TokenURL}, {"jwks_uri", d.JWKSURL}} {
@@ -416,8 +424,10 @@ func nativeNonce(sent, inToken string) error {
 func (v *Verifier) verifyIDToken(ctx context.Context, p *idp, raw string, accepted []string) (*gooidc.IDToken, map[string]any, error) {
 	var sigErr error
 	vctx := context.WithValue(gooidc.ClientContext(ctx, v.client), sigErrSlot{}, &sigErr)
-	verifier := gooidc.NewVerifier(v.cfg.Issuer, p.keys, &gooidc.Config{
-		SkipClientIDCheck:    true, // checked below, against every accepted audience
+	templated := v.cfg.tenant.templated()
+	verifier := gooidc.NewVerifier(v.cfg.wantIssuer(), p.keys, &gooidc.Config{
+		SkipClientIDCheck:    true,      // checked below, against every accepted audience
+		SkipIssuerCheck:      templated, // checked below, against the token's own tid
 		SupportedSigningAlgs: p.algs,
 		Now:                  v.now,
 	})
@@ -448,6 +458,11 @@ func (v *Verifier) verifyIDToken(ctx context.Context, p *idp, raw string, accept
 	if err := dec.Decode(&claims); err != nil {
 		return nil, nil, fmt.Errorf("the ID token's claims are not a JSON object: %w", sdk.ErrInvalidCredentials)
 	}
+	if templated {
+		if err := v.cfg.tenant.check(tok.Issuer, claims); err != nil {
+			return nil, nil, err
+		}
+	}
 	if len(tok.Audience) > 1 {
 		// OpenID Connect Core 3.1.3.7: with several audiences, the
 		// authorized party must be present (and be this client).
@@ -477,7 +492,7 @@ type flowState struct {
 func (v *Verifier) oauthConfig(p *idp, redirectURI string, scopes []string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     v.cfg.ClientID,
-		ClientSecret: v.secret,
+		ClientSecret: v.clientSecret(),
 		Endpoint:     v.endpoint(p),
 		RedirectURL:  redirectURI,
 		Scopes:       scopes,
@@ -486,7 +501,7 @@ func (v *Verifier) oauthConfig(p *idp, redirectURI string, scopes []string) *oau
 
 func (v *Verifier) endpoint(p *idp) oauth2.Endpoint {
 	e := p.endpoint
-	if v.secret == "" {
+	if v.secret == "" { // a public client, or Apple (client_secret_post only)
 		e.AuthStyle = oauth2.AuthStyleInParams // a public client sends client_id in the form
 	}
 	return e
@@ -555,7 +570,7 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	if code == "" {
 		return sdk.Identity{}, fmt.Errorf("complete: the callback has no code: %w", sdk.ErrInvalidRequest)
 	}
-	if iss := q.Get("iss"); iss != "" && iss != v.cfg.Issuer {
+	if iss := q.Get("iss"); iss != "" && !v.cfg.callbackIssuer(iss) {
 		// RFC 9207: the IdP names itself in the callback; another issuer
 		// is a mix-up attack.
 		return sdk.Identity{}, fmt.Errorf("complete: the callback comes from issuer %q, not %q: %w", truncate(iss, 100), v.cfg.Issuer, sdk.ErrInvalidCredentials)
@@ -592,6 +607,9 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 		if err := v.mergeUserinfo(ctx, p, token, tok.Subject, claims); err != nil {
 			return sdk.Identity{}, err
 		}
+	}
+	if v.cfg.Preset == PresetApple {
+		appleName(q, claims)
 	}
 	return v.identity(claims)
 }
@@ -688,6 +706,9 @@ func (v *Verifier) mergeUserinfo(ctx context.Context, p *idp, token *oauth2.Toke
 // identity maps claims to the identity, per the claims config.
 func (v *Verifier) identity(claims map[string]any) (sdk.Identity, error) {
 	m := v.cfg.Claims
+	if err := v.cfg.checkRequire(claims); err != nil {
+		return sdk.Identity{}, err
+	}
 	sub := claimString(claims[m.Subject])
 	switch {
 	case sub == "":

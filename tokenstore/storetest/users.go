@@ -23,6 +23,7 @@ var userTests = []test{
 var identityTests = []test{
 	{"CreateAndFind", testIdentityCreate},
 	{"Policy", testIdentityPolicy},
+	{"VerifiedEmail", testIdentityVerifiedEmail},
 	{"Link", testIdentityLink},
 }
 
@@ -380,6 +381,39 @@ func testIdentityPolicy(t *testing.T, s *suite) {
 	must(t, "ListIdentities", err)
 	if len(list) != 3 {
 		t.Fatalf("owner has %d identities, want 3", len(list))
+	}
+}
+
+// testIdentityVerifiedEmail: an IdP that vouches for the email
+// (email_verified) leaves the user's emailVerification true, whether the
+// identity creates the user or links to it by that email; one that does
+// not vouch leaves it false, and a linked user's other fields stay.
+func testIdentityVerifiedEmail(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	_, err := e.core.CreateUser(e.ctx, tokenstore.NewUser{ID: "owner", Email: "owner@example.com", Name: "Owner"})
+	must(t, "CreateUser", err)
+	both := tokenstore.LinkPolicy{LinkByEmail: true, Create: true}
+
+	u, created, err := e.core.ResolveIdentity(e.ctx, tokenstore.Identity{Provider: "oidc", Subject: "s-link", Email: "Owner@Example.com", EmailVerified: true}, both)
+	must(t, "ResolveIdentity linking by a verified email", err)
+	if created || u.ID != "owner" || !u.EmailVerification || u.Name != "Owner" || u.Email != "owner@example.com" {
+		t.Fatalf("linked user = %+v created %v, want owner with emailVerification true", u, created)
+	}
+	stored, err := e.core.GetUser(e.ctx, "owner")
+	must(t, "GetUser", err)
+	if !stored.EmailVerification {
+		t.Fatal("the linked user's emailVerification is false in the store")
+	}
+
+	u, created, err = e.core.ResolveIdentity(e.ctx, tokenstore.Identity{Provider: "oidc", Subject: "s-new", Email: "new@example.com", EmailVerified: true}, both)
+	must(t, "ResolveIdentity creating", err)
+	if !created || !u.EmailVerification {
+		t.Fatalf("created user = %+v, want emailVerification true", u)
+	}
+	u, created, err = e.core.ResolveIdentity(e.ctx, tokenstore.Identity{Provider: "oidc", Subject: "s-unv", Email: "unvouched@example.com"}, both)
+	must(t, "ResolveIdentity creating without a verified email", err)
+	if !created || u.EmailVerification {
+		t.Fatalf("created user = %+v, want emailVerification false", u)
 	}
 }
 

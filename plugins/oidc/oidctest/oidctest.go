@@ -9,6 +9,12 @@
 //
 // It also signs tokens of the test's own making with the provider's
 // current key (Sign), for the checks a real provider never fails.
+//
+// Mini is a smaller provider for the presets: it serves its issuer under
+// the path the IdP does (a Keycloak realm, an Okta authorization server,
+// an Entra ID tenant), names a tenant-templated issuer in discovery as
+// Entra ID does, and speaks Sign in with Apple's form_post and ES256
+// client secret JWT.
 package oidctest
 
 import (
