@@ -68,8 +68,9 @@ func (d *Daemon) checkPublicURL(addr net.Addr) error {
 	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
 		return nil
 	}
+	set := d.providerSet()
 	for _, st := range d.host.Status() {
-		p := d.providers[st.Name]
+		p := set.byName[st.Name]
 		if p != nil && p.plugin != nil && slices.Contains(st.Flows, sdk.FlowRedirect) && p.channel(browserSignIn) != channelNone {
 			return fmt.Errorf("provider %s offers the redirect flow, so public_url must be set: the daemon listens on %s, not on loopback, and the IdP's callback URL cannot be derived from that (nor from the request's Host, which the client writes)", st.Name, addr)
 		}
