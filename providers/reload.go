@@ -39,6 +39,7 @@ func (h *Host) Stage(ctx context.Context, spec Spec) (*Provider, error) {
 	}
 	p.setUp(inst)
 	p.staged = inst
+	p.log.Info("provider started for a reload", "kind", spec.Kind, "pid", inst.runner.pid, "flows", inst.info.Flows)
 	return p, nil
 }
 
