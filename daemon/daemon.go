@@ -65,6 +65,7 @@ type Daemon struct {
 	bg       *background
 
 	listenAddr atomic.Pointer[string] // host:port Serve listens on, for baseURL
+	bound      atomic.Value           // boundAddr: the address Serve listens on, for Reload's checkPublicURLFor
 
 	keysMu   sync.Mutex // guards keysRead
 	keysRead time.Time  // when jwks last read the signing keys
@@ -282,6 +283,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	bound := listenHostPort(d.cfg.Listen, ln.Addr())
 	d.listenAddr.Store(&bound)
+	d.bound.Store(boundAddr{ln.Addr()})
 	srv := &http.Server{
 		Handler:           d.handler,
 		ReadTimeout:       d.cfg.HTTP.ReadTimeout,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"reflect"
@@ -78,6 +79,9 @@ func (d *Daemon) Reload(ctx context.Context, cfg config.Config) error {
 		return d.refuseReload("a provider failed its start", "err", d.scrub(err.Error()))
 	}
 	next, err := d.nextSet(cur, cfg, staged)
+	if err == nil {
+		err = d.checkPublicURLFor(d.boundAddr(), next)
+	}
 	if err != nil {
 		d.host.Discard(staged)
 		return d.refuseReload("the new config is invalid", "err", d.scrub(err.Error()))
@@ -86,6 +90,16 @@ func (d *Daemon) Reload(ctx context.Context, cfg config.Config) error {
 	d.host.Swap(staged, removed)
 	d.log.Info("config reloaded", "added", added, "changed", changed, "removed", removed)
 	return nil
+}
+
+// boundAddr holds the address Serve listens on (atomic.Value needs one
+// concrete type).
+type boundAddr struct{ net.Addr }
+
+// boundAddr returns the address Serve listens on, nil before Serve.
+func (d *Daemon) boundAddr() net.Addr {
+	b, _ := d.bound.Load().(boundAddr)
+	return b.Addr
 }
 
 // refuseReload logs why a reload was refused and returns the error.
@@ -193,7 +207,7 @@ func restartKeys(cur, next config.Config) []string {
 	for i := range a.NumField() {
 		f := a.Type().Field(i)
 		key := f.Tag.Get("koanf")
-		if key == "providers" || reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+		if key == "providers" || !f.IsExported() || reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
 			continue
 		}
 		keys = append(keys, sectionKeys(key, a.Field(i), b.Field(i))...)

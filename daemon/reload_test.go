@@ -261,3 +261,22 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("late greets %q", got)
 	}
 }
+
+// TestReloadRedirectNeedsPublicURL: on a listener that is not loopback,
+// without public_url, a reload may not add a provider whose plugin offers
+// the redirect flow (its callback URL would name the wildcard address),
+// as Serve may not start with one. Before, only Serve checked.
+func TestReloadRedirectNeedsPublicURL(t *testing.T) {
+	logs := &lockedBuffer{}
+	s := newTestServer(t, withLogs(logs))
+	s.d.bound.Store(boundAddr{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}})
+	next := s.d.cfg
+	next.Providers = []config.Provider{echoProvider(t, "idp", func(p *config.Provider) { p.Deliver.Via = config.DeliverRedirect })}
+	if err := s.d.Reload(context.Background(), next); !errors.Is(err, ErrReloadRefused) {
+		t.Fatalf("Reload = %v, want ErrReloadRefused", err)
+	}
+	if out := logs.String(); !strings.Contains(out, "provider idp offers the redirect flow, so public_url must be set") {
+		t.Fatalf("the refusal does not say why:\n%s", out)
+	}
+	wantError(t, s.verify("idp", map[string]any{"subject": "x"}, nil), 404, "provider_not_found")
+}
