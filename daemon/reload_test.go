@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -279,4 +280,68 @@ func TestReloadRedirectNeedsPublicURL(t *testing.T) {
 		t.Fatalf("the refusal does not say why:\n%s", out)
 	}
 	wantError(t, s.verify("idp", map[string]any{"subject": "x"}, nil), 404, "provider_not_found")
+}
+
+// TestRestartKeys: every key outside providers is named when it changes,
+// by its key path, never its value; providers changes need no restart.
+func TestRestartKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*config.Config)
+		want   []string
+	}{
+		{"nothing", func(*config.Config) {}, nil},
+		{"providers only", func(c *config.Config) { c.Providers = []config.Provider{{Name: "x"}} }, nil},
+		{"listen", func(c *config.Config) { c.Listen = "127.0.0.1:9" }, []string{"listen"}},
+		{"store dsn and timeout", func(c *config.Config) { c.Store.DSN, c.Store.Timeout = "postgres://u:hunter22@h/db", time.Second }, []string{"store.dsn", "store.timeout"}},
+		{"http timeouts", func(c *config.Config) { c.HTTP.WriteTimeout++ }, []string{"http.write_timeout"}},
+		{"pepper", func(c *config.Config) { c.Tokens.Pepper = "hunter22hunter22" }, []string{"tokens.pepper"}},
+		{"audit and log", func(c *config.Config) { c.Audit.Sink, c.Log.Level = config.AuditStdout, "debug" }, []string{"log.level", "audit.sink"}},
+		{"project and data", func(c *config.Config) { c.Project, c.Data = "p2", "/elsewhere" }, []string{"project", "data"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := config.Default()
+			next := config.Default()
+			tc.change(&next)
+			got := restartKeys(cur, next)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("restartKeys = %v, want %v", got, tc.want)
+			}
+			if strings.Contains(strings.Join(got, ","), "hunter22") {
+				t.Fatal("a key names a value")
+			}
+		})
+	}
+}
+
+// TestDiffProviders: a change to any field of a provider's section
+// restarts it.
+func TestDiffProviders(t *testing.T) {
+	base := func() config.Provider {
+		return config.Provider{Name: "c", Plugin: &config.Plugin{Path: "/p", SHA256: "aa"}, Config: map[string]any{"greeting": "hi"}}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*config.Provider)
+	}{
+		{"plugin pin", func(p *config.Provider) { p.Plugin.SHA256 = "bb" }},
+		{"plugin env", func(p *config.Provider) { p.Plugin.Env = map[string]string{"K": "v"} }},
+		{"config", func(p *config.Provider) { p.Config["greeting"] = "ho" }},
+		{"deliver", func(p *config.Provider) { p.Deliver.Via = config.DeliverWebhook }},
+		{"guards", func(p *config.Provider) { p.Guards = []string{"g"} }},
+		{"users", func(p *config.Provider) { p.Users.Create = true }},
+		{"token", func(p *config.Provider) { p.Token.Length = 8 }},
+		{"timeout", func(p *config.Provider) { p.Timeout = time.Second }},
+		{"optional", func(p *config.Provider) { p.Optional = true }},
+		{"kind", func(p *config.Provider) { p.Kind = "password" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := base()
+			tc.change(&next)
+			added, changed, removed := diffProviders([]config.Provider{base(), {Name: "same"}, {Name: "gone"}}, []config.Provider{{Name: "same"}, next, {Name: "new"}})
+			if !slices.Equal(added, []string{"new"}) || !slices.Equal(changed, []string{"c"}) || !slices.Equal(removed, []string{"gone"}) {
+				t.Fatalf("diff = added %v changed %v removed %v", added, changed, removed)
+			}
+		})
+	}
 }
