@@ -345,3 +345,25 @@ func TestDiffProviders(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadScrubsNewSecrets: the secret values of a reloaded config are
+// scrubbed from what /readyz and the logs show, as the start config's
+// are, even when the reload is refused. Before, scrub knew the start
+// config's secrets only.
+func TestReloadScrubsNewSecrets(t *testing.T) {
+	s := newTestServer(t)
+	const secret = "whsec_reloaded-secret-value"
+	next := s.d.cfg
+	next.Providers = []config.Provider{echoProvider(t, "hook", func(p *config.Provider) {
+		p.Deliver.Via = config.DeliverWebhook
+		p.Deliver.Webhook.URL = "http://127.0.0.1:1/hook"
+		p.Deliver.Webhook.Secret = secret
+		p.Plugin.SHA256 = strings.Repeat("0", 64) // its start fails: the reload is refused
+	})}
+	if err := s.d.Reload(context.Background(), next); !errors.Is(err, ErrReloadRefused) {
+		t.Fatalf("Reload = %v", err)
+	}
+	if got := s.d.scrub("dial failed with " + secret); strings.Contains(got, secret) {
+		t.Fatalf("scrub left the reloaded secret in %q", got)
+	}
+}
