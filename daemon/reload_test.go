@@ -367,3 +367,27 @@ func TestReloadScrubsNewSecrets(t *testing.T) {
 		t.Fatalf("scrub left the reloaded secret in %q", got)
 	}
 }
+
+// TestReloadAddsOptionalThatCannotStart: an optional provider new to the
+// config that cannot start is added anyway and retried with backoff, as
+// at start; it answers 503 meanwhile and /readyz stays 200.
+func TestReloadAddsOptionalThatCannotStart(t *testing.T) {
+	logs := &lockedBuffer{}
+	s := newTestServer(t, withLogs(logs))
+	next := s.d.cfg
+	next.Providers = []config.Provider{echoProvider(t, "opt", func(p *config.Provider) {
+		p.Optional = true
+		p.Plugin.SHA256 = strings.Repeat("0", 64)
+	})}
+	if err := s.d.Reload(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `msg="optional provider failed to start; retrying with backoff" provider=opt`) {
+		t.Fatalf("the failed start is not logged:\n%s", logs.String())
+	}
+	wantError(t, s.verify("opt", map[string]any{"subject": "x"}, nil), 503, "provider_unavailable")
+	code, body := s.ready(t)
+	if p := findProvider(body, "opt"); code != 200 || p.State != "restarting" || !p.Optional {
+		t.Fatalf("readyz = %d %+v", code, body)
+	}
+}
