@@ -245,7 +245,8 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(ctx, daemon.Options{Config: cfg, Logger: newLogger(cfg, stderr), Notice: stderr, Builtins: builtins})
+	reload := func() (config.Config, error) { return load(fs, *path) } // SIGHUP: the same file, environment and flags
+	d, err := daemon.New(ctx, daemon.Options{Config: cfg, Logger: newLogger(cfg, stderr), Notice: stderr, Builtins: builtins, Reload: reload})
 	if err != nil {
 		return err
 	}

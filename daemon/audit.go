@@ -9,10 +9,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/handoffd/handoff/config"
@@ -326,34 +324,6 @@ func (d *Daemon) ReopenAudit() error {
 		return nil
 	}
 	return d.audit.reopen()
-}
-
-// reopenAuditOnHUP has the audit log reopened on each SIGHUP until ctx
-// ends. The signal is caught before it returns, so a SIGHUP sent once
-// Serve answers never takes the process's default action (exit).
-func (d *Daemon) reopenAuditOnHUP(ctx context.Context) {
-	if d.audit == nil {
-		return
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go d.reopenOn(ctx, hup)
-}
-
-func (d *Daemon) reopenOn(ctx context.Context, hup chan os.Signal) {
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := d.ReopenAudit(); err != nil {
-				d.log.Error("reopen the audit log", "err", err.Error())
-				continue
-			}
-			d.log.Info("audit log reopened", "path", d.cfg.Audit.Path)
-		}
-	}
 }
 
 // AuditCLI records an event of the handoff command (key.created,

@@ -37,6 +37,10 @@ type Options struct {
 	// RuntimeDir holds the plugins' sockets; empty is the host's default
 	// ($XDG_RUNTIME_DIR/handoff, else a per-user dir under the temp dir).
 	RuntimeDir string
+	// Reload reads the config again (main's loader: the file, the
+	// environment and the flags) for a SIGHUP; nil: SIGHUP reloads
+	// nothing (it still reopens the audit log).
+	Reload func() (config.Config, error)
 }
 
 // Daemon is one running handoff.
@@ -53,17 +57,20 @@ type Daemon struct {
 	logs    *logThrottle // rate-limits lines a failure repeats (logLimited)
 	handler http.Handler
 
-	host      *providers.Host
-	providers map[string]*provider
-	bg        *background
+	host     *providers.Host
+	provs    atomic.Pointer[providerSet] // swapped whole by Reload
+	reloadMu sync.Mutex                  // one Reload at a time
+	builtins map[string]sdk.Factory      // for Reload's CheckConfig
+	load     func() (config.Config, error)
+	bg       *background
 
 	listenAddr atomic.Pointer[string] // host:port Serve listens on, for baseURL
+	bound      atomic.Value           // boundAddr: the address Serve listens on, for Reload's checkPublicURLFor
 
 	keysMu   sync.Mutex // guards keysRead
 	keysRead time.Time  // when jwks last read the signing keys
 
-	secretsOnce sync.Once // guards secrets
-	secrets     []string  // the config's secret values, for scrub
+	secrets atomic.Pointer[[]string] // the config's secret values, for scrub; set at first use, grown by Reload
 
 	closeOnce sync.Once
 	closeErr  error
@@ -75,7 +82,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if err := CheckConfig(ctx, opts.Config, opts.Builtins); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), logs: newLogThrottle(logInterval), bg: newBackground()}
+	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), logs: newLogThrottle(logInterval), bg: newBackground(), builtins: opts.Builtins, load: opts.Reload}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -276,6 +283,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	bound := listenHostPort(d.cfg.Listen, ln.Addr())
 	d.listenAddr.Store(&bound)
+	d.bound.Store(boundAddr{ln.Addr()})
 	srv := &http.Server{
 		Handler:           d.handler,
 		ReadTimeout:       d.cfg.HTTP.ReadTimeout,
@@ -298,7 +306,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 			d.logLimited(context.Background(), slog.LevelWarn, "sweep expired records", "err", err.Error())
 		})
 	}()
-	d.reopenAuditOnHUP(sweepCtx)
+	d.onHUP(sweepCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	d.log.Info("handoff serving", "addr", ln.Addr().String(), "project", d.cfg.Project, "store", d.cfg.Store.Driver)

@@ -187,7 +187,7 @@ func newMatrix(t *testing.T) *matrix {
 		c.Redirect.Allow = []string{m.app.URL + "/auth"}
 	})
 	for _, mode := range matrixModes {
-		m.s.d.providers[matrixName(mode, false)].cfg.Deliver.Via = mode
+		m.s.d.providerSet().byName[matrixName(mode, false)].cfg.Deliver.Via = mode
 	}
 	m.s.createUser("victim", "victim@example.com")
 	for _, p := range ps {
@@ -347,7 +347,7 @@ func (m *matrix) noVerifierRun(t *testing.T, name string) {
 // with no secret and nothing delivered.
 func (m *matrix) refusedCallback(t *testing.T, name string, mode config.DeliveryMode) {
 	t.Helper()
-	p := m.s.d.providers[name]
+	p := m.s.d.providerSet().byName[name]
 	p.cfg.Deliver.Via = config.DeliverWebhook
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

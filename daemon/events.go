@@ -187,7 +187,7 @@ func (d *Daemon) count(name eventName, ev Event) {
 // providerLabel keeps a client-chosen name (an unknown provider in the
 // path) out of the series' labels.
 func (d *Daemon) providerLabel(name string) string {
-	if _, ok := d.providers[name]; ok {
+	if _, ok := d.providerSet().byName[name]; ok {
 		return name
 	}
 	return "unknown"

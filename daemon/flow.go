@@ -108,10 +108,7 @@ func (d *Daemon) providerRoutes(api func(pattern, scope string, h handlerFunc)) 
 // delivers in band fails the start, naming the key: that is a config
 // error, found only once the plugin has said what it is.
 func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
-	d.providers = map[string]*provider{}
-	if len(d.cfg.Providers) == 0 {
-		return nil
-	}
+	d.provs.Store(&providerSet{byName: map[string]*provider{}})
 	d.host = providers.New(providers.Options{
 		Builtins:   opts.Builtins,
 		Executable: opts.Executable,
@@ -119,6 +116,10 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 		Logger:     d.log,
 		RuntimeDir: opts.RuntimeDir,
 	})
+	if len(d.cfg.Providers) == 0 {
+		return nil
+	}
+	set := &providerSet{byName: map[string]*provider{}, list: d.cfg.Providers}
 	specs := make([]providers.Spec, 0, len(d.cfg.Providers))
 	for _, pc := range d.cfg.Providers {
 		spec, err := providerSpec(pc)
@@ -126,28 +127,17 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 			return err
 		}
 		specs = append(specs, spec)
-		p := &provider{cfg: pc}
-		switch pc.Deliver.Via {
-		case config.DeliverWebhook:
-			if p.webhook, err = newWebhookSender(pc.Deliver.Webhook, d.log.With("provider", pc.Name)); err != nil {
-				return fmt.Errorf("provider %s: %w", pc.Name, err)
-			}
-			p.webhook.onDelivered = func() { d.metrics.delivered("webhook", nil) }
-			p.webhook.onGiveUp = d.webhookGaveUp
-		case config.DeliverEmail:
-			if p.email, err = newEmailSender(pc.Deliver.Email); err != nil {
-				return fmt.Errorf("provider %s: %w", pc.Name, err)
-			}
-		case config.DeliverResponse, config.DeliverRedirect, "":
+		if set.byName[pc.Name], err = d.newProvider(pc); err != nil {
+			return err
 		}
-		d.providers[pc.Name] = p
 	}
+	d.provs.Store(set)
 	if err := d.host.Start(ctx, specs); err != nil {
 		return fmt.Errorf("%w\n(a provider the daemon may serve without, retried until it starts, sets optional: true)", err)
 	}
 	up := map[string]bool{}
 	for _, st := range d.host.Status() {
-		if p, ok := d.providers[st.Name]; ok {
+		if p, ok := set.byName[st.Name]; ok {
 			p.plugin, _ = d.host.Provider(st.Name)
 			up[st.Name] = st.Health == providers.HealthUp
 		}
@@ -156,12 +146,33 @@ func (d *Daemon) startProviders(ctx context.Context, opts Options) error {
 	// later saying it does not prove identity, secretChannel refuses its
 	// sign-ins.
 	return d.cfg.ValidateDelivery(func(pc config.Provider) (bool, bool) {
-		p := d.providers[pc.Name]
+		p := set.byName[pc.Name]
 		if !up[pc.Name] || p.plugin == nil {
 			return false, false
 		}
 		return p.plugin.Info().ProvesIdentity, true
 	})
+}
+
+// newProvider is pc with its delivery's senders; its plugin is set once
+// the host has it.
+func (d *Daemon) newProvider(pc config.Provider) (*provider, error) {
+	p := &provider{cfg: pc}
+	var err error
+	switch pc.Deliver.Via {
+	case config.DeliverWebhook:
+		if p.webhook, err = newWebhookSender(pc.Deliver.Webhook, d.log.With("provider", pc.Name)); err != nil {
+			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
+		}
+		p.webhook.onDelivered = func() { d.metrics.delivered("webhook", nil) }
+		p.webhook.onGiveUp = d.webhookGaveUp
+	case config.DeliverEmail:
+		if p.email, err = newEmailSender(pc.Deliver.Email); err != nil {
+			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
+		}
+	case config.DeliverResponse, config.DeliverRedirect, "":
+	}
+	return p, nil
 }
 
 // providerSpec is what the host needs to run pc's plugin.
@@ -180,7 +191,7 @@ func providerSpec(pc config.Provider) (providers.Spec, error) {
 // lookupProvider finds a configured provider; one that is not up answers
 // 503 (its plugin's calls fail with sdk.ErrUnavailable).
 func (d *Daemon) lookupProvider(name string) (*provider, error) {
-	p, ok := d.providers[name]
+	p, ok := d.providerSet().byName[name]
 	if !ok {
 		return nil, errProviderNotFound
 	}
@@ -210,8 +221,9 @@ func (d *Daemon) providerStatus(detail bool) []providerInfo {
 	if d.host == nil {
 		return out
 	}
+	set := d.providerSet()
 	for _, st := range d.host.Status() {
-		p, ok := d.providers[st.Name]
+		p, ok := set.byName[st.Name]
 		if !ok {
 			continue
 		}
@@ -318,7 +330,7 @@ func (d *Daemon) verifySignIn(w http.ResponseWriter, r *http.Request, c *caller)
 func (d *Daemon) refuseDelivery(p *provider) error {
 	proves := p.plugin.Info().ProvesIdentity
 	switch {
-	case !proves && d.cfg.GuardOnly(p.cfg.Name):
+	case !proves && d.providerSet().guardOnly(p.cfg.Name):
 		return errGuardOnly // configured so: nothing to log
 	case !proves:
 		d.log.Error("sign-in refused: the plugin has not reported that it proves identity on its own, so its secret may only go out of band (deliver.via webhook or email)", "provider", p.cfg.Name, "via", string(p.cfg.Deliver.Via))

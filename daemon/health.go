@@ -114,8 +114,34 @@ func (d *Daemon) scrub(msg string) string {
 // secretValues lists the config's secret values, longest first (so a
 // secret that contains another is replaced whole), once.
 func (d *Daemon) secretValues() []string {
-	d.secretsOnce.Do(func() { d.secrets = configSecrets(d.cfg) })
-	return d.secrets
+	if s := d.secrets.Load(); s != nil {
+		return *s
+	}
+	s := configSecrets(d.cfg)
+	d.secrets.CompareAndSwap(nil, &s)
+	return *d.secrets.Load()
+}
+
+// addSecrets adds a reloaded config's secret values to those scrub
+// removes (the old ones stay: errors may still carry them).
+func (d *Daemon) addSecrets(cfg config.Config) {
+	for {
+		old := d.secrets.Load()
+		if old == nil {
+			d.secretValues()
+			continue
+		}
+		s := slices.Clone(*old)
+		for _, v := range configSecrets(cfg) {
+			if !slices.Contains(s, v) {
+				s = append(s, v)
+			}
+		}
+		slices.SortFunc(s, func(a, b string) int { return len(b) - len(a) })
+		if d.secrets.CompareAndSwap(old, &s) {
+			return
+		}
+	}
 }
 
 // configSecrets finds the values that config.Redacted replaces, and the

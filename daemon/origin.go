@@ -62,16 +62,22 @@ func listenHostPort(listen string, bound net.Addr) string {
 // callback URL would name a wildcard or inward address. Config validation
 // guesses from deliver.via and kind; only the plugin knows its flows.
 func (d *Daemon) checkPublicURL(addr net.Addr) error {
-	if d.cfg.PublicURL != "" || d.host == nil {
+	return d.checkPublicURLFor(addr, d.providerSet())
+}
+
+// checkPublicURLFor is checkPublicURL for the providers of set (a
+// reload's, before it serves).
+func (d *Daemon) checkPublicURLFor(addr net.Addr, set *providerSet) error {
+	if d.cfg.PublicURL != "" || addr == nil {
 		return nil
 	}
 	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
 		return nil
 	}
-	for _, st := range d.host.Status() {
-		p := d.providers[st.Name]
-		if p != nil && p.plugin != nil && slices.Contains(st.Flows, sdk.FlowRedirect) && p.channel(browserSignIn) != channelNone {
-			return fmt.Errorf("provider %s offers the redirect flow, so public_url must be set: the daemon listens on %s, not on loopback, and the IdP's callback URL cannot be derived from that (nor from the request's Host, which the client writes)", st.Name, addr)
+	for _, pc := range set.list {
+		p := set.byName[pc.Name]
+		if p != nil && p.plugin != nil && slices.Contains(p.plugin.Info().Flows, sdk.FlowRedirect) && p.channel(browserSignIn) != channelNone {
+			return fmt.Errorf("provider %s offers the redirect flow, so public_url must be set: the daemon listens on %s, not on loopback, and the IdP's callback URL cannot be derived from that (nor from the request's Host, which the client writes)", pc.Name, addr)
 		}
 	}
 	return nil

@@ -54,6 +54,16 @@
 // `handoff config check`; a failure one key of the provider's config
 // causes is a *KeyError naming that key.
 //
+// # Reload
+//
+// Stage starts a spec's plugin without giving it a name to serve under;
+// Swap then puts staged providers in under their names, takes others out,
+// and stops the ones it replaced or took out once their calls under way
+// have finished (200 ms, then up to their Timeout); Discard drops staged
+// providers Swap did not take. A changed provider is so started and
+// checked before its old plugin stops, and a start that fails leaves the
+// old one serving. The daemon's SIGHUP reload is built on them.
+//
 // # Calls
 //
 // Provider methods run under the spec's Timeout (default 5 s); the

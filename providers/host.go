@@ -382,6 +382,7 @@ func (h *Host) Probe(ctx context.Context, spec Spec) (sdk.Info, error) {
 		return sdk.Info{}, errors.New("providers: host is closed")
 	}
 	p := newProvider(h, spec)
+	defer p.cancel()
 	if err := h.checkSpec(&p.spec); err != nil {
 		return sdk.Info{}, err
 	}

@@ -33,6 +33,15 @@ type Provider struct {
 
 	refused bool // checkSpec refused the spec; set before Start returns
 
+	// ctx ends when the provider is stopped: by Close, or by Swap taking it
+	// out. done is closed when its supervisor has returned (or, for a
+	// provider never supervised, when it is stopped).
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	inflight atomic.Int64 // calls under way, drained before a Swap stops it
+	staged   *instance    // Stage's instance, handed to the supervisor by Swap
+
 	mu       sync.Mutex
 	health   Health
 	inst     *instance // set while up
@@ -59,7 +68,11 @@ type instance struct {
 }
 
 func newProvider(h *Host, spec Spec) *Provider {
-	return &Provider{h: h, spec: spec, log: h.log.With("provider", spec.Name), kv: h.opts.KV(spec.Name), health: HealthStarting, attempts: 1}
+	ctx, cancel := context.WithCancel(h.ctx)
+	return &Provider{
+		h: h, spec: spec, log: h.log.With("provider", spec.Name), kv: h.opts.KV(spec.Name), health: HealthStarting, attempts: 1,
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
 }
 
 // Name returns the provider's name.
@@ -128,7 +141,8 @@ func (p *Provider) setAttempt(n int) {
 	p.attempts = n
 }
 
-// setStopped marks the provider down for good: the host is closing.
+// setStopped marks the provider down for good: the host is closing, or a
+// reload took the provider out.
 func (p *Provider) setStopped() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -168,7 +182,7 @@ func (p *Provider) noteCall(method string, err error) {
 func (p *Provider) launch(ctx context.Context) (*instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.h.tune.startTimeout)
 	defer cancel()
-	stop := context.AfterFunc(p.h.ctx, cancel)
+	stop := context.AfterFunc(p.ctx, cancel)
 	defer stop()
 
 	inst, err := p.spawn()
@@ -306,11 +320,12 @@ func (p *Provider) kill(inst *instance, graceful bool) {
 // and started again. attempts counts the starts since the backoff was
 // last reset (1 after a failed first start).
 func (p *Provider) supervise(inst *instance, attempts int) {
+	defer close(p.done)
 	t := p.h.tune
 	for {
 		if inst != nil {
 			why := p.watch(inst)
-			if p.h.ctx.Err() != nil {
+			if p.ctx.Err() != nil {
 				p.kill(inst, true)
 				p.setStopped()
 				return
@@ -345,7 +360,7 @@ func (p *Provider) relaunch(attempts *int) *instance {
 		if d := backoff(*attempts, t.backoffBase, t.backoffMax); d > 0 {
 			timer := time.NewTimer(d)
 			select {
-			case <-p.h.ctx.Done():
+			case <-p.ctx.Done():
 				timer.Stop()
 				p.setStopped()
 				return nil
@@ -354,8 +369,8 @@ func (p *Provider) relaunch(attempts *int) *instance {
 		}
 		*attempts++
 		p.setAttempt(try)
-		next, err := p.launch(p.h.ctx)
-		if p.h.ctx.Err() != nil {
+		next, err := p.launch(p.ctx)
+		if p.ctx.Err() != nil {
 			if next != nil {
 				p.kill(next, true)
 			}
@@ -380,21 +395,21 @@ func (p *Provider) watch(inst *instance) error {
 	fails := 0
 	for {
 		select {
-		case <-p.h.ctx.Done():
+		case <-p.ctx.Done():
 			return nil
 		case <-inst.rpc.Done():
 			return fmt.Errorf("plugin process exited: %s", inst.runner.exitStatus())
 		case <-inst.stuck:
 			return fmt.Errorf("%d calls in a row ran past the %s timeout, none answered in between; the process (pid %d) is alive but stuck", t.stuckCalls, p.spec.Timeout, inst.runner.pid)
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(p.h.ctx, t.pingTimeout)
+			ctx, cancel := context.WithTimeout(p.ctx, t.pingTimeout)
 			err := inst.rpc.Ping(ctx)
 			cancel()
 			if err == nil {
 				fails = 0
 				continue
 			}
-			if p.h.ctx.Err() != nil {
+			if p.ctx.Err() != nil {
 				return nil
 			}
 			fails++
@@ -429,8 +444,8 @@ func (p *Provider) current() (*instance, error) {
 	}
 	msg := fmt.Sprintf("provider %q is %s", p.spec.Name, p.health)
 	switch {
-	case p.h.ctx.Err() != nil:
-		msg = fmt.Sprintf("provider %q is stopped (the host is closed)", p.spec.Name)
+	case p.ctx.Err() != nil:
+		msg = fmt.Sprintf("provider %q is stopped (the host is closed, or a reload took it out)", p.spec.Name)
 	case p.health == HealthRestarting:
 		msg += fmt.Sprintf(" (attempt %d)", p.attempts)
 	}
@@ -448,6 +463,8 @@ func (p *Provider) current() (*instance, error) {
 // restarted. A call cut short by the caller's earlier deadline counts for
 // neither.
 func (p *Provider) call(ctx context.Context, capability, requestID string, fn func(context.Context, *hostrpc.Client) error) error {
+	p.inflight.Add(1)
+	defer p.inflight.Add(-1)
 	inst, err := p.current()
 	if err != nil {
 		return err
