@@ -59,6 +59,8 @@ type Daemon struct {
 
 	listenAddr atomic.Pointer[string] // host:port Serve listens on, for baseURL
 
+	unknownOrigins originSet // browser origins logged as not in cors.origins
+
 	keysMu   sync.Mutex // guards keysRead
 	keysRead time.Time  // when jwks last read the signing keys
 

@@ -35,16 +35,18 @@ func TestSecretChannel(t *testing.T) {
 	modes := []config.DeliveryMode{config.DeliverResponse, "", config.DeliverRedirect, config.DeliverWebhook, config.DeliverEmail, "pigeon"}
 	want := map[bool]map[signIn][]channel{
 		true: {
-			directSignIn:  {channelBody, channelBody, channelNone, channelWebhook, channelEmail, channelNone},
-			browserSignIn: {channelLocation, channelLocation, channelLocation, channelWebhook, channelEmail, channelNone},
+			directSignIn:   {channelBody, channelBody, channelNone, channelWebhook, channelEmail, channelNone},
+			browserSignIn:  {channelLocation, channelLocation, channelLocation, channelWebhook, channelEmail, channelNone},
+			browserSession: {channelCookie, channelCookie, channelCookie, channelNone, channelNone, channelNone},
 		},
 		false: {
-			directSignIn:  {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
-			browserSignIn: {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
+			directSignIn:   {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
+			browserSignIn:  {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
+			browserSession: {channelNone, channelNone, channelNone, channelNone, channelNone, channelNone},
 		},
 	}
 	for _, proves := range []bool{true, false} {
-		for _, in := range []signIn{directSignIn, browserSignIn} {
+		for _, in := range []signIn{directSignIn, browserSignIn, browserSession} {
 			for i, mode := range modes {
 				if got := secretChannel(in, mode, proves); got != want[proves][in][i] {
 					t.Errorf("secretChannel(%v, %q, proves %v) = %v, want %v", in, mode, proves, got, want[proves][in][i])
