@@ -559,7 +559,8 @@ func TestCORSUnknownOriginLogged(t *testing.T) {
 		s.do(req{method: "OPTIONS", path: "/v1/account", headers: map[string]string{"Origin": "https://forgot.example.com", "Access-Control-Request-Method": "GET"}})
 	}
 	s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": "https://app.example.com"}})
-	s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": s.URL}}) // the API's own page
+	s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": s.URL}})                                                               // the API's own page
+	s.do(req{method: "POST", path: "/v1/account/sessions/oauth2/callback/apple/default", headers: map[string]string{"Origin": "https://appleid.apple.com"}}) // an IdP's form_post
 	var warns []string
 	for _, l := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(l, "level=WARN") && strings.Contains(l, "cors.origins") {

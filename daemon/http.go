@@ -146,7 +146,7 @@ func (d *Daemon) cors(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if !slices.Contains(d.cfg.CORS.Origins, origin) { // config refuses "*"
-		if !d.ownOrigin(r, origin) && d.unknownOrigins.first(origin) {
+		if !d.ownOrigin(r, origin) && !isCallback(r) && d.unknownOrigins.first(origin) {
 			d.log.Warn("a browser origin not in cors.origins was refused CORS headers (the SDK reports \"Failed to fetch\"); list it in cors.origins if the app is served from it", "origin", truncate(origin, 200))
 		}
 		return false
@@ -167,6 +167,12 @@ func (d *Daemon) cors(w http.ResponseWriter, r *http.Request) bool {
 	h.Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusNoContent)
 	return true
+}
+
+// isCallback reports whether r is an IdP's OAuth2 callback, which comes
+// from the IdP's origin (a form_post), never the app's.
+func isCallback(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/v1/account/sessions/oauth2/callback/")
 }
 
 // maxUnknownOrigins bounds the origins unknownOrigins remembers: a
