@@ -18,8 +18,9 @@ import (
 // twin) in the browser and redirects to the success URL as it was given,
 // with no secret in it. The attacks of the token flow apply unchanged: a
 // callback opened in another browser (login CSRF), a replayed state, a bad
-// success URL, and a provider that delivers out of band (its sign-ins may
-// not skip that channel by landing in the browser's cookies).
+// success URL, and a provider that delivers out of band, at the start or
+// by the callback (its sign-ins may not skip that channel by landing in
+// the browser's cookies). A second sign-in replaces the browser's session.
 func TestOAuth2SessionFlow(t *testing.T) {
 	app := httptest.NewServer(http.NotFoundHandler())
 	defer app.Close()
@@ -140,6 +141,18 @@ func TestOAuth2SessionFlow(t *testing.T) {
 			t.Fatalf("bad success URL %q: %d %s", bad, res.StatusCode, loc)
 		}
 		wantError(t, s.do(req{method: "GET", path: "/v1/account/sessions/oauth2/idp?success=" + url.QueryEscape(bad)}), 400, "project_invalid_success_url")
+	}
+
+	// A flow begun while the provider could open sessions, whose provider
+	// then delivers out of band (a reload, a plugin's new Describe), is
+	// refused at the callback too: the channel is decided again there.
+	state = beginState(t, get(b, begin))
+	s.d.providers["idp"].cfg.Deliver.Via = config.DeliverWebhook
+	res = get(b, "/v1/account/sessions/oauth2/callback/idp/default?state="+url.QueryEscape(state)+"&code=session-subject")
+	s.d.providers["idp"].cfg.Deliver.Via = config.DeliverRedirect
+	loc, _ = url.Parse(res.Header.Get("Location"))
+	if loc.Path != "/auth/fail" || strings.Contains(strings.Join(res.Header.Values("Set-Cookie"), ";"), "a_session") {
+		t.Fatalf("callback after the switch: %d %s %v", res.StatusCode, loc, res.Header.Values("Set-Cookie"))
 	}
 
 	// A provider that delivers out of band opens no session in the browser.
