@@ -580,7 +580,8 @@ func TestCORSUnknownOriginLogged(t *testing.T) {
 
 // TestResponseFormatWarning: the SDKs print X-Appwrite-Warning on every
 // response; the current ones (node-appwrite 27 sends 1.9.5, the web SDK
-// 27 sends 2.0.0) must not get it, an SDK built for a newer server must.
+// 27 sends 2.0.0 and 28 sends 2.3.0) must not get it, an SDK built for a
+// newer server must.
 func TestResponseFormatWarning(t *testing.T) {
 	s := newTestServer(t)
 	for _, tc := range []struct {
@@ -589,7 +590,8 @@ func TestResponseFormatWarning(t *testing.T) {
 	}{
 		{"1.9.5", false}, // node-appwrite 27.1.0
 		{"2.0.0", false}, // appwrite (web) 27.0.0
-		{"2.0.1", true},
+		{"2.3.0", false}, // appwrite (web) 28.0.0
+		{"2.3.1", true},
 		{"3.0.0", true},
 	} {
 		t.Run(tc.format, func(t *testing.T) {

@@ -14,12 +14,13 @@ import (
 // AppwriteVersion is the Appwrite server version this daemon answers as:
 // in error bodies, and against the X-Appwrite-Response-Format an SDK
 // sends (an SDK built for a newer version gets X-Appwrite-Warning, which
-// the SDKs print on every response). It is 2.0.0 because that is the
-// format the current web SDK (appwrite 27) declares; node-appwrite 27
-// declares 1.9.5. The models this daemon serves (User, Session, Token,
-// JWT) are the same in both: Appwrite's down-conversion filters V23-V27
-// touch none of them.
-const AppwriteVersion = "2.0.0"
+// the SDKs print on every response). It is the newest format a current
+// SDK declares: the web SDK appwrite 28.0.0 sends 2.3.0 (27.0.0 sent
+// 2.0.0, node-appwrite 27.1.0 sends 1.9.5). The models this daemon serves
+// are the same in all of them, by the SDKs' own type definitions: Session,
+// Token and JWT are unchanged, and User only gained the optional
+// passwordPwned, which a daemon that keeps no passwords leaves out.
+const AppwriteVersion = "2.3.0"
 
 // apiError is an error with its Appwrite status and type.
 type apiError struct {

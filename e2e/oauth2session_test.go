@@ -15,7 +15,8 @@ import (
 
 // webSDKSessionURL is the URL the appwrite web SDK's
 // account.createOAuth2Session sets as window.location.href
-// (sdk-for-web src/services/account.ts): the endpoint and
+// (sdk-for-web src/services/account.ts; the same in the npm appwrite
+// 27.0.0 and 28.0.0 builds): the endpoint and
 // /account/sessions/oauth2/{provider}, then success, failure, the scopes
 // flattened as scopes[0], scopes[1]…, and project last, appended one by
 // one with URLSearchParams.
@@ -39,8 +40,8 @@ func webSDKSessionURL(endpoint, provider, project, success, failure string, scop
 // form, back to handoff's callback, which sets the session cookies and
 // redirects to the app's success URL as given (no userId, no secret);
 // with those cookies alone the app's next call, GET /v1/account, is the
-// IdP's person. The web SDK's response format (2.0.0) gets no warning,
-// and no cookie value reaches the daemon's log.
+// IdP's person. The web SDK's response format (28.0.0 sends 2.3.0) gets
+// no warning, and no cookie value reaches the daemon's log.
 func TestOAuth2SessionLogin(t *testing.T) {
 	op := oidctest.New(t, oidctest.Options{Clients: []oidctest.Client{
 		{ID: auth0WebClient, Secret: auth0WebSecret, ClaimsInIDToken: true},
@@ -95,7 +96,7 @@ providers:
 	if aresp.StatusCode != http.StatusOK || account["email"] != alice.Email || account["name"] != "Alice Liddell" {
 		t.Fatalf("account: %d %v, want the IdP's person", aresp.StatusCode, account)
 	}
-	sresp, _, err := send(br, "GET", d.URL+"/v1/account/sessions/current", map[string]string{"X-Appwrite-Response-Format": "2.0.0"}, nil)
+	sresp, _, err := send(br, "GET", d.URL+"/v1/account/sessions/current", map[string]string{"X-Appwrite-Response-Format": "2.3.0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
