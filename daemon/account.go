@@ -184,16 +184,22 @@ func (d *Daemon) createJWT(w http.ResponseWriter, r *http.Request, c *caller) er
 // browser would not give the cookies to (no Origin, or a cross-site one),
 // X-Fallback-Cookies.
 func (d *Daemon) setSessionCookies(w http.ResponseWriter, r *http.Request, c *caller, cred string, expire time.Time) {
+	d.sessionCookies(w, r, c, cred, expire)
+	if !d.sameSite(r) {
+		fallback, _ := json.Marshal(map[string]string{d.cookieName(): cred})
+		w.Header().Set("X-Fallback-Cookies", string(fallback))
+	}
+}
+
+// sessionCookies sets Appwrite's two session cookies, a_session_<project>
+// and its _legacy twin, on public_url's domain.
+func (d *Daemon) sessionCookies(w http.ResponseWriter, r *http.Request, c *caller, cred string, expire time.Time) {
 	name := d.cookieName()
 	value := url.QueryEscape(cred) // as Swoole's cookie(): = + / percent-encoded
 	attrs := "; expires=" + expire.UTC().Format(http.TimeFormat) + "; path=/" + d.cookieDomain() + d.secureAttr(r, c) + "; httponly"
 	h := w.Header()
 	h.Add("Set-Cookie", name+"_legacy="+value+attrs)
 	h.Add("Set-Cookie", name+"="+value+attrs+"; samesite=None")
-	if !d.sameSite(r) {
-		fallback, _ := json.Marshal(map[string]string{name: cred})
-		h.Set("X-Fallback-Cookies", string(fallback))
-	}
 }
 
 // clearSessionCookies expires both session cookies (and the fallback).

@@ -67,6 +67,8 @@ type Daemon struct {
 	listenAddr atomic.Pointer[string] // host:port Serve listens on, for baseURL
 	bound      atomic.Value           // boundAddr: the address Serve listens on, for Reload's checkPublicURLFor
 
+	unknownOrigins originSet // browser origins logged as not in cors.origins
+
 	keysMu   sync.Mutex // guards keysRead
 	keysRead time.Time  // when jwks last read the signing keys
 

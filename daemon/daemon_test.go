@@ -122,7 +122,7 @@ func wantError(t *testing.T, r resp, status int, typ string) {
 		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
 	}
 	m := r.json(t)
-	if m["type"] != typ || m["code"] != float64(status) || m["version"] != Version || m["message"] == "" {
+	if m["type"] != typ || m["code"] != float64(status) || m["version"] != AppwriteVersion || m["message"] == "" {
 		t.Fatalf("error body %s, want type %s code %d", r.body, typ, status)
 	}
 }
@@ -544,6 +544,62 @@ func TestCORS(t *testing.T) {
 	r = s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": "https://evil.example.net"}})
 	if r.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("foreign origin allowed: %v", r.header)
+	}
+}
+
+// TestCORSUnknownOriginLogged: a page on an origin missing from
+// cors.origins sees only "Failed to fetch"; the operator sees one WARN per
+// origin naming the key, however often it calls, and the set of
+// remembered origins stays bounded when a client sends endless ones.
+func TestCORSUnknownOriginLogged(t *testing.T) {
+	var logs lockedBuffer
+	s := newTestServer(t, withLogs(&logs), func(c *config.Config) { c.CORS.Origins = []string{"https://app.example.com"} })
+	for range 3 {
+		s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": "https://forgot.example.com"}})
+		s.do(req{method: "OPTIONS", path: "/v1/account", headers: map[string]string{"Origin": "https://forgot.example.com", "Access-Control-Request-Method": "GET"}})
+	}
+	s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": "https://app.example.com"}})
+	s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Origin": s.URL}})                                                               // the API's own page
+	s.do(req{method: "POST", path: "/v1/account/sessions/oauth2/callback/apple/default", headers: map[string]string{"Origin": "https://appleid.apple.com"}}) // an IdP's form_post
+	var warns []string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "level=WARN") && strings.Contains(l, "cors.origins") {
+			warns = append(warns, l)
+		}
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "origin=https://forgot.example.com") {
+		t.Fatalf("want one WARN naming cors.origins and the origin, got %q", warns)
+	}
+	for i := range maxUnknownOrigins + 50 {
+		s.d.unknownOrigins.first(fmt.Sprintf("https://o%d.example", i))
+	}
+	if n := len(s.d.unknownOrigins.seen); n != maxUnknownOrigins {
+		t.Fatalf("remembered %d origins, want the cap %d", n, maxUnknownOrigins)
+	}
+}
+
+// TestResponseFormatWarning: the SDKs print X-Appwrite-Warning on every
+// response; the current ones (node-appwrite 27 sends 1.9.5, the web SDK
+// 27 sends 2.0.0 and 28 sends 2.3.0) must not get it, an SDK built for a
+// newer server must.
+func TestResponseFormatWarning(t *testing.T) {
+	s := newTestServer(t)
+	for _, tc := range []struct {
+		format string
+		warn   bool
+	}{
+		{"1.9.5", false}, // node-appwrite 27.1.0
+		{"2.0.0", false}, // appwrite (web) 27.0.0
+		{"2.3.0", false}, // appwrite (web) 28.0.0
+		{"2.3.1", true},
+		{"3.0.0", true},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			r := s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"X-Appwrite-Response-Format": tc.format}})
+			if got := r.header.Get("X-Appwrite-Warning") != ""; got != tc.warn {
+				t.Fatalf("warning %q, want one: %v", r.header.Get("X-Appwrite-Warning"), tc.warn)
+			}
+		})
 	}
 }
 

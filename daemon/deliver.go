@@ -31,6 +31,10 @@ const (
 	// browserSignIn is the OAuth2 redirect flow's callback: the answer
 	// redirects the browser that began the flow to its success URL.
 	browserSignIn
+	// browserSession is the same callback in a flow begun by
+	// createOAuth2Session: the daemon opens the session itself and sets
+	// it in the browser's cookies, a delivery as in band as the body.
+	browserSession
 )
 
 // channel is where a minted secret goes.
@@ -42,6 +46,7 @@ const (
 	channelLocation                // the success URL in the redirect flow's Location
 	channelWebhook                 // a signed POST to the app's backend
 	channelEmail                   // a mail to the user's address
+	channelCookie                  // no secret: a session, in the session cookies of the callback's answer
 )
 
 // secretChannel is the allow-list of where a minted secret may go, and
@@ -49,14 +54,22 @@ const (
 // (a captcha) delivers only out of band, so that the receiver of the
 // secret is the proof. A direct verify answers with the secret only in
 // mode response; redirect mode serves only the browser redirect flow,
-// where response also means the redirect, the answer of that flow. Every
+// where response also means the redirect, the answer of that flow. A
+// session set in the browser's cookies (createOAuth2Session) is in band
+// too: only a verifier that proves identity, in mode response or
+// redirect, may open one; a provider that delivers out of band never
+// does, or the browser would skip the channel the operator chose. Every
 // other combination, and a mode this switch does not know, is channelNone.
 func secretChannel(in signIn, mode config.DeliveryMode, provesIdentity bool) channel {
 	switch mode {
 	case config.DeliverWebhook:
-		return channelWebhook
+		if in != browserSession {
+			return channelWebhook
+		}
 	case config.DeliverEmail:
-		return channelEmail
+		if in != browserSession {
+			return channelEmail
+		}
 	case config.DeliverResponse, "": // unset deliver.via means response
 		switch {
 		case !provesIdentity:
@@ -65,10 +78,15 @@ func secretChannel(in signIn, mode config.DeliveryMode, provesIdentity bool) cha
 			return channelBody
 		case in == browserSignIn:
 			return channelLocation
+		case in == browserSession:
+			return channelCookie
 		}
 	case config.DeliverRedirect:
-		if provesIdentity && in == browserSignIn {
+		switch {
+		case provesIdentity && in == browserSignIn:
 			return channelLocation
+		case provesIdentity && in == browserSession:
+			return channelCookie
 		}
 	}
 	return channelNone
@@ -77,9 +95,12 @@ func secretChannel(in signIn, mode config.DeliveryMode, provesIdentity bool) cha
 // deliveryRefused is why a sign-in whose secret may go nowhere is
 // refused. A verifier that does not prove identity got here only if it
 // changed its Describe after start; the provider is then unavailable.
-func deliveryRefused(provesIdentity bool) *apiError {
-	if !provesIdentity {
+func deliveryRefused(in signIn, provesIdentity bool) *apiError {
+	switch {
+	case !provesIdentity:
 		return errUnavailable
+	case in == browserSession:
+		return errOutOfBandOnly
 	}
 	return errRedirectOnly
 }

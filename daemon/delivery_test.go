@@ -35,16 +35,18 @@ func TestSecretChannel(t *testing.T) {
 	modes := []config.DeliveryMode{config.DeliverResponse, "", config.DeliverRedirect, config.DeliverWebhook, config.DeliverEmail, "pigeon"}
 	want := map[bool]map[signIn][]channel{
 		true: {
-			directSignIn:  {channelBody, channelBody, channelNone, channelWebhook, channelEmail, channelNone},
-			browserSignIn: {channelLocation, channelLocation, channelLocation, channelWebhook, channelEmail, channelNone},
+			directSignIn:   {channelBody, channelBody, channelNone, channelWebhook, channelEmail, channelNone},
+			browserSignIn:  {channelLocation, channelLocation, channelLocation, channelWebhook, channelEmail, channelNone},
+			browserSession: {channelCookie, channelCookie, channelCookie, channelNone, channelNone, channelNone},
 		},
 		false: {
-			directSignIn:  {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
-			browserSignIn: {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
+			directSignIn:   {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
+			browserSignIn:  {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
+			browserSession: {channelNone, channelNone, channelNone, channelNone, channelNone, channelNone},
 		},
 	}
 	for _, proves := range []bool{true, false} {
-		for _, in := range []signIn{directSignIn, browserSignIn} {
+		for _, in := range []signIn{directSignIn, browserSignIn, browserSession} {
 			for i, mode := range modes {
 				if got := secretChannel(in, mode, proves); got != want[proves][in][i] {
 					t.Errorf("secretChannel(%v, %q, proves %v) = %v, want %v", in, mode, proves, got, want[proves][in][i])
@@ -209,6 +211,12 @@ func (m *matrix) direct(t *testing.T, name string) answer {
 // kept, redirects not followed), the IdP reporting the victim; begin is
 // the answer to its first step when that was refused.
 func (m *matrix) browser(t *testing.T, name string) (begin, callback answer) {
+	return m.browserAt(t, "/v1/account/tokens/oauth2/", name)
+}
+
+// browserAt runs a redirect flow begun at start (createOAuth2Token's or
+// createOAuth2Session's route) through its callback.
+func (m *matrix) browserAt(t *testing.T, start, name string) (begin, callback answer) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	get := func(path string) answer {
@@ -220,7 +228,7 @@ func (m *matrix) browser(t *testing.T, name string) (begin, callback answer) {
 		body, _ := io.ReadAll(res.Body)
 		return answer{res.StatusCode, res.Header, body}
 	}
-	begin = get("/v1/account/tokens/oauth2/" + name + "?project=default&success=" + url.QueryEscape(m.app.URL+"/auth/ok") + "&failure=" + url.QueryEscape(m.app.URL+"/auth/fail"))
+	begin = get(start + name + "?project=default&success=" + url.QueryEscape(m.app.URL+"/auth/ok") + "&failure=" + url.QueryEscape(m.app.URL+"/auth/fail"))
 	loc, _ := url.Parse(begin.header.Get("Location"))
 	if begin.status != 301 || loc.Path == "/auth/fail" {
 		return begin, answer{}
@@ -327,6 +335,37 @@ func TestDeliveryMatrix(t *testing.T) {
 					t.Fatalf("channel %v in the redirect flow", ch)
 				}
 				m.s.exchangeFor("victim", got)
+			})
+			t.Run("session/"+name, func(t *testing.T) {
+				ch := secretChannel(browserSession, mode, proves)
+				begin, a := m.browserAt(t, "/v1/account/sessions/oauth2/", name)
+				if got := m.delivered(t, ch); got != "" {
+					t.Fatalf("a session flow delivered %q out of band", got)
+				}
+				switch ch {
+				case channelNone:
+					loc, _ := url.Parse(begin.header.Get("Location"))
+					if begin.status != 301 || loc.Path != "/auth/fail" || !strings.Contains(loc.Query().Get("error"), "provider_unsupported") && !strings.Contains(loc.Query().Get("error"), "provider_unavailable") ||
+						strings.Contains(strings.Join(begin.header.Values("Set-Cookie"), ";"), "a_session") {
+						t.Fatalf("a refused session flow began: %d %s %v", begin.status, loc, begin.header)
+					}
+				case channelCookie:
+					if a.status != 301 || a.header.Get("Location") != m.app.URL+"/auth/ok" {
+						t.Fatalf("callback %d to %q, want the success URL with nothing added", a.status, a.header.Get("Location"))
+					}
+					var cookie string
+					for _, c := range a.header.Values("Set-Cookie") {
+						if strings.HasPrefix(c, "a_session_default=") {
+							cookie, _, _ = strings.Cut(c, ";")
+						}
+					}
+					r := m.s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"Cookie": cookie}})
+					if r.status != 200 || r.json(t)["$id"] != "victim" {
+						t.Fatalf("the session cookie %q: %d %s", cookie, r.status, r.body)
+					}
+				default:
+					t.Fatalf("channel %v in the session flow", ch)
+				}
 			})
 		}
 	}

@@ -11,8 +11,16 @@ import (
 	"github.com/handoffd/handoff/tokenstore"
 )
 
-// Version is the server version reported in error bodies.
-const Version = "1.9.6"
+// AppwriteVersion is the Appwrite server version this daemon answers as:
+// in error bodies, and against the X-Appwrite-Response-Format an SDK
+// sends (an SDK built for a newer version gets X-Appwrite-Warning, which
+// the SDKs print on every response). It is the newest format a current
+// SDK declares: the web SDK appwrite 28.0.0 sends 2.3.0 (27.0.0 sent
+// 2.0.0, node-appwrite 27.1.0 sends 1.9.5). The models this daemon serves
+// are the same in all of them, by the SDKs' own type definitions: Session,
+// Token and JWT are unchanged, and User only gained the optional
+// passwordPwned, which a daemon that keeps no passwords leaves out.
+const AppwriteVersion = "2.3.0"
 
 // apiError is an error with its Appwrite status and type.
 type apiError struct {
@@ -58,6 +66,7 @@ var (
 	errUnlinked           = &apiError{401, "user_unauthorized", "No user is linked to this identity, and the provider may not create one."}
 	errUnsupported        = &apiError{400, "provider_unsupported", "The provider does not support this operation."}
 	errRedirectOnly       = &apiError{400, "provider_unsupported", "The provider delivers by redirect only. Please sign in with the OAuth2 redirect flow."}
+	errOutOfBandOnly      = &apiError{400, "provider_unsupported", "The provider delivers its secrets out of band, so it cannot open a session in the browser. Please sign in with createOAuth2Token."}
 	errGuardOnly          = &apiError{400, "provider_unsupported", "The provider only guards other providers' sign-ins. Please sign in with one of them."}
 	errDelivery           = &apiError{503, "provider_delivery_failed", "The code could not be delivered. Please try again later."}
 	errInvalidSuccessURL  = &apiError{400, "project_invalid_success_url", "Invalid redirect URL for OAuth success."}
@@ -147,7 +156,7 @@ func (d *Daemon) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "1") // a restarting store or plugin is back in about a second
 	}
-	writeJSON(w, ae.Status, errorBody{Message: ae.Message, Code: ae.Status, Type: ae.Type, Version: Version})
+	writeJSON(w, ae.Status, errorBody{Message: ae.Message, Code: ae.Status, Type: ae.Type, Version: AppwriteVersion})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

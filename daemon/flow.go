@@ -50,6 +50,9 @@ type flow struct {
 	Failure  string `json:"failure"`
 	State    []byte `json:"state"`
 	Browser  []byte `json:"browser"` // SHA-256 of the binding cookie's value
+	// Session marks a flow begun by createOAuth2Session: its callback
+	// opens the session and sets the cookies instead of minting a token.
+	Session bool `json:"session,omitempty"`
 }
 
 // flowCookie names the cookie that binds a flow to the browser that began
@@ -96,6 +99,7 @@ func (d *Daemon) providerRoutes(api func(pattern, scope string, h handlerFunc)) 
 	api("GET /v1/providers", "public", d.listProviders)
 	api("POST /v1/providers/{name}/verify", "sessions.write", d.verify)
 	api("GET /v1/account/tokens/oauth2/{name}", "sessions.write", d.beginOAuth2)
+	api("GET /v1/account/sessions/oauth2/{name}", "sessions.write", d.beginOAuth2Session)
 	api("GET /v1/account/sessions/oauth2/callback/{name}/{project}", "public", d.completeOAuth2)
 	api("POST /v1/account/sessions/oauth2/callback/{name}/{project}", "public", d.completeOAuth2)
 	api("POST /v1/users/{userId}/providers/{name}", "users.write", d.enroll)
@@ -287,7 +291,7 @@ func (d *Daemon) verifySignIn(w http.ResponseWriter, r *http.Request, c *caller)
 	// call (a captcha solve, a password attempt).
 	ch := p.channel(directSignIn)
 	if ch == channelNone {
-		return "", d.refuseDelivery(p)
+		return "", d.refuseDelivery(p, directSignIn)
 	}
 	if c.key == nil {
 		if err := d.limit(w, r, "verify:"+c.limitIP, d.cfg.Limits.Verify, time.Hour); err != nil {
@@ -327,7 +331,7 @@ func (d *Daemon) verifySignIn(w http.ResponseWriter, r *http.Request, c *caller)
 
 // refuseDelivery is the answer to a sign-in whose secret secretChannel
 // lets go nowhere.
-func (d *Daemon) refuseDelivery(p *provider) error {
+func (d *Daemon) refuseDelivery(p *provider, in signIn) error {
 	proves := p.plugin.Info().ProvesIdentity
 	switch {
 	case !proves && d.providerSet().guardOnly(p.cfg.Name):
@@ -335,7 +339,7 @@ func (d *Daemon) refuseDelivery(p *provider) error {
 	case !proves:
 		d.log.Error("sign-in refused: the plugin has not reported that it proves identity on its own, so its secret may only go out of band (deliver.via webhook or email)", "provider", p.cfg.Name, "via", string(p.cfg.Deliver.Via))
 	}
-	return deliveryRefused(proves)
+	return deliveryRefused(in, proves)
 }
 
 // readPayload reads a verify or enroll body: a JSON object, passed to the
@@ -417,7 +421,7 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 			return refused(reasonDeliveryFailed, err)
 		}
 		return nil
-	case channelNone, channelBody, channelLocation:
+	case channelNone, channelBody, channelLocation, channelCookie:
 	}
 	d.log.Error("secret not sent: not an out-of-band channel", "provider", p.cfg.Name, "channel", int(ch))
 	return errServer
@@ -443,7 +447,14 @@ func (d *Daemon) webhookGaveUp(g webhookGiveUp) {
 // Appwrite's error parameter, as the callback does, instead of showing a
 // JSON page on the API's origin.
 func (d *Daemon) beginOAuth2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	err := d.beginFlow(w, r, c)
+	return d.beginRedirect(w, r, c, browserSignIn)
+}
+
+// beginRedirect begins a redirect flow whose callback delivers as in says,
+// and sends a refusal to the failure URL once the request names an
+// allowed one.
+func (d *Daemon) beginRedirect(w http.ResponseWriter, r *http.Request, c *caller, in signIn) error {
+	err := d.beginFlow(w, r, c, in)
 	if err == nil {
 		return nil
 	}
@@ -464,19 +475,19 @@ func failRedirect(w http.ResponseWriter, r *http.Request, failure string, ae *ap
 	http.Redirect(w, r, withQuery(failure, url.Values{"error": {string(body)}}), http.StatusMovedPermanently)
 }
 
-func (d *Daemon) beginFlow(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (d *Daemon) beginFlow(w http.ResponseWriter, r *http.Request, c *caller, in signIn) error {
 	p, err := d.lookupProvider(r.PathValue("name"))
 	if err != nil {
 		return err
 	}
-	if p.channel(browserSignIn) == channelNone {
-		return d.refuseDelivery(p)
+	if p.channel(in) == channelNone {
+		return d.refuseDelivery(p, in)
 	}
 	if err := d.limit(w, r, "oauth2:"+c.limitIP, d.cfg.Limits.OAuth2, time.Hour); err != nil {
 		return err
 	}
 	q := r.URL.Query()
-	f := flow{Provider: p.cfg.Name, Success: q.Get("success"), Failure: q.Get("failure")}
+	f := flow{Provider: p.cfg.Name, Success: q.Get("success"), Failure: q.Get("failure"), Session: in == browserSession}
 	if !d.redirectAllowed(f.Success) {
 		return errInvalidSuccessURL
 	}
@@ -566,9 +577,13 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	if e := r.Form.Get("error"); e != "" {
 		return fail(refused(reasonIdPError, fmt.Errorf("%w: the identity provider answered error=%q", &apiError{401, "user_oauth2_provider_error", "The identity provider refused the sign-in: " + truncate(e, 100)}, truncate(e, 100))))
 	}
-	ch := p.channel(browserSignIn)
+	in := browserSignIn
+	if f.Session {
+		in = browserSession
+	}
+	ch := p.channel(in)
 	if ch == channelNone {
-		return fail(d.refuseDelivery(p))
+		return fail(d.refuseDelivery(p, in))
 	}
 	start := time.Now()
 	id, err := p.plugin.Complete(r.Context(), sdk.CompleteRequest{Query: r.Form, State: f.State, CallbackURL: d.callbackURL(r, p.cfg.Name)})
@@ -583,6 +598,13 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	userID = user.ID
 	if err != nil {
 		return fail(err)
+	}
+	if ch == channelCookie {
+		if err := d.openBrowserSession(w, r, c, p, user); err != nil {
+			return fail(err)
+		}
+		redirectBack(w, r, f.Success)
+		return nil
 	}
 	length, expire := p.cfg.Token.Length, p.cfg.Token.Expire
 	if length == 0 && ch == channelLocation {
@@ -602,11 +624,17 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	} else if err := d.sendOutOfBand(r, c, evOAuth2Failed, p, ch, newDelivery(t, secret, p.cfg.Name, user)); err != nil {
 		return fail(err) // out of band: the browser learns its user id, the backend or mailbox the secret
 	}
+	redirectBack(w, r, withQuery(f.Success, back))
+	return nil
+}
+
+// redirectBack ends a flow's callback: a 301 to the success URL, kept out
+// of caches and, since it may carry a secret, out of Referer headers.
+func redirectBack(w http.ResponseWriter, r *http.Request, success string) {
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
 	w.Header().Set("Pragma", "no-cache")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	http.Redirect(w, r, withQuery(f.Success, back), http.StatusMovedPermanently)
-	return nil
+	http.Redirect(w, r, success, http.StatusMovedPermanently)
 }
 
 // flowBinding is the cookie that binds a flow to its browser (maxAge -1

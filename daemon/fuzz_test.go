@@ -168,7 +168,7 @@ func (s *fuzzServer) check(t *testing.T, fr fuzzRequest) *httptest.ResponseRecor
 	}
 	if w.Code >= 400 {
 		var e errorBody
-		if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Code != w.Code || e.Type == "" || e.Message == "" || e.Version != Version {
+		if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Code != w.Code || e.Type == "" || e.Message == "" || e.Version != AppwriteVersion {
 			t.Fatalf("%s %s: status %d with a body not in Appwrite's error shape: %q", fr.method, fr.path, w.Code, w.Body)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -130,8 +131,8 @@ func (d *Daemon) middleware(next http.Handler) http.Handler {
 			d.writeError(sw, r, err)
 			return
 		}
-		if ver := header(r, "Response-Format"); ver != "" && newerVersion(ver, Version) {
-			sw.Header().Set("X-Appwrite-Warning", "The current SDK is built for Appwrite "+ver+". However, the current Appwrite server version is "+Version+". Please downgrade your SDK to match the Appwrite version: https://appwrite.io/docs/sdks")
+		if ver := header(r, "Response-Format"); ver != "" && newerVersion(ver, AppwriteVersion) {
+			sw.Header().Set("X-Appwrite-Warning", "The current SDK is built for Appwrite "+ver+". However, the current Appwrite server version is "+AppwriteVersion+". Please downgrade your SDK to match the Appwrite version: https://appwrite.io/docs/sdks")
 		}
 		next.ServeHTTP(sw, r)
 	})
@@ -141,7 +142,13 @@ func (d *Daemon) middleware(next http.Handler) http.Handler {
 // reports whether the request is fully answered.
 func (d *Daemon) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" || !slices.Contains(d.cfg.CORS.Origins, origin) { // config refuses "*"
+	if origin == "" {
+		return false
+	}
+	if !slices.Contains(d.cfg.CORS.Origins, origin) { // config refuses "*"
+		if !d.ownOrigin(r, origin) && !isCallback(r) && d.unknownOrigins.first(origin) {
+			d.log.Warn("a browser origin not in cors.origins was refused CORS headers (the SDK reports \"Failed to fetch\"); list it in cors.origins if the app is served from it", "origin", truncate(origin, 200))
+		}
 		return false
 	}
 	h := w.Header()
@@ -159,6 +166,39 @@ func (d *Daemon) cors(w http.ResponseWriter, r *http.Request) bool {
 		"X-SDK-Version, X-SDK-Name, X-SDK-Language, X-SDK-Platform, X-SDK-GraphQL, X-Fallback-Cookies, Range, Cache-Control, Expires, Pragma")
 	h.Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// isCallback reports whether r is an IdP's OAuth2 callback, which comes
+// from the IdP's origin (a form_post), never the app's.
+func isCallback(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/v1/account/sessions/oauth2/callback/")
+}
+
+// maxUnknownOrigins bounds the origins unknownOrigins remembers: a
+// client may send any Origin, so the set must not grow with them. Past
+// the bound, new origins are not logged.
+const maxUnknownOrigins = 1000
+
+// originSet remembers the browser origins already logged as unknown, so
+// each is logged once.
+type originSet struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+// first reports whether origin is new to the set, and adds it while the
+// set has room.
+func (s *originSet) first(origin string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[origin]; ok || len(s.seen) >= maxUnknownOrigins {
+		return false
+	}
+	if s.seen == nil {
+		s.seen = map[string]struct{}{}
+	}
+	s.seen[origin] = struct{}{}
 	return true
 }
 

@@ -95,7 +95,7 @@ func (d *Daemon) checkOrigin(r *http.Request) error {
 		return nil
 	}
 	origin := r.Header.Values("Origin")
-	if len(origin) == 0 || strings.HasPrefix(r.URL.Path, "/v1/account/sessions/oauth2/callback/") {
+	if len(origin) == 0 || isCallback(r) {
 		return nil
 	}
 	if len(origin) == 1 && (slices.Contains(d.cfg.CORS.Origins, origin[0]) || d.ownOrigin(r, origin[0])) {

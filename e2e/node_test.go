@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -28,5 +29,10 @@ func TestNodeAppwriteSDK(t *testing.T) {
 	t.Logf("node-appwrite:\n%s", out)
 	if err != nil {
 		t.Fatalf("node-appwrite scenario failed: %v", err)
+	}
+	// The SDK prints every X-Appwrite-Warning with console.warn: a server
+	// version older than the SDK's response format warns on each call.
+	if strings.Contains(string(out), "The current SDK is built for Appwrite") || strings.Contains(string(out), "Please downgrade") {
+		t.Fatalf("node-appwrite warned about the server version:\n%s", out)
 	}
 }

@@ -1,0 +1,45 @@
+package daemon
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/handoffd/handoff/tokenstore"
+)
+
+// beginOAuth2Session starts Appwrite's createOAuth2Session: the same flow
+// as beginOAuth2, whose callback opens the session itself, sets it in the
+// session cookies on the API's domain and redirects to the success URL
+// with nothing added to it.
+func (d *Daemon) beginOAuth2Session(w http.ResponseWriter, r *http.Request, c *caller) error {
+	return d.beginRedirect(w, r, c, browserSession)
+}
+
+// openBrowserSession is the callback of createOAuth2Session: it opens the
+// user's session and sets it in the session cookies of the answer, as
+// Appwrite's redirect handler does (app/controllers/api/account.php at
+// 0cefd06, L2029-2099: the else branch of "if ($state['token'])"). A
+// session the browser already had is replaced: Appwrite deletes it
+// ("Delete current session of new one", L1682-1690). Unlike Appwrite, the answer carries no X-Fallback-Cookies: it is
+// a navigation, whose headers no script reads, so the header would only
+// copy the credential into proxies' logs.
+func (d *Daemon) openBrowserSession(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User) error {
+	s, cred, err := d.core.CreateSession(r.Context(), user.ID, p.cfg.Name, tokenstore.Client{IP: c.ip, UserAgent: r.UserAgent()})
+	if err != nil {
+		return err
+	}
+	o := d.originOf(r, c)
+	d.record(o, Event{Event: string(evSessionCreated), Provider: p.cfg.Name, UserID: user.ID, SessionID: s.ID})
+	if old := c.session; old != nil && !c.viaJWT {
+		err := d.core.DeleteSession(r.Context(), old.UserID, old.ID)
+		switch {
+		case err == nil:
+			d.record(o, Event{Event: string(evSessionDeleted), UserID: old.UserID, SessionID: old.ID})
+		case !errors.Is(err, tokenstore.ErrSessionNotFound):
+			d.logLimited(r.Context(), slog.LevelWarn, "the browser's previous session was not deleted", "err", err.Error())
+		}
+	}
+	d.sessionCookies(w, r, c, cred, s.Expire)
+	return nil
+}
