@@ -36,7 +36,8 @@ type fakeTwilio struct {
 	*httptest.Server
 	mu     sync.Mutex
 	texts  []url.Values
-	refuse string // a To answered with error 21211
+	refuse string         // a To answered with error 21211
+	sent   chan url.Values // when set, every text accepted goes here too
 	t      *testing.T
 }
 
@@ -80,6 +81,9 @@ func (f *fakeTwilio) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.texts = append(f.texts, form)
 	f.mu.Unlock()
+	if f.sent != nil {
+		f.sent <- form
+	}
 	w.WriteHeader(201)
 	fmt.Fprint(w, `{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued"}`)
 }
@@ -245,7 +249,7 @@ func TestSMSHTTP(t *testing.T) {
 func TestSMSPerNumber(t *testing.T) {
 	tw := newFakeTwilio(t)
 	s := newTestServer(t, func(c *config.Config) {
-		c.Limits.Verify = 1000
+		c.HTTP.TrustedProxies = []string{"127.0.0.1/32"} // X-Forwarded-For counts
 		c.Providers = []config.Provider{echoProvider(t, "texted", func(p *config.Provider) { p.Deliver = twilioDeliver(tw.URL) })}
 	})
 	s.smsUser("victim", "+14155550100", "texted")
