@@ -36,7 +36,7 @@ type fakeTwilio struct {
 	*httptest.Server
 	mu     sync.Mutex
 	texts  []url.Values
-	refuse string         // a To answered with error 21211
+	refuse string          // a To answered with error 21211
 	sent   chan url.Values // when set, every text accepted goes here too
 	t      *testing.T
 }
