@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -248,13 +249,48 @@ func TestSMSHTTP(t *testing.T) {
 // per-number count stops it.
 func TestSMSPerNumber(t *testing.T) {
 	tw := newFakeTwilio(t)
-	s := newTestServer(t, func(c *config.Config) {
+	s := newTestServer(t, smsFloodConfig(t, tw))
+	floodNumber(t, tw, s, s)
+}
+
+// TestSMSPerNumberReplicas floods one phone through two daemons on one
+// PostgreSQL store, alternating: the count is the store's, so the 6th
+// text is refused whichever replica is asked.
+func TestSMSPerNumberReplicas(t *testing.T) {
+	tw := newFakeTwilio(t)
+	a, _, notice := newPostgresServer(t, false, smsFloodConfig(t, tw))
+	if a.key = keyRE.FindString(notice.String()); a.key == "" {
+		t.Fatalf("no bootstrap key in %q", notice)
+	}
+	d, err := New(context.Background(), Options{Config: a.d.cfg, Notice: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		d.Close()
+	})
+	floodNumber(t, tw, a, &testServer{Server: srv, d: d, t: t})
+}
+
+func smsFloodConfig(t *testing.T, tw *fakeTwilio) func(*config.Config) {
+	return func(c *config.Config) {
 		c.HTTP.TrustedProxies = []string{"127.0.0.1/32"} // X-Forwarded-For counts
 		c.Providers = []config.Provider{echoProvider(t, "texted", func(p *config.Provider) { p.Deliver = twilioDeliver(tw.URL) })}
-	})
-	s.smsUser("victim", "+14155550100", "texted")
-	s.smsUser("other", "+14155550200", "texted")
+	}
+}
+
+// floodNumber sends six texts to one number, alternating between a and b,
+// then one to another number.
+func floodNumber(t *testing.T, tw *fakeTwilio, a, b *testServer) {
+	a.smsUser("victim", "+14155550100", "texted")
+	a.smsUser("other", "+14155550200", "texted")
 	for i := 1; i <= 6; i++ {
+		s := a
+		if i%2 == 0 {
+			s = b
+		}
 		r := s.verify("texted", map[string]any{"subject": "victim"}, map[string]string{"X-Forwarded-For": fmt.Sprintf("203.0.113.%d", i)})
 		if i <= 5 && r.status != 201 {
 			t.Fatalf("text %d: %d %s", i, r.status, r.body)
@@ -269,7 +305,7 @@ func TestSMSPerNumber(t *testing.T) {
 	if sent != 5 {
 		t.Fatalf("%d texts reached the phone, want 5", sent)
 	}
-	if r := s.verify("texted", map[string]any{"subject": "other"}, nil); r.status != 201 {
+	if r := b.verify("texted", map[string]any{"subject": "other"}, nil); r.status != 201 {
 		t.Fatalf("another number: %d %s", r.status, r.body)
 	}
 }
