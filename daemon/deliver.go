@@ -89,6 +89,10 @@ func deliveryRefused(provesIdentity bool) *apiError {
 }
 
 // delivery is what a deliverer sends: a minted secret and who it is for.
+// Email and Phone are the user's stored ones (an identity's reach the
+// user when the store creates it from that identity), never what this
+// sign-in reported: out of band, whoever receives the secret is the
+// proof, so the request must not choose where it goes.
 type delivery struct {
 	UserID   string `json:"userId"`
 	Secret   string `json:"secret"`
