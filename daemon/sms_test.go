@@ -158,6 +158,12 @@ func TestSMSTwilio(t *testing.T) {
 	if strings.Contains(logs.String(), twilioToken) || strings.Contains(logs.String(), m[1]) {
 		t.Fatalf("a secret reached the log:\n%s", logs)
 	}
+	mfs := scrape(t, s)
+	for result, want := range map[string]float64{"ok": 1, "failed": 1} {
+		if got, _ := metricValue(mfs, "handoff_deliveries_total", map[string]string{"channel": "sms", "result": result}); got != want {
+			t.Errorf("handoff_deliveries_total{channel=sms,result=%s} = %v, want %v", result, got, want)
+		}
+	}
 }
 
 // TestSMSTwilioMessagingService sends with a messaging service in place
@@ -307,6 +313,36 @@ func floodNumber(t *testing.T, tw *fakeTwilio, a, b *testServer) {
 	}
 	if r := b.verify("texted", map[string]any{"subject": "other"}, nil); r.status != 201 {
 		t.Fatalf("another number: %d %s", r.status, r.body)
+	}
+	limited, servers := 0.0, []*testServer{a}
+	if b != a {
+		servers = append(servers, b)
+	}
+	for _, s := range servers {
+		n, _ := metricValue(scrape(t, s), "handoff_rate_limited_total", map[string]string{"route": "POST /v1/providers/{name}/verify"})
+		limited += n
+	}
+	if limited != 1 {
+		t.Fatalf("handoff_rate_limited_total{route=verify} = %v, want 1", limited)
+	}
+}
+
+// TestEmailHTMLEscapes renders the default HTML part with a user id that
+// is markup, as a hostile value would be: html/template escapes it, and
+// the link's & is &amp; in the attribute, so a mail client opens the link
+// as sent.
+func TestEmailHTMLEscapes(t *testing.T) {
+	e, err := newEmailSender(config.Email{Link: "https://app.example.com/auth/magic"})
+	if err != nil || e.html == nil {
+		t.Fatalf("%v %v", e, err)
+	}
+	msg := delivery{UserID: `"><script>alert(1)</script>`, Secret: "s3cr3t", Expire: "soon"}
+	var html strings.Builder
+	if err := e.html.Execute(&html, emailData{delivery: msg, Link: magicLink(e.cfg.Link, msg)}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html.String(), "<script>") || !strings.Contains(html.String(), `href="https://app.example.com/auth/magic?secret=s3cr3t&amp;userId=`) {
+		t.Fatalf("html part:\n%s", html.String())
 	}
 }
 
