@@ -29,6 +29,7 @@ import (
 	"github.com/handoffd/handoff/daemon/bench"
 	"github.com/handoffd/handoff/plugins/biometric"
 	"github.com/handoffd/handoff/plugins/captcha"
+	"github.com/handoffd/handoff/plugins/oauth2"
 	"github.com/handoffd/handoff/plugins/oidc"
 	"github.com/handoffd/handoff/plugins/password"
 	"github.com/handoffd/handoff/providers/sdk"
@@ -41,6 +42,7 @@ import (
 var builtins = map[string]sdk.Factory{
 	"biometric": biometric.New,
 	"captcha":   captcha.New,
+	"oauth2":    oauth2.New,
 	"oidc":      oidc.New,
 	"password":  password.New,
 }

@@ -690,6 +690,9 @@ func TestValidate(t *testing.T) {
 		{"oidc delivering by response on any host without public_url", func(c *Config) {
 			c.Listen, c.PublicURL, c.Providers[0].Deliver.Via = "0.0.0.0:8080", "", "response"
 		}, []string{"public_url"}},
+		{"oauth2 delivering by response on any host without public_url", func(c *Config) {
+			c.Listen, c.PublicURL, c.Providers[0].Kind, c.Providers[0].Deliver.Via = "0.0.0.0:8080", "", "oauth2", "response"
+		}, []string{"public_url"}},
 		{"redirect provider on loopback without public_url", func(c *Config) { c.PublicURL = "" }, nil},
 		{"redirect provider on localhost without public_url", func(c *Config) { c.Listen, c.PublicURL = "localhost:8080", "" }, nil},
 		{"redirect provider on ::1 without public_url", func(c *Config) { c.Listen, c.PublicURL = "[::1]:8080", "" }, nil},

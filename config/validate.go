@@ -168,7 +168,7 @@ func (v *validator) proxies(h HTTP) {
 }
 
 // publicURLNeeded asks for public_url when a provider may use the
-// redirect flow (deliver.via redirect, or kind oidc) and the daemon
+// redirect flow (deliver.via redirect, or kind oidc or oauth2) and the daemon
 // listens beyond loopback: the IdP's callback URL cannot be derived from
 // a wildcard or outward-facing listen address, and the request's Host is
 // the client's to write. serve checks again once the plugins have said
@@ -178,7 +178,7 @@ func (v *validator) publicURLNeeded(c Config) {
 		return
 	}
 	for i, p := range c.Providers {
-		if p.Deliver.Via == DeliverRedirect || p.Kind == "oidc" {
+		if p.Deliver.Via == DeliverRedirect || p.Kind == "oidc" || p.Kind == "oauth2" {
 			v.add("public_url", "is required when listen (%q) is not a loopback address and a provider uses the redirect flow (providers[%d], %q)", c.Listen, i, p.Name)
 			return
 		}

@@ -3,64 +3,16 @@ package daemon
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/handoffd/handoff/config"
+	"github.com/handoffd/handoff/tokenstore/storetest"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
-// when t ends. It skips where mounting is not permitted (not root, or a
-// container without the capability), except under CI=true as root: CI
-// runs as root, so there a failed mount is a failure. (tokenstore/bolt's
-// tests have the same helper.)
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root (CI runs this as root)")
-	}
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs as root under CI: %v: %s", err, out)
-		}
-		t.Skipf("mount tmpfs not permitted here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until the file system is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			return
-		}
-	}
-}
 
 // TestDiskFull is the attack of a full disk under a daemon on bolt: mints
 // and exchanges answer 503 store_unavailable with Retry-After (not 500),
@@ -68,7 +20,7 @@ func fillDisk(t *testing.T, path string) {
 // ERROR line each, onto the full disk), and once the filler is deleted
 // the daemon heals by itself: /readyz 200, mint and exchange 201.
 func TestDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, 1<<20)
+	dir := storetest.MountTmpfs(t, 1<<20)
 	var logs lockedBuffer
 	testLogger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := newTestServer(t, func(c *config.Config) { c.Data = dir })
@@ -78,7 +30,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("readyz before: %d %s", r.status, r.body)
 	}
 	filler := filepath.Join(dir, "filler")
-	fillDisk(t, filler)
+	storetest.FillDisk(t, filler)
 
 	const tries = 300
 	failed, other := 0, 0

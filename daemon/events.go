@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/handoffd/handoff/providers"
+	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
 )
 
@@ -310,6 +311,17 @@ const (
 	reasonAuthorizeNoState = "authorize_url_without_state"
 )
 
+// The reason codes of a provider whose config a service it depends on
+// refused (sdk.ErrMisconfigured): the operator's to fix, not the user's.
+const (
+	// reasonIdPInvalidClient: the IdP refused handoff's own client in the
+	// OAuth2 callback's code exchange (a wrong client_id or client_secret).
+	reasonIdPInvalidClient = "idp_invalid_client"
+	// reasonMisconfigured: any other call refused so (a captcha service
+	// refusing the secret key).
+	reasonMisconfigured = "provider_misconfigured"
+)
+
 // refusal gives a failure the reason code its event records, in place of
 // the error type of the answer, which it leaves as it is.
 type refusal struct {
@@ -327,8 +339,11 @@ func refused(reason string, err error) error { return &refusal{reason: reason, e
 func (d *Daemon) signInFailed(r *http.Request, c *caller, ev eventName, provider, userID string, err error) error {
 	reason, ae := d.reason(r, err)
 	var rf *refusal
-	if errors.As(err, &rf) {
+	switch {
+	case errors.As(err, &rf):
 		reason = rf.reason
+	case errors.Is(err, sdk.ErrMisconfigured):
+		reason = reasonMisconfigured
 	}
 	d.record(d.originOf(r, c), Event{Event: string(ev), Provider: provider, UserID: userID, Reason: reason, cause: causeOf(err)})
 	return ae

@@ -81,8 +81,8 @@ func mapProviderError(err error) *apiError {
 		return with(errInvalidCredentials)
 	case errors.Is(err, sdk.ErrInvalidRequest):
 		return with(&apiError{400, "general_argument_invalid", "The payload is invalid."})
-	case errors.Is(err, sdk.ErrUnavailable):
-		return errUnavailable
+	case errors.Is(err, sdk.ErrUnavailable), errors.Is(err, sdk.ErrMisconfigured):
+		return errUnavailable // the operator's to fix: the client learns no more
 	case errors.Is(err, providers.ErrUnsupported):
 		return errUnsupported
 	case errors.Is(err, tokenstore.ErrIdentityUnlinked):
@@ -204,6 +204,10 @@ type providerInfo struct {
 	Restarts  *int             `json:"restarts,omitempty"`
 	Attempts  *int             `json:"attempts,omitempty"` // starts tried since it was last up
 	LastError *string          `json:"lastError,omitempty"`
+	// LastCallError is the last call the provider's config was refused
+	// in (an IdP refusing the client credentials), and when.
+	LastCallError   *string    `json:"lastCallError,omitempty"`
+	LastCallErrorAt *time.Time `json:"lastCallErrorAt,omitempty"`
 }
 
 func (d *Daemon) providerStatus(detail bool) []providerInfo {
@@ -226,6 +230,10 @@ func (d *Daemon) providerStatus(detail bool) []providerInfo {
 		if detail {
 			restarts, attempts, lastErr := st.Restarts, st.Attempts, d.scrub(st.LastError)
 			info.Restarts, info.Attempts, info.LastError = &restarts, &attempts, &lastErr
+			if st.LastCallError != "" {
+				callErr, at := d.scrub(st.LastCallError), st.LastCallErrorAt.UTC()
+				info.LastCallError, info.LastCallErrorAt = &callErr, &at
+			}
 		}
 		out = append(out, info)
 	}
@@ -236,7 +244,9 @@ func (d *Daemon) providerHealth() []providerInfo { return d.providerStatus(false
 
 // listProviders answers GET /v1/providers: name, kind, flows and health
 // (providers.Health: up, starting, restarting or down); API key callers
-// also see restarts, start attempts and the last error.
+// also see restarts, start attempts, the last error, and the last call
+// whose config a service refused (lastCallError: an IdP refusing the client
+// credentials).
 func (d *Daemon) listProviders(w http.ResponseWriter, r *http.Request, c *caller) error {
 	list := d.providerStatus(c.key != nil && c.key.HasScope("providers.read"))
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(list), "providers": list})
@@ -569,6 +579,9 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	start := time.Now()
 	id, err := p.plugin.Complete(r.Context(), sdk.CompleteRequest{Query: r.Form, State: f.State, CallbackURL: d.callbackURL(r, p.cfg.Name)})
 	d.metrics.call(p.cfg.Name, "complete", start, err)
+	if errors.Is(err, sdk.ErrMisconfigured) {
+		return fail(refused(reasonIdPInvalidClient, err)) // the browser sees 503 provider_unavailable only
+	}
 	if err != nil {
 		return fail(err)
 	}

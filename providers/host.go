@@ -148,6 +148,13 @@ type Status struct {
 	Health Health
 	// LastError is why the provider last failed to start or went down.
 	LastError string
+	// LastCallError is the last call the plugin failed with
+	// sdk.ErrMisconfigured (a service it depends on refused its own
+	// config, as an IdP refusing the client credentials), at
+	// LastCallErrorAt; empty once the same call succeeds again. The
+	// provider stays up meanwhile: its process is fine, its config is not.
+	LastCallError   string
+	LastCallErrorAt time.Time
 	// Restarts counts successful restarts after a crash.
 	Restarts int
 	// Attempts counts the starts tried since the provider was last up

@@ -150,6 +150,7 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 		"unavailable":         sdk.ErrUnavailable,
 		"internal":            sdk.ErrInternal,
 		"not_found":           sdk.ErrNotFound,
+		"misconfigured":       sdk.ErrMisconfigured,
 	} {
 		t.Run(code, func(t *testing.T) {
 			_, err := verify(p, map[string]any{"op": "error", "code": code, "message": "because " + code})
@@ -160,7 +161,7 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 			if !errors.As(err, &se) || se.Message != "because "+code+": "+sentinel.Error() {
 				t.Fatalf("message not kept: %#v", se)
 			}
-			for _, other := range []error{sdk.ErrInvalidCredentials, sdk.ErrInvalidRequest, sdk.ErrUnavailable, sdk.ErrInternal, sdk.ErrNotFound} {
+			for _, other := range []error{sdk.ErrInvalidCredentials, sdk.ErrInvalidRequest, sdk.ErrUnavailable, sdk.ErrInternal, sdk.ErrNotFound, sdk.ErrMisconfigured} {
 				if other != sentinel && errors.Is(err, other) {
 					t.Fatalf("%v also matches %v", err, other)
 				}
@@ -178,6 +179,42 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 	_, err = verify(p, map[string]any{"op": "nope"})
 	if !errors.Is(err, sdk.ErrInvalidRequest) {
 		t.Fatalf("unknown op: %v", err)
+	}
+}
+
+// TestLastCallError: a call the plugin fails with ErrMisconfigured (an IdP
+// refusing the client credentials) is kept in the provider's status for
+// the operator, while the provider stays up; the user's own failures do
+// not replace it, and the same call succeeding clears it.
+func TestLastCallError(t *testing.T) {
+	h, err := newHost(t, Options{}, external(t, "echo", "echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mustProvider(t, h, "echo")
+	if st := p.status(); st.LastCallError != "" || !st.LastCallErrorAt.IsZero() {
+		t.Fatalf("a fresh provider has a call error: %+v", st)
+	}
+	before := time.Now()
+	_, err = verify(p, map[string]any{"op": "error", "code": "misconfigured", "message": "the IdP refused the client credentials (invalid_client)"})
+	if !errors.Is(err, sdk.ErrMisconfigured) {
+		t.Fatalf("err = %v", err)
+	}
+	st := p.status()
+	if st.Health != HealthUp || !strings.Contains(st.LastCallError, "(invalid_client)") || st.LastCallErrorAt.Before(before) || st.LastError != "" {
+		t.Fatalf("status after a misconfigured call: %+v", st)
+	}
+	if _, err := verify(p, map[string]any{"op": "error", "code": "invalid_credentials"}); !errors.Is(err, sdk.ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+	if st := p.status(); st.LastCallError == "" {
+		t.Fatal("a user's wrong credentials cleared the operator's call error")
+	}
+	if _, err := verify(p, map[string]any{"op": "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.status(); st.LastCallError != "" || !st.LastCallErrorAt.IsZero() {
+		t.Fatalf("a successful call left the call error: %+v", st)
 	}
 }
 

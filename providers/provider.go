@@ -38,6 +38,7 @@ type Provider struct {
 	inst     *instance // set while up
 	info     sdk.Info
 	lastErr  string
+	callErr  *callError // the last call refused as misconfigured
 	restarts int
 	attempts int  // starts tried since the provider was last up
 	wasUp    bool // it has been up once: the next up is a restart
@@ -79,6 +80,9 @@ func (p *Provider) status() Status {
 		Name: p.spec.Name, Kind: p.spec.Kind, Flows: p.info.Flows, Capabilities: p.info.Capabilities,
 		ProvesIdentity: p.info.ProvesIdentity, Optional: p.spec.Optional, Health: p.health, LastError: p.lastErr,
 		Restarts: p.restarts, Attempts: p.attempts,
+	}
+	if p.callErr != nil {
+		st.LastCallError, st.LastCallErrorAt = p.callErr.message, p.callErr.at
 	}
 	if p.inst != nil {
 		st.PID = p.inst.runner.pid
@@ -135,6 +139,28 @@ func (p *Provider) setLastErr(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lastErr = err.Error()
+}
+
+// callError is a call the plugin failed with sdk.ErrMisconfigured.
+type callError struct {
+	method, message string
+	at              time.Time
+}
+
+// noteCall keeps the last call the plugin failed with sdk.ErrMisconfigured
+// (a service it depends on refused its own config: an IdP refusing the
+// client credentials) for the operator's view of the provider. The same
+// method succeeding later clears it: the config works again. A call
+// failing otherwise (the user's wrong password, a timeout) leaves it.
+func (p *Provider) noteCall(method string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case errors.Is(err, sdk.ErrMisconfigured):
+		p.callErr = &callError{method: method, message: err.Error(), at: time.Now()}
+	case err == nil && p.callErr != nil && p.callErr.method == method:
+		p.callErr = nil
+	}
 }
 
 // launch starts a plugin process and configures it: spawn, handshake,
@@ -464,14 +490,17 @@ func (p *Provider) Verify(ctx context.Context, req sdk.Request) (id sdk.Identity
 		id, err = c.Verify(ctx, req)
 		return err
 	})
+	p.noteCall("verify", err)
 	return id, err
 }
 
 // Check runs a guard (captcha): nil when the request passes.
 func (p *Provider) Check(ctx context.Context, req sdk.Request) error {
-	return p.call(ctx, sdk.CapGuard, req.RequestID, func(ctx context.Context, c *hostrpc.Client) error {
+	err := p.call(ctx, sdk.CapGuard, req.RequestID, func(ctx context.Context, c *hostrpc.Client) error {
 		return c.Check(ctx, req)
 	})
+	p.noteCall("check", err)
+	return err
 }
 
 // Begin starts a redirect flow.
@@ -480,6 +509,7 @@ func (p *Provider) Begin(ctx context.Context, req sdk.BeginRequest) (res sdk.Beg
 		res, err = c.Begin(ctx, req)
 		return err
 	})
+	p.noteCall("begin", err)
 	return res, err
 }
 
@@ -489,6 +519,7 @@ func (p *Provider) Complete(ctx context.Context, req sdk.CompleteRequest) (id sd
 		id, err = c.Complete(ctx, req)
 		return err
 	})
+	p.noteCall("complete", err)
 	return id, err
 }
 
@@ -498,5 +529,6 @@ func (p *Provider) Enroll(ctx context.Context, req sdk.EnrollRequest) (res sdk.E
 		res, err = c.Enroll(ctx, req)
 		return err
 	})
+	p.noteCall("enroll", err)
 	return res, err
 }

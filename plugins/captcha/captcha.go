@@ -49,14 +49,16 @@ const (
 )
 
 // codesOfOurs are siteverify error codes that blame the request handoff
-// built (its secret, site key or form), not the person's token: they
-// answer unavailable, and are logged as errors for the operator.
-var codesOfOurs = map[string]bool{
-	"missing-input-secret":    true,
-	"invalid-input-secret":    true,
-	"sitekey-secret-mismatch": true,
-	"bad-request":             true,
-	"internal-error":          true,
+// built (its secret, site key or form), or the service, not the person's
+// token: they are logged as errors for the operator. Those that blame the
+// configured secret or site key answer ErrMisconfigured (the host shows it
+// to the operator), the others unavailable.
+var codesOfOurs = map[string]error{
+	"missing-input-secret":    sdk.ErrMisconfigured,
+	"invalid-input-secret":    sdk.ErrMisconfigured,
+	"sitekey-secret-mismatch": sdk.ErrMisconfigured,
+	"bad-request":             sdk.ErrUnavailable,
+	"internal-error":          sdk.ErrUnavailable,
 }
 
 // Verifier is the captcha guard and verifier. It is safe for concurrent
@@ -318,10 +320,10 @@ func (v *Verifier) siteverify(ctx context.Context, token, clientIP string) (site
 	}
 	if !out.Success {
 		for _, c := range out.ErrorCodes {
-			if codesOfOurs[c] {
+			if sentinel, ours := codesOfOurs[c]; ours {
 				log.Error("captcha: siteverify refused handoff's request; check the secret key, site key and siteverify_url",
 					"provider", v.cfg.Provider, "error_codes", cleanCodes(out.ErrorCodes))
-				return out, fmt.Errorf("captcha: siteverify refused the request (%s): %w", c, sdk.ErrUnavailable)
+				return out, fmt.Errorf("captcha: siteverify refused the request (%s): %w", c, sentinel)
 			}
 		}
 	}

@@ -284,10 +284,13 @@ func TestRefusals(t *testing.T) {
 		}, nil, ""},
 		{"invalid-input-secret is ours", v2, func(t *testing.T) func(http.ResponseWriter, *http.Request) {
 			return answerWith([]byte(`{"success": false, "error-codes": ["invalid-input-secret"]}`))
-		}, sdk.ErrUnavailable, ""},
+		}, sdk.ErrMisconfigured, "(invalid-input-secret)"},
+		{"missing-input-secret is ours", ts, func(t *testing.T) func(http.ResponseWriter, *http.Request) {
+			return answerWith([]byte(`{"success": false, "error-codes": ["missing-input-secret"]}`))
+		}, sdk.ErrMisconfigured, "(missing-input-secret)"},
 		{"sitekey-secret-mismatch is ours", hc, func(t *testing.T) func(http.ResponseWriter, *http.Request) {
 			return answerWith([]byte(`{"success": false, "error-codes": ["sitekey-secret-mismatch"]}`))
-		}, sdk.ErrUnavailable, ""},
+		}, sdk.ErrMisconfigured, "(sitekey-secret-mismatch)"},
 		{"turnstile internal-error", ts, func(t *testing.T) func(http.ResponseWriter, *http.Request) {
 			return answerWith([]byte(`{"success": false, "error-codes": ["internal-error"], "messages": []}`))
 		}, sdk.ErrUnavailable, ""},

@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -595,8 +596,15 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	return v.identity(claims)
 }
 
-// exchangeError classifies a failed code exchange: the IdP refusing the
-// code (4xx) is invalid credentials, a 5xx or no answer is unavailable.
+// exchangeError classifies a failed code exchange by the token
+// endpoint's OAuth2 error (RFC 6749 5.2). The IdP refusing handoff's own
+// client (invalid_client, unauthorized_client, unsupported_grant_type, or
+// a 401 with no code) is the operator's to fix: an ERROR log naming the
+// client_id (never the secret) and ErrMisconfigured, which the host
+// answers as unavailable and shows to the operator. The IdP refusing the
+// code (invalid_grant: expired, used, for another client) or the request
+// is the user's: invalid credentials. A 5xx, a 429 or no answer is
+// unavailable.
 func (v *Verifier) exchangeError(ctx context.Context, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
@@ -605,25 +613,41 @@ func (v *Verifier) exchangeError(ctx context.Context, err error) error {
 			status = re.Response.StatusCode
 		}
 		code := clean(re.ErrorCode)
-		if code == "" {
-			code = "no error code"
-		}
-		v.log.Warn("the identity provider refused the code exchange", "status", status, "error", code)
-		if status/100 == 3 {
+		switch {
+		case status/100 == 3:
+			v.log.Warn("the identity provider's token endpoint answered a redirect", "status", status)
 			return fmt.Errorf("the identity provider's token endpoint answered %d, a redirect (not followed): %w", status, sdk.ErrUnavailable)
-		}
-		if status >= 500 || status == http.StatusTooManyRequests {
+		case status >= 500 || status == http.StatusTooManyRequests:
+			v.log.Warn("the identity provider's token endpoint failed", "status", status, "error", code)
 			return fmt.Errorf("the identity provider's token endpoint answered %d: %w", status, sdk.ErrUnavailable)
+		case clientRefused(code, status):
+			code = cmp.Or(code, "no error code")
+			v.log.Error("the identity provider refused the client credentials: check client_id and client_secret", "status", status, "error", code)
+			return fmt.Errorf("the identity provider refused the client credentials (%s) for client_id %q: %w: check client_id and client_secret", code, v.cfg.ClientID, sdk.ErrMisconfigured)
 		}
-		if code == "invalid_client" || code == "unauthorized_client" {
-			return fmt.Errorf("the identity provider refused handoff's client (%s): check client_id and client_secret: %w", code, sdk.ErrUnavailable)
-		}
+		code = cmp.Or(code, "no error code")
+		v.log.Warn("the identity provider refused the code exchange", "status", status, "error", code)
 		return fmt.Errorf("the identity provider refused the code: %s: %w", code, sdk.ErrInvalidCredentials)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("exchanging the code: %w (%w)", sdk.ErrUnavailable, ctx.Err())
 	}
 	return fmt.Errorf("exchanging the code: %w: %s", sdk.ErrUnavailable, netReason(err))
+}
+
+// clientRefused reports whether a token endpoint error refuses handoff's
+// client rather than the user's code: the client's authentication failed
+// (invalid_client, RFC 6749's 401, also without a code), or the client is
+// not allowed the authorization_code grant (unauthorized_client; some IdPs
+// say unsupported_grant_type).
+func clientRefused(code string, status int) bool {
+	switch code {
+	case "invalid_client", "unauthorized_client", "unsupported_grant_type":
+		return true
+	case "":
+		return status == http.StatusUnauthorized
+	}
+	return false
 }
 
 // mergeUserinfo reads the userinfo endpoint and puts its claims over the

@@ -50,11 +50,12 @@
 //
 // go-plugin alone turns errors into strings. Here a plugin returns the
 // sentinels (ErrInvalidCredentials, ErrInvalidRequest, ErrUnavailable,
-// ErrInternal; ErrNotFound from the KV), bare or wrapped with a message;
-// each crosses the boundary as a code in the gRPC status, and the host gets
-// an *Error that matches the same sentinel with errors.Is and keeps the
-// message. Any other error arrives as ErrInternal, and so does a panic,
-// which Serve recovers: the plugin keeps serving.
+// ErrMisconfigured, ErrInternal; ErrNotFound from the KV), bare or wrapped
+// with a message; each crosses the boundary as a code in the gRPC status,
+// and the host gets an *Error that matches the same sentinel with
+// errors.Is and keeps the message. Any other error arrives as
+// ErrInternal, and so does a panic, which Serve recovers: the plugin keeps
+// serving.
 //
 // # Standard output
 //

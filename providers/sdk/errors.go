@@ -18,6 +18,7 @@ const (
 	CodeUnavailable        Code = 3
 	CodeInternal           Code = 4
 	CodeNotFound           Code = 5
+	CodeMisconfigured      Code = 6
 )
 
 // String returns the code's default message.
@@ -33,6 +34,8 @@ func (c Code) String() string {
 		return "internal error"
 	case CodeNotFound:
 		return "not found"
+	case CodeMisconfigured:
+		return "misconfigured"
 	}
 	return fmt.Sprintf("error code %d", int(c))
 }
@@ -78,9 +81,17 @@ var (
 	ErrInternal error = &Error{Code: CodeInternal}
 	// ErrNotFound: the host KV has no value under the key.
 	ErrNotFound error = &Error{Code: CodeNotFound}
+	// ErrMisconfigured: a service the plugin depends on refused the
+	// plugin's own configuration (an IdP refusing the client credentials,
+	// a captcha service refusing the secret key). It is the operator's to
+	// fix, not the user's: the host answers the client as for
+	// ErrUnavailable (503 provider_unavailable, no details), and shows the
+	// message to the operator (the log, GET /v1/providers with a key). The
+	// message must say what was refused and never carry a secret.
+	ErrMisconfigured error = &Error{Code: CodeMisconfigured}
 )
 
-var sentinels = []error{ErrInvalidCredentials, ErrInvalidRequest, ErrUnavailable, ErrInternal, ErrNotFound}
+var sentinels = []error{ErrInvalidCredentials, ErrInvalidRequest, ErrUnavailable, ErrInternal, ErrNotFound, ErrMisconfigured}
 
 // CodeOf returns the contract code of err: the code of the sentinel it
 // matches; CodeUnavailable for a context deadline or cancellation;

@@ -16,6 +16,7 @@ var allSentinels = map[sdk.Code]error{
 	sdk.CodeUnavailable:        sdk.ErrUnavailable,
 	sdk.CodeInternal:           sdk.ErrInternal,
 	sdk.CodeNotFound:           sdk.ErrNotFound,
+	sdk.CodeMisconfigured:      sdk.ErrMisconfigured,
 }
 
 // The wire enum and sdk.Code share their numbers: the codec casts.
@@ -26,6 +27,7 @@ func TestCodesMatchWireEnum(t *testing.T) {
 		sdk.CodeUnavailable:        pb.ErrorCode_ERROR_CODE_UNAVAILABLE,
 		sdk.CodeInternal:           pb.ErrorCode_ERROR_CODE_INTERNAL,
 		sdk.CodeNotFound:           pb.ErrorCode_ERROR_CODE_NOT_FOUND,
+		sdk.CodeMisconfigured:      pb.ErrorCode_ERROR_CODE_MISCONFIGURED,
 	}
 	if len(want) != len(pb.ErrorCode_name)-1 {
 		t.Fatalf("the wire has %d codes, the sdk %d", len(pb.ErrorCode_name)-1, len(want))

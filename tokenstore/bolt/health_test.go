@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -15,52 +14,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/storetest"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
-// when t ends. It skips where mounting is not permitted (not root, or a
-// container without the capability), except under CI=true as root: CI
-// runs as root, so there a failed mount is a failure.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root (CI runs this as root)")
-	}
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs as root under CI: %v: %s", err, out)
-		}
-		t.Skipf("mount tmpfs not permitted here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until the file system is full and returns the
-// error that stopped it (ENOSPC).
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			return
-		}
-	}
-}
 
 // TestDiskFull is the attack of a full disk: writes fail with an error
 // matching tokenstore.ErrUnavailable that names ENOSPC, the writer is not
@@ -68,7 +23,7 @@ func fillDisk(t *testing.T, path string) {
 // returns the store heals by itself, with every committed value intact and
 // a consistent file.
 func TestDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, 1<<20)
+	dir := storetest.MountTmpfs(t, 1<<20)
 	path := filepath.Join(dir, "handoff.db")
 	s, err := Open(path, Options{})
 	if err != nil {
@@ -86,7 +41,7 @@ func TestDiskFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fillDisk(t, filepath.Join(dir, "filler"))
+	storetest.FillDisk(t, filepath.Join(dir, "filler"))
 
 	// Values go in until the pages bbolt already had run out.
 	committed := 10

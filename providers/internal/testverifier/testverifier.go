@@ -97,6 +97,7 @@ var codes = map[string]error{
 	"unavailable":         sdk.ErrUnavailable,
 	"internal":            sdk.ErrInternal,
 	"not_found":           sdk.ErrNotFound,
+	"misconfigured":       sdk.ErrMisconfigured,
 }
 
 func (e *Echo) Verify(ctx context.Context, req sdk.Request) (sdk.Identity, error) {
@@ -210,8 +211,11 @@ func (e *Echo) Begin(ctx context.Context, req sdk.BeginRequest) (sdk.BeginResult
 }
 
 func (e *Echo) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Identity, error) {
-	if req.Query.Get("code") == "" {
+	switch req.Query.Get("code") {
+	case "":
 		return sdk.Identity{}, fmt.Errorf("no code in callback: %w", sdk.ErrInvalidRequest)
+	case "misconfigured": // as the oidc plugin answers an IdP's invalid_client
+		return sdk.Identity{}, fmt.Errorf("the identity provider refused the client credentials (invalid_client) for client_id %q: %w: check client_id and client_secret", "echo-client", sdk.ErrMisconfigured)
 	}
 	return sdk.Identity{Subject: req.Query.Get("code"), Claims: map[string]any{"state": string(req.State)}}, nil
 }

@@ -49,6 +49,8 @@ func grpcCode(c pb.ErrorCode) codes.Code {
 		return codes.Unavailable
 	case pb.ErrorCode_ERROR_CODE_NOT_FOUND:
 		return codes.NotFound
+	case pb.ErrorCode_ERROR_CODE_MISCONFIGURED:
+		return codes.FailedPrecondition
 	}
 	return codes.Internal
 }

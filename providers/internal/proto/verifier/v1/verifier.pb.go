@@ -44,6 +44,7 @@ const (
 	ErrorCode_ERROR_CODE_UNAVAILABLE         ErrorCode = 3
 	ErrorCode_ERROR_CODE_INTERNAL            ErrorCode = 4
 	ErrorCode_ERROR_CODE_NOT_FOUND           ErrorCode = 5
+	ErrorCode_ERROR_CODE_MISCONFIGURED       ErrorCode = 6
 )
 
 // Enum value maps for ErrorCode.
@@ -55,6 +56,7 @@ var (
 		3: "ERROR_CODE_UNAVAILABLE",
 		4: "ERROR_CODE_INTERNAL",
 		5: "ERROR_CODE_NOT_FOUND",
+		6: "ERROR_CODE_MISCONFIGURED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -63,6 +65,7 @@ var (
 		"ERROR_CODE_UNAVAILABLE":         3,
 		"ERROR_CODE_INTERNAL":            4,
 		"ERROR_CODE_NOT_FOUND":           5,
+		"ERROR_CODE_MISCONFIGURED":       6,
 	}
 )
 
@@ -1799,14 +1802,15 @@ const file_verifier_proto_rawDesc = "" +
 	"\x05delta\x18\x02 \x01(\x03R\x05delta\x12\x15\n" +
 	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"%\n" +
 	"\rKVAddResponse\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\x03R\x05value*\xba\x01\n" +
+	"\x05value\x18\x01 \x01(\x03R\x05value*\xd8\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eERROR_CODE_INVALID_CREDENTIALS\x10\x01\x12\x1e\n" +
 	"\x1aERROR_CODE_INVALID_REQUEST\x10\x02\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x03\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\x04\x12\x18\n" +
-	"\x14ERROR_CODE_NOT_FOUND\x10\x052\xde\x04\n" +
+	"\x14ERROR_CODE_NOT_FOUND\x10\x05\x12\x1c\n" +
+	"\x18ERROR_CODE_MISCONFIGURED\x10\x062\xde\x04\n" +
 	"\bVerifier\x12W\n" +
 	"\bDescribe\x12$.handoff.verifier.v1.DescribeRequest\x1a%.handoff.verifier.v1.DescribeResponse\x12Z\n" +
 	"\tConfigure\x12%.handoff.verifier.v1.ConfigureRequest\x1a&.handoff.verifier.v1.ConfigureResponse\x12Q\n" +
