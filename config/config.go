@@ -146,6 +146,10 @@ type Limits struct {
 	OAuth2       int  `koanf:"oauth2"`        // GET /account/tokens/oauth2 per IP per hour; default 50
 	JWT          int  `koanf:"jwt"`           // POST /account/jwts per user per minute; default 120
 	Verify       int  `koanf:"verify"`        // POST /providers/{name}/verify per IP per hour; default 60
+
+	// SMSPerNumber is how many texts one phone number is sent per hour
+	// (deliver.via sms), as Appwrite limits its phone sessions; default 5.
+	SMSPerNumber int `koanf:"sms_per_number"`
 }
 
 // Log configures logging.
@@ -201,9 +205,10 @@ type TokenOverride struct {
 
 // Deliver says how a minted secret reaches the user.
 type Deliver struct {
-	Via     DeliveryMode `koanf:"via"` // response | redirect | webhook | email; default response
+	Via     DeliveryMode `koanf:"via"` // response | redirect | webhook | email | sms; default response
 	Webhook Webhook      `koanf:"webhook"`
 	Email   Email        `koanf:"email"`
+	SMS     SMS          `koanf:"sms"`
 }
 
 // DeliveryMode is deliver.via: the way a minted secret reaches the user.
@@ -225,8 +230,11 @@ const (
 	DeliverRedirect DeliveryMode = "redirect"
 	// DeliverWebhook posts the secret to the app's backend.
 	DeliverWebhook DeliveryMode = "webhook"
-	// DeliverEmail mails the secret to the user's address.
+	// DeliverEmail mails the secret to the user's address, as a code or,
+	// with deliver.email.link, as a magic URL.
 	DeliverEmail DeliveryMode = "email"
+	// DeliverSMS texts the secret to the user's phone number.
+	DeliverSMS DeliveryMode = "sms"
 )
 
 // OutOfBand reports whether the mode sends the secret on a channel of its
@@ -235,7 +243,7 @@ const (
 // band: whoever receives the secret is then the proof.
 func (m DeliveryMode) OutOfBand() bool {
 	switch m {
-	case DeliverWebhook, DeliverEmail:
+	case DeliverWebhook, DeliverEmail, DeliverSMS:
 		return true
 	case DeliverResponse, DeliverRedirect, "":
 		return false
@@ -263,7 +271,47 @@ type Email struct {
 	TLS          string `koanf:"tls"`           // none | starttls | tls; default starttls
 	From         string `koanf:"from"`
 	Subject      string `koanf:"subject"`
-	Template     string `koanf:"template"` // text/template; fields .Secret .UserID .Expire .Provider
+	Template     string `koanf:"template"` // text/template; fields .Secret .UserID .Expire .Provider .Link
+	// HTMLTemplate is the mail's HTML part (html/template, same fields).
+	// With neither template set, the mail carries the default text and
+	// HTML parts; with only Template set, only the text part.
+	HTMLTemplate string `koanf:"html_template"`
+	// Link makes the mail a magic URL: the daemon appends userId and
+	// secret to this URL (its query kept), which must start with a
+	// redirect.allow prefix. The app reads them and exchanges them as
+	// Appwrite's magic-URL login does. A provider with a link and no
+	// token.length mints 64-character secrets, as the redirect flow does.
+	Link string `koanf:"link"`
 
 	passwordFromFile bool // Password was read from PasswordFile by Load
+}
+
+// The SMS providers.
+const (
+	SMSTwilio = "twilio" // Twilio's Messages REST API
+	SMSHTTP   = "http"   // a JSON POST signed per Standard Webhooks
+)
+
+// SMS texts the secret to the user's phone number (E.164).
+type SMS struct {
+	Provider string `koanf:"provider"` // twilio | http
+	// Template is the message's text (text/template; fields .Secret
+	// .UserID .Expire .Provider); default "Your sign-in code is {{.Secret}}".
+	Template string `koanf:"template"`
+
+	// twilio
+	AccountSID          string `koanf:"account_sid"`
+	AuthToken           string `koanf:"auth_token"`
+	AuthTokenFile       string `koanf:"auth_token_file"` // read into AuthToken by Load
+	From                string `koanf:"from"`
+	MessagingServiceSID string `koanf:"messaging_service_sid"`
+	BaseURL             string `koanf:"base_url"` // default https://api.twilio.com
+
+	// http
+	URL        string `koanf:"url"`
+	Secret     string `koanf:"secret"`      // whsec_<base64>
+	SecretFile string `koanf:"secret_file"` // read into Secret by Load
+
+	authTokenFromFile bool
+	secretFromFile    bool
 }

@@ -55,6 +55,7 @@ func Default() Config {
 			OAuth2:       50,
 			JWT:          120,
 			Verify:       60,
+			SMSPerNumber: 5,
 		},
 		Log: Log{
 			Level:  "info",

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -30,6 +31,7 @@ func TestValidateDelivery(t *testing.T) {
 		{"captcha unknown mode", Provider{Kind: "captcha", Deliver: Deliver{Via: "pigeon"}}, "providers[0].deliver.via"},
 		{"captcha webhook", Provider{Kind: "captcha", Deliver: Deliver{Via: DeliverWebhook}}, ""},
 		{"captcha email", Provider{Kind: "captcha", Deliver: Deliver{Via: DeliverEmail}}, ""},
+		{"captcha sms", Provider{Kind: "captcha", Deliver: Deliver{Via: DeliverSMS}}, ""},
 		{"password response", Provider{Kind: "password", Deliver: Deliver{Via: DeliverResponse}}, ""},
 		{"password redirect", Provider{Kind: "password", Deliver: Deliver{Via: DeliverRedirect}}, ""},
 		{"plugin not known yet", Provider{Plugin: &Plugin{Path: "/bin/x"}, Deliver: Deliver{Via: DeliverResponse}}, ""},
@@ -49,12 +51,12 @@ func TestValidateDelivery(t *testing.T) {
 	}
 }
 
-// TestOutOfBand: only webhook and email keep the secret out of HTTP
+// TestOutOfBand: only webhook, email and sms keep the secret out of HTTP
 // answers; an unset or unknown mode does not.
 func TestOutOfBand(t *testing.T) {
 	for mode, want := range map[DeliveryMode]bool{
-		DeliverWebhook: true, DeliverEmail: true,
-		DeliverResponse: false, DeliverRedirect: false, "": false, "sms": false,
+		DeliverWebhook: true, DeliverEmail: true, DeliverSMS: true,
+		DeliverResponse: false, DeliverRedirect: false, "": false, "pigeon": false,
 	} {
 		if got := mode.OutOfBand(); got != want {
 			t.Errorf("%q.OutOfBand() = %v, want %v", mode, got, want)
@@ -101,6 +103,105 @@ func TestValidateDeliveryGuardOnly(t *testing.T) {
 			}
 			if got := c.GuardOnly("captcha"); got != tc.guardOnly {
 				t.Errorf("GuardOnly = %v, want %v", got, tc.guardOnly)
+			}
+		})
+	}
+}
+
+// TestValidE164: the numbers a text may go to, + and 8 to 15 digits, the
+// first not 0; Appwrite's looser "+1234" is not one.
+func TestValidE164(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"+14155550123", true},
+		{"+4915112345678", true},
+		{"+12345678", true},          // 8 digits
+		{"+123456789012345", true},   // 15 digits
+		{"+1234567", false},          // 7 digits
+		{"+1234567890123456", false}, // 16 digits
+		{"+1234", false},
+		{"14155550123", false}, // no +
+		{"+04155550123", false},
+		{"+1 415 555 0123", false},
+		{"+1-415-555-0123", false},
+		{"+1415555012a", false},
+		{"++14155550123", false},
+		{"+１４１５５５５０１２３", false}, // fullwidth digits
+		{"", false},
+		{"+", false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := ValidE164(tc.in); got != tc.want {
+				t.Fatalf("ValidE164(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestValidateChannels: deliver.sms and the magic-URL link are checked
+// with their key paths. A link off redirect.allow would mail the secret
+// to a host the app does not own.
+func TestValidateChannels(t *testing.T) {
+	twilio := SMS{Provider: SMSTwilio, AccountSID: "AC1", AuthToken: "t", From: "+15005550006"}
+	gateway := SMS{Provider: SMSHTTP, URL: "https://sms.example.com/send", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+	email := Email{SMTP: "smtp.example.com:587", From: "a@example.com", TLS: "starttls"}
+	sms := func(s SMS) func(*Config) {
+		return func(c *Config) { c.Providers[0].Deliver = Deliver{Via: DeliverSMS, SMS: s} }
+	}
+	link := func(l string) func(*Config) {
+		return func(c *Config) {
+			e := email
+			e.Link = l
+			c.Providers[0].Deliver = Deliver{Via: DeliverEmail, Email: e}
+		}
+	}
+	const key = "providers[0].deliver."
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   []string
+	}{
+		{"twilio", sms(twilio), nil},
+		{"twilio messaging service", sms(SMS{Provider: SMSTwilio, AccountSID: "AC1", AuthToken: "t", MessagingServiceSID: "MG1"}), nil},
+		{"twilio alphanumeric sender", sms(SMS{Provider: SMSTwilio, AccountSID: "AC1", AuthToken: "t", From: "MyApp"}), nil},
+		{"twilio empty", sms(SMS{Provider: SMSTwilio}), []string{key + "sms.account_sid", key + "sms.auth_token", key + "sms.from"}},
+		{"twilio bad from", sms(SMS{Provider: SMSTwilio, AccountSID: "AC1", AuthToken: "t", From: "555-0123"}), []string{key + "sms.from"}},
+		{"twilio bad base_url", sms(SMS{Provider: SMSTwilio, AccountSID: "AC1", AuthToken: "t", From: "+15005550006", BaseURL: "api.twilio.com"}), []string{key + "sms.base_url"}},
+		{"http", sms(gateway), nil},
+		{"http empty", sms(SMS{Provider: SMSHTTP}), []string{key + "sms.url", key + "sms.secret"}},
+		{"http bad secret", sms(SMS{Provider: SMSHTTP, URL: "https://sms.example.com", Secret: "hunter2"}), []string{key + "sms.secret"}},
+		{"unknown provider", sms(SMS{Provider: "pigeon"}), []string{key + "sms.provider"}},
+		{"bad template", sms(SMS{Provider: SMSHTTP, URL: gateway.URL, Secret: gateway.Secret, Template: "{{.Secret"}), []string{key + "sms.template"}},
+		{"sms_per_number negative", func(c *Config) { c.Limits.SMSPerNumber = -1 }, []string{"limits.sms_per_number"}},
+		{"link on redirect.allow", link("https://app.example.com/auth/magic"), nil},
+		{"link with a query", link("https://app.example.com/auth/magic?lang=en"), nil},
+		{"link on another host", link("https://evil.example.net/auth/magic"), []string{key + "email.link"}},
+		{"link off the prefix", link("https://app.example.com/authx"), []string{key + "email.link"}},
+		{"link with dot segments", link("https://app.example.com/auth/../admin"), []string{key + "email.link"}},
+		{"link over http", link("http://app.example.com/auth/magic"), []string{key + "email.link"}},
+		{"link with a fragment", link("https://app.example.com/auth/magic#x"), []string{key + "email.link"}},
+		{"bad html template", func(c *Config) {
+			e := email
+			e.HTMLTemplate = "{{if}}"
+			c.Providers[0].Deliver = Deliver{Via: DeliverEmail, Email: e}
+		}, []string{key + "email.html_template"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			c.Providers[0].Deliver.Via = DeliverResponse
+			tc.change(&c)
+			err := c.Validate()
+			var ps Problems
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &ps) || !slices.Equal(problemKeys(ps), tc.want) {
+				t.Fatalf("Validate() = %v, want problems at %v", err, tc.want)
 			}
 		})
 	}

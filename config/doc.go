@@ -24,7 +24,8 @@
 //
 // Secrets may be given inline, by env, or through a *_file key
 // (tokens.pepper_file, store.dsn_file, deliver.webhook.secret_file,
-// deliver.email.password_file): Load reads the file, drops its trailing
+// deliver.email.password_file, deliver.sms.auth_token_file,
+// deliver.sms.secret_file): Load reads the file, drops its trailing
 // newline and puts the content in the sibling key. Relative paths are
 // relative to the working directory.
 //

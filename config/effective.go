@@ -53,6 +53,8 @@ func (c Config) Redacted() Config {
 			}
 			p.Deliver.Webhook.Secret = redact(p.Deliver.Webhook.Secret)
 			p.Deliver.Email.Password = redact(p.Deliver.Email.Password)
+			p.Deliver.SMS.AuthToken = redact(p.Deliver.SMS.AuthToken)
+			p.Deliver.SMS.Secret = redact(p.Deliver.SMS.Secret)
 			ps[i] = p
 		}
 		c.Providers = ps

@@ -147,6 +147,8 @@ func Load(opts LoadOptions) (Config, error) {
 		key := fmt.Sprintf("providers[%d].deliver.", i)
 		l.readSecret(key+"webhook.secret_file", d.Webhook.SecretFile, &d.Webhook.Secret, &d.Webhook.secretFromFile)
 		l.readSecret(key+"email.password_file", d.Email.PasswordFile, &d.Email.Password, &d.Email.passwordFromFile)
+		l.readSecret(key+"sms.auth_token_file", d.SMS.AuthTokenFile, &d.SMS.AuthToken, &d.SMS.authTokenFromFile)
+		l.readSecret(key+"sms.secret_file", d.SMS.SecretFile, &d.SMS.Secret, &d.SMS.secretFromFile)
 	}
 
 	if len(l.problems) > 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	htmltemplate "html/template"
 	"net"
 	"net/mail"
 	"net/netip"
@@ -126,6 +127,7 @@ func (c Config) Validate() error {
 		{"limits.oauth2", c.Limits.OAuth2},
 		{"limits.jwt", c.Limits.JWT},
 		{"limits.verify", c.Limits.Verify},
+		{"limits.sms_per_number", c.Limits.SMSPerNumber},
 	} {
 		if l.n < 0 {
 			v.add(l.key, "must not be negative, got %d", l.n)
@@ -141,6 +143,7 @@ func (c Config) Validate() error {
 
 	v.audit(c.Audit)
 	v.providers(c.Providers)
+	v.emailLinks(c)
 	v.publicURLNeeded(c)
 
 	if len(v.ps) == 0 {
@@ -308,12 +311,135 @@ func (v *validator) deliver(key string, d Deliver) {
 		v.webhook(key+".webhook", d.Webhook)
 	case DeliverEmail:
 		v.email(key+".email", d.Email)
+	case DeliverSMS:
+		v.sms(key+".sms", d.SMS)
 	default:
-		v.add(key+".via", "must be response, redirect, webhook or email, got %q", d.Via)
+		v.add(key+".via", "must be response, redirect, webhook, email or sms, got %q", d.Via)
 	}
 	// Secrets given twice are wrong whichever way the secret is delivered.
 	v.bothSet(key+".webhook.secret", d.Webhook.Secret, d.Webhook.SecretFile, d.Webhook.secretFromFile)
 	v.bothSet(key+".email.password", d.Email.Password, d.Email.PasswordFile, d.Email.passwordFromFile)
+	v.bothSet(key+".sms.auth_token", d.SMS.AuthToken, d.SMS.AuthTokenFile, d.SMS.authTokenFromFile)
+	v.bothSet(key+".sms.secret", d.SMS.Secret, d.SMS.SecretFile, d.SMS.secretFromFile)
+}
+
+// sms checks deliver.sms: what its provider needs to send.
+func (v *validator) sms(key string, s SMS) {
+	const when = "deliver.sms.provider is %s"
+	switch s.Provider {
+	case SMSTwilio:
+		if s.AccountSID == "" {
+			v.add(key+".account_sid", "is required when "+when, s.Provider)
+		}
+		if s.AuthToken == "" {
+			v.add(key+".auth_token", "is required when "+when+" (or set auth_token_file)", s.Provider)
+		}
+		if s.From == "" && s.MessagingServiceSID == "" {
+			v.add(key+".from", "is required when "+when+" (or set messaging_service_sid)", s.Provider)
+		}
+		if s.From != "" && !ValidE164(s.From) && !validSenderID(s.From) {
+			v.add(key+".from", "must be an E.164 number (+ and 8 to 15 digits) or an alphanumeric sender id, got %q", s.From)
+		}
+		if s.BaseURL != "" {
+			v.httpURL(key+".base_url", s.BaseURL, false)
+		}
+	case SMSHTTP:
+		if s.URL == "" {
+			v.add(key+".url", "is required when "+when, s.Provider)
+		} else {
+			v.httpURL(key+".url", s.URL, false)
+		}
+		switch {
+		case s.Secret == "":
+			v.add(key+".secret", "is required when "+when+" (or set secret_file)", s.Provider)
+		case !validWebhookSecret(s.Secret):
+			v.add(key+".secret", "must be %q followed by base64 (a Standard Webhooks secret)", webhookSecretPfx)
+		}
+	default:
+		v.add(key+".provider", "must be twilio or http, got %q", s.Provider)
+	}
+	if s.Template != "" {
+		if _, err := template.New("sms").Parse(s.Template); err != nil {
+			v.add(key+".template", "%v", err)
+		}
+	}
+}
+
+// ValidE164 reports whether s is a phone number in E.164 form as an SMS
+// is sent to: a + and 8 to 15 digits, the first not 0.
+func ValidE164(s string) bool {
+	digits, ok := strings.CutPrefix(s, "+")
+	if !ok || len(digits) < 8 || len(digits) > 15 || digits[0] == '0' {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validSenderID is Twilio's alphanumeric sender id: 1 to 11 letters,
+// digits and spaces, with at least one letter.
+func validSenderID(s string) bool {
+	letter := false
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+			letter = true
+		case c >= '0' && c <= '9', c == ' ':
+		default:
+			return false
+		}
+	}
+	return letter && len(s) <= 11
+}
+
+// emailLinks checks each magic-URL link against redirect.allow: the mail
+// sends the user's browser there with the secret, so it goes only where
+// the redirect flow may send one.
+func (v *validator) emailLinks(c Config) {
+	for i, p := range c.Providers {
+		link := p.Deliver.Email.Link
+		if link == "" || p.Deliver.Via != DeliverEmail {
+			continue
+		}
+		key := fmt.Sprintf("providers[%d].deliver.email.link", i)
+		if u, err := url.Parse(link); err != nil || u.Fragment != "" || strings.HasSuffix(link, "#") {
+			v.add(key, "must be an absolute http or https URL with no #fragment, got %q", link)
+			continue
+		}
+		if !c.Redirect.Allows(link) {
+			v.add(key, "must start with a redirect.allow prefix (the mail sends the secret there), got %q", link)
+		}
+	}
+}
+
+// Allows reports whether u starts with an allowed prefix, on the same
+// scheme and host, the prefix ending at a path boundary. A path with dot
+// segments is refused: the browser resolves them, which would leave the
+// prefix. The daemon applies the same rule to success and failure URLs.
+func (r Redirect) Allows(u string) bool {
+	parsed, err := url.Parse(u)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.User != nil {
+		return false
+	}
+	for _, seg := range strings.Split(strings.ReplaceAll(parsed.Path, `\`, "/"), "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	for _, allow := range r.Allow {
+		a, err := url.Parse(allow)
+		if err != nil || a.Scheme != parsed.Scheme || !strings.EqualFold(a.Host, parsed.Host) {
+			continue
+		}
+		if p := strings.TrimSuffix(a.Path, "/"); parsed.Path == p || strings.HasPrefix(parsed.Path, p+"/") || p == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // ProvesIdentity reports what a provider's verifier says of itself in
@@ -324,7 +450,7 @@ type ProvesIdentity func(p Provider) (proves, known bool)
 
 // ValidateDelivery checks each provider's deliver.via against what its
 // verifier proves: one that does not prove identity may only deliver out
-// of band (webhook or email), unless another provider lists it in its
+// of band (webhook, email or sms), unless another provider lists it in its
 // guards and it has no out-of-band delivery: it is then a guard only,
 // which mints nothing, so it needs no delivery (GuardOnly). Config does
 // not know the verifiers, so the caller says: from the built-in kinds'
@@ -339,7 +465,7 @@ func (c Config) ValidateDelivery(proves ProvesIdentity) error {
 				via = DefaultDeliverVia
 			}
 			v.add(fmt.Sprintf("providers[%d].deliver.via", i),
-				"must be webhook or email, got %q: the %s verifier does not prove identity on its own, so its secret may only go out of band, never in an HTTP answer or redirect", via, kindOf(p))
+				"must be webhook, email or sms, got %q: the %s verifier does not prove identity on its own, so its secret may only go out of band, never in an HTTP answer or redirect", via, kindOf(p))
 		}
 	}
 	if len(v.ps) == 0 {
@@ -443,6 +569,11 @@ func (v *validator) email(key string, e Email) {
 	if e.Template != "" {
 		if _, err := template.New("email").Parse(e.Template); err != nil {
 			v.add(key+".template", "%v", err)
+		}
+	}
+	if e.HTMLTemplate != "" {
+		if _, err := htmltemplate.New("email").Parse(e.HTMLTemplate); err != nil {
+			v.add(key+".html_template", "%v", err)
 		}
 	}
 }

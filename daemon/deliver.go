@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	htmltemplate "html/template"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -46,6 +47,7 @@ const (
 	channelLocation                // the success URL in the redirect flow's Location
 	channelWebhook                 // a signed POST to the app's backend
 	channelEmail                   // a mail to the user's address
+	channelSMS                     // a text to the user's phone number
 	channelCookie                  // no secret: a session, in the session cookies of the callback's answer
 )
 
@@ -69,6 +71,10 @@ func secretChannel(in signIn, mode config.DeliveryMode, provesIdentity bool) cha
 	case config.DeliverEmail:
 		if in != browserSession {
 			return channelEmail
+		}
+	case config.DeliverSMS:
+		if in != browserSession {
+			return channelSMS
 		}
 	case config.DeliverResponse, "": // unset deliver.via means response
 		switch {
@@ -106,6 +112,10 @@ func deliveryRefused(in signIn, provesIdentity bool) *apiError {
 }
 
 // delivery is what a deliverer sends: a minted secret and who it is for.
+// Email and Phone are the user's stored ones (an identity's reach the
+// user when the store creates it from that identity), never what this
+// sign-in reported: out of band, whoever receives the secret is the
+// proof, so the request must not choose where it goes.
 type delivery struct {
 	UserID   string `json:"userId"`
 	Secret   string `json:"secret"`
@@ -306,39 +316,87 @@ func (w *webhookSender) post(ctx context.Context, id string, body []byte) error 
 	return nil
 }
 
-// emailSender mails deliveries through SMTP.
+// emailSender mails deliveries through SMTP: a code, or with a link a
+// magic URL, as a text part and, unless only a text template is set, an
+// HTML part (multipart/alternative).
 type emailSender struct {
 	cfg  config.Email
-	tmpl *template.Template
+	text *template.Template
+	html *htmltemplate.Template // nil: text only
 }
 
-// defaultEmailTemplate is the body when the config gives none.
-const defaultEmailTemplate = `Your sign-in code is {{.Secret}}
+// defaultEmailTemplate is the text part when the config gives none.
+const defaultEmailTemplate = `{{if .Link}}Open this link to sign in:
 
+{{.Link}}
+{{else}}Your sign-in code is {{.Secret}}
+{{end}}
 It expires at {{.Expire}}. If you did not try to sign in, ignore this email.
 `
 
+// defaultEmailHTML is the HTML part when the config gives neither
+// template. html/template escapes every field for where it stands.
+const defaultEmailHTML = `<!doctype html>
+<html><body style="font-family: sans-serif">
+{{if .Link}}<p><a href="{{.Link}}">Sign in</a></p>
+<p>Or open this link: {{.Link}}</p>
+{{else}}<p>Your sign-in code is <strong>{{.Secret}}</strong></p>
+{{end}}<p>It expires at {{.Expire}}. If you did not try to sign in, ignore this email.</p>
+</body></html>
+`
+
+// emailData is what the templates see: the delivery and, for a magic
+// URL, the link that carries it.
+type emailData struct {
+	delivery
+	Link string
+}
+
 func newEmailSender(c config.Email) (*emailSender, error) {
-	text := c.Template
+	text, html := c.Template, c.HTMLTemplate
+	if text == "" && html == "" {
+		html = defaultEmailHTML
+	}
 	if text == "" {
 		text = defaultEmailTemplate
 	}
-	tmpl, err := template.New("email").Option("missingkey=error").Parse(text)
-	if err != nil {
+	e := &emailSender{cfg: c}
+	var err error
+	if e.text, err = template.New("email").Option("missingkey=error").Parse(text); err != nil {
 		return nil, fmt.Errorf("email template: %w", err)
 	}
-	return &emailSender{cfg: c, tmpl: tmpl}, nil
+	if html != "" {
+		if e.html, err = htmltemplate.New("email").Option("missingkey=error").Parse(html); err != nil {
+			return nil, fmt.Errorf("email html_template: %w", err)
+		}
+	}
+	return e, nil
 }
 
 var errNoEmail = errorf(400, "user_email_not_found", "The user has no email address to deliver the code to.")
+
+// magicLink is the mail's link: deliver.email.link with userId and
+// secret set in its query (a value of the same name there replaced).
+func magicLink(link string, msg delivery) string {
+	return withQuery(link, url.Values{"userId": {msg.UserID}, "secret": {msg.Secret}})
+}
 
 func (e *emailSender) send(ctx context.Context, msg delivery) error {
 	if msg.Email == "" {
 		return errNoEmail
 	}
-	var body strings.Builder
-	if err := e.tmpl.Execute(&body, msg); err != nil {
+	data := emailData{delivery: msg}
+	if e.cfg.Link != "" {
+		data.Link = magicLink(e.cfg.Link, msg)
+	}
+	var body, html strings.Builder
+	if err := e.text.Execute(&body, data); err != nil {
 		return fmt.Errorf("email template: %w", err)
+	}
+	if e.html != nil {
+		if err := e.html.Execute(&html, data); err != nil {
+			return fmt.Errorf("email html_template: %w", err)
+		}
 	}
 	m := mail.NewMsg()
 	if err := m.From(e.cfg.From); err != nil {
@@ -349,6 +407,9 @@ func (e *emailSender) send(ctx context.Context, msg delivery) error {
 	}
 	m.Subject(e.cfg.Subject)
 	m.SetBodyString(mail.TypeTextPlain, body.String())
+	if e.html != nil {
+		m.AddAlternativeString(mail.TypeTextHTML, html.String())
+	}
 	host, port, err := splitHostPort(e.cfg.SMTP)
 	if err != nil {
 		return err

@@ -32,17 +32,17 @@ const envNoIdentity = "ECHO_NO_IDENTITY"
 // TestSecretChannel is the allow-list on its own: every sign-in × mode ×
 // proves-identity, plus the unset mode and one the switch does not know.
 func TestSecretChannel(t *testing.T) {
-	modes := []config.DeliveryMode{config.DeliverResponse, "", config.DeliverRedirect, config.DeliverWebhook, config.DeliverEmail, "pigeon"}
+	modes := []config.DeliveryMode{config.DeliverResponse, "", config.DeliverRedirect, config.DeliverWebhook, config.DeliverEmail, config.DeliverSMS, "pigeon"}
 	want := map[bool]map[signIn][]channel{
 		true: {
-			directSignIn:   {channelBody, channelBody, channelNone, channelWebhook, channelEmail, channelNone},
-			browserSignIn:  {channelLocation, channelLocation, channelLocation, channelWebhook, channelEmail, channelNone},
-			browserSession: {channelCookie, channelCookie, channelCookie, channelNone, channelNone, channelNone},
+			directSignIn:   {channelBody, channelBody, channelNone, channelWebhook, channelEmail, channelSMS, channelNone},
+			browserSignIn:  {channelLocation, channelLocation, channelLocation, channelWebhook, channelEmail, channelSMS, channelNone},
+			browserSession: {channelCookie, channelCookie, channelCookie, channelNone, channelNone, channelNone, channelNone},
 		},
 		false: {
-			directSignIn:   {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
-			browserSignIn:  {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelNone},
-			browserSession: {channelNone, channelNone, channelNone, channelNone, channelNone, channelNone},
+			directSignIn:   {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelSMS, channelNone},
+			browserSignIn:  {channelNone, channelNone, channelNone, channelWebhook, channelEmail, channelSMS, channelNone},
+			browserSession: {channelNone, channelNone, channelNone, channelNone, channelNone, channelNone, channelNone},
 		},
 	}
 	for _, proves := range []bool{true, false} {
@@ -114,9 +114,10 @@ type matrix struct {
 	app   *httptest.Server
 	hooks chan delivery
 	mails chan string
+	texts chan url.Values
 }
 
-var matrixModes = []config.DeliveryMode{config.DeliverResponse, config.DeliverRedirect, config.DeliverWebhook, config.DeliverEmail}
+var matrixModes = []config.DeliveryMode{config.DeliverResponse, config.DeliverRedirect, config.DeliverWebhook, config.DeliverEmail, config.DeliverSMS}
 
 func matrixName(mode config.DeliveryMode, proves bool) string {
 	if proves {
@@ -156,6 +157,9 @@ func newMatrix(t *testing.T) *matrix {
 	t.Cleanup(func() { srv.Close() })
 	m.app = httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(m.app.Close)
+	tw := newFakeTwilio(t)
+	m.texts = make(chan url.Values, 8)
+	tw.sent = m.texts
 
 	webhook := config.Deliver{Via: config.DeliverWebhook, Webhook: config.Webhook{URL: hook.URL, Secret: hookSecret, Attempts: 1, Timeout: 2 * time.Second}}
 	email := config.Deliver{Via: config.DeliverEmail, Email: config.Email{SMTP: ln.Addr().String(), TLS: "none", From: "login@example.com", Subject: "Code", Template: "Code: {{.Secret}}\n"}}
@@ -169,6 +173,8 @@ func newMatrix(t *testing.T) *matrix {
 					p.Deliver = email
 				case config.DeliverWebhook:
 					p.Deliver = webhook
+				case config.DeliverSMS:
+					p.Deliver = twilioDeliver(tw.URL)
 				default:
 					p.Deliver.Via = mode
 				}
@@ -191,7 +197,9 @@ func newMatrix(t *testing.T) *matrix {
 	for _, mode := range matrixModes {
 		m.s.d.providerSet().byName[matrixName(mode, false)].cfg.Deliver.Via = mode
 	}
-	m.s.createUser("victim", "victim@example.com")
+	if r := m.s.do(req{method: "POST", path: "/v1/users", key: true, body: map[string]any{"userId": "victim", "email": "victim@example.com", "phone": "+14155550123"}}); r.status != 201 {
+		t.Fatalf("create user: %d %s", r.status, r.body)
+	}
 	for _, p := range ps {
 		if r := m.s.do(req{method: "POST", path: "/v1/users/victim/providers/" + p.Name, key: true, body: map[string]any{}}); r.status != 201 {
 			t.Fatalf("enroll %s: %d %s", p.Name, r.status, r.body)
@@ -254,6 +262,12 @@ func (m *matrix) delivered(t *testing.T, ch channel) string {
 			t.Fatalf("a mail went out:\n%s", msg)
 		}
 		return strings.TrimSpace(msg[i+6 : i+6+strings.IndexByte(msg[i+6:], '\n')])
+	case form := <-m.texts:
+		code := smsCode.FindStringSubmatch(form.Get("Body"))
+		if ch != channelSMS || code == nil || form.Get("To") != "+14155550123" {
+			t.Fatalf("a text went out: %v", form)
+		}
+		return code[1]
 	default:
 		return ""
 	}
@@ -283,7 +297,7 @@ func TestDeliveryMatrix(t *testing.T) {
 						t.Fatalf("%d %s", a.status, a.body)
 					}
 					m.s.exchangeFor("victim", tok["secret"].(string))
-				case channelWebhook, channelEmail:
+				case channelWebhook, channelEmail, channelSMS:
 					if a.status != 201 || !strings.Contains(string(a.body), `"secret":""`) || got == "" {
 						t.Fatalf("%d %s; delivered %q", a.status, a.body, got)
 					}
@@ -324,7 +338,7 @@ func TestDeliveryMatrix(t *testing.T) {
 					if len(got) != 64 {
 						t.Fatalf("no secret in %s", loc)
 					}
-				case channelWebhook, channelEmail:
+				case channelWebhook, channelEmail, channelSMS:
 					if loc.Query().Has("secret") || got == "" {
 						t.Fatalf("callback to %s; delivered %q", loc, got)
 					}

@@ -27,6 +27,7 @@ type provider struct {
 	plugin  *providers.Provider
 	webhook *webhookSender
 	email   *emailSender
+	sms     *smsSender
 }
 
 // channel is where this provider's secret goes in a sign-in, decided by
@@ -172,6 +173,10 @@ func (d *Daemon) newProvider(pc config.Provider) (*provider, error) {
 		p.webhook.onGiveUp = d.webhookGaveUp
 	case config.DeliverEmail:
 		if p.email, err = newEmailSender(pc.Deliver.Email); err != nil {
+			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
+		}
+	case config.DeliverSMS:
+		if p.sms, err = newSMSSender(pc.Deliver.SMS, d.log.With("provider", pc.Name)); err != nil {
 			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
 		}
 	case config.DeliverResponse, config.DeliverRedirect, "":
@@ -337,7 +342,7 @@ func (d *Daemon) refuseDelivery(p *provider, in signIn) error {
 	case !proves && d.providerSet().guardOnly(p.cfg.Name):
 		return errGuardOnly // configured so: nothing to log
 	case !proves:
-		d.log.Error("sign-in refused: the plugin has not reported that it proves identity on its own, so its secret may only go out of band (deliver.via webhook or email)", "provider", p.cfg.Name, "via", string(p.cfg.Deliver.Via))
+		d.log.Error("sign-in refused: the plugin has not reported that it proves identity on its own, so its secret may only go out of band (deliver.via webhook, email or sms)", "provider", p.cfg.Name, "via", string(p.cfg.Deliver.Via))
 	}
 	return deliveryRefused(in, proves)
 }
@@ -381,8 +386,11 @@ func (d *Daemon) resolve(ctx context.Context, p *provider, id sdk.Identity) (tok
 // on ch, the channel secretChannel chose: in the answer's body, or out of
 // band with an empty secret in the answer.
 func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User, ch channel) error {
+	if err := d.smsAllowed(r, ch, user); err != nil {
+		return err
+	}
 	t, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{
-		UserID: user.ID, Length: p.cfg.Token.Length, Expire: p.cfg.Token.Expire,
+		UserID: user.ID, Length: p.linkLength(), Expire: p.cfg.Token.Expire,
 		Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent(),
 	})
 	if err != nil {
@@ -419,6 +427,16 @@ func (d *Daemon) sendOutOfBand(r *http.Request, c *caller, failEv eventName, p *
 		d.metrics.delivered("email", err)
 		if err != nil {
 			return refused(reasonDeliveryFailed, err)
+		}
+		return nil
+	case channelSMS:
+		err := p.sms.send(ctx, msg)
+		d.metrics.delivered("sms", err)
+		switch {
+		case errors.Is(err, errNoPhone):
+			return refused(reasonDeliveryFailed, err)
+		case err != nil:
+			return refused(reasonDeliveryFailed, fmt.Errorf("%w: sms: %w", errDelivery, err))
 		}
 		return nil
 	case channelNone, channelBody, channelLocation, channelCookie:
@@ -606,7 +624,10 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 		redirectBack(w, r, f.Success)
 		return nil
 	}
-	length, expire := p.cfg.Token.Length, p.cfg.Token.Expire
+	if err := d.smsAllowed(r, ch, user); err != nil {
+		return fail(err)
+	}
+	length, expire := p.linkLength(), p.cfg.Token.Expire
 	if length == 0 && ch == channelLocation {
 		length = 64 // the secret travels in a URL: make it long, and short-lived
 	}

@@ -36,6 +36,10 @@ func (d *Daemon) routes() http.Handler {
 
 	// Account (client side, session).
 	api("POST /v1/account/sessions/token", "sessions.write", d.createSession)
+	// Appwrite serves its magic-URL and phone logins (updateMagicURLSession,
+	// updatePhoneSession) with the same exchange at these paths.
+	api("PUT /v1/account/sessions/magic-url", "sessions.write", d.createSession)
+	api("PUT /v1/account/sessions/phone", "sessions.write", d.createSession)
 	api("GET /v1/account", "account", d.getAccount)
 	api("GET /v1/account/sessions", "account", d.listSessions)
 	api("GET /v1/account/sessions/{sessionId}", "account", d.getSession)

@@ -71,7 +71,7 @@ func newMetrics() *metrics {
 	m.sessionsGone = single("handoff_sessions_deleted_total", "Sessions deleted through the API.")
 	m.verifications = counter("handoff_verifications_total", "Direct sign-ins (POST /v1/providers/{name}/verify) by provider and result: ok or the error type.", "provider", "result")
 	m.oauth2Fails = counter("handoff_oauth2_failures_total", "Refused OAuth2 redirect flows by provider and reason.", "provider", "reason")
-	m.deliveries = counter("handoff_deliveries_total", "Out-of-band deliveries of a secret by channel (webhook, email) and final result (ok, failed).", "channel", "result")
+	m.deliveries = counter("handoff_deliveries_total", "Out-of-band deliveries of a secret by channel (webhook, email, sms) and final result (ok, failed).", "channel", "result")
 	m.limited = counter("handoff_rate_limited_total", "Requests refused by a rate limit (429), by route.", "route")
 	m.providerCalls = histogram("handoff_provider_call_duration_seconds", "Plugin calls by provider, method and result (ok, error).", "provider", "method", "result")
 	m.storeOps = histogram("handoff_store_operation_duration_seconds", "Store operations by operation (view, update, sweep, count, forget) and result (ok, error).", "operation", "result")

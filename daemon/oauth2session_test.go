@@ -147,9 +147,9 @@ func TestOAuth2SessionFlow(t *testing.T) {
 	// then delivers out of band (a reload, a plugin's new Describe), is
 	// refused at the callback too: the channel is decided again there.
 	state = beginState(t, get(b, begin))
-	s.d.providers["idp"].cfg.Deliver.Via = config.DeliverWebhook
+	s.d.providerSet().byName["idp"].cfg.Deliver.Via = config.DeliverWebhook
 	res = get(b, "/v1/account/sessions/oauth2/callback/idp/default?state="+url.QueryEscape(state)+"&code=session-subject")
-	s.d.providers["idp"].cfg.Deliver.Via = config.DeliverRedirect
+	s.d.providerSet().byName["idp"].cfg.Deliver.Via = config.DeliverRedirect
 	loc, _ = url.Parse(res.Header.Get("Location"))
 	if loc.Path != "/auth/fail" || strings.Contains(strings.Join(res.Header.Values("Set-Cookie"), ";"), "a_session") {
 		t.Fatalf("callback after the switch: %d %s %v", res.StatusCode, loc, res.Header.Values("Set-Cookie"))

@@ -274,7 +274,7 @@ providers:
 			cmd := exec.Command(bin, append(args, "--config", path, "--data", t.TempDir())...)
 			cmd.Dir = t.TempDir()
 			out, err := cmd.CombinedOutput()
-			if err == nil || !strings.Contains(string(out), "providers[1].deliver.via: must be webhook or email") || !strings.Contains(string(out), "does not prove identity") {
+			if err == nil || !strings.Contains(string(out), "providers[1].deliver.via: must be webhook, email or sms") || !strings.Contains(string(out), "does not prove identity") {
 				t.Errorf("via %q: handoff %s: %v\n%s", via, args[0], err, out)
 			}
 		}

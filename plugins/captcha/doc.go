@@ -14,7 +14,7 @@
 // runs the same check and returns the identity the payload names
 // ({captcha, email} or {captcha, userId}). A solved captcha proves nothing
 // about who someone is, so Describe reports ProvesIdentity false and the
-// daemon delivers its secrets only out of band (webhook or email), never
+// daemon delivers its secrets only out of band (webhook, email or sms), never
 // in the response. README.md documents the config, payloads and errors.
 //
 // The package imports only providers/sdk and runs out of process like any
