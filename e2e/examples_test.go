@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -147,6 +152,8 @@ func (l *localizer) file(path []string) string {
 		content = standinBioRespSecret
 	case last == "secret_file" && strings.Contains(key, "kind=biometric"):
 		content = standinBioSecret
+	case last == "private_key_file":
+		content = standinP8(l.t) // Sign in with Apple's .p8 key
 	default:
 		content = standinSecret
 	}
@@ -154,6 +161,19 @@ func (l *localizer) file(path []string) string {
 		l.t.Fatal(err)
 	}
 	return name
+}
+
+// standinP8 is a new P-256 key as Apple's .p8 file holds one: PKCS#8 PEM.
+func standinP8(t *testing.T) string {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 }
 
 // plugin points a third-party plugin entry at the TOTP example, built

@@ -124,10 +124,16 @@ func (s *standin) serve(w http.ResponseWriter, r *http.Request) {
 // issuer is the IdP stand-in's issuer at a host and discovery path
 // prefix, spelled as the real ones spell theirs: an Auth0 tenant's with
 // a trailing slash (https://example.eu.auth0.com/), the others without
-// (https://accounts.google.com, https://sso.example.com/realms/staff).
+// (https://accounts.google.com, https://sso.example.com/realms/staff), and
+// Entra's common and organizations endpoints a tenant-templated one.
 func issuer(host, prefix string) string {
-	if prefix == "" && strings.HasSuffix(host, ".auth0.com") {
+	switch {
+	case prefix == "" && strings.HasSuffix(host, ".auth0.com"):
 		return "https://" + host + "/"
+	case host == "login.microsoftonline.com" && (strings.HasPrefix(prefix, "/common/") || strings.HasPrefix(prefix, "/organizations/")):
+		// Entra's multi-tenant discovery names a template, filled per
+		// token with its tid.
+		return "https://" + host + "/{tenantid}/v2.0"
 	}
 	return "https://" + host + prefix
 }
