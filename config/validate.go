@@ -419,7 +419,7 @@ func (v *validator) emailLinks(c Config) {
 // Allows reports whether u starts with an allowed prefix, on the same
 // scheme and host, the prefix ending at a path boundary. A path with dot
 // segments is refused: the browser resolves them, which would leave the
-// prefix. The daemon applies the same rule to success and failure URLs.
+// prefix. The daemon applies it to success and failure URLs too.
 func (r Redirect) Allows(u string) bool {
 	parsed, err := url.Parse(u)
 	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.User != nil {

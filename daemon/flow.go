@@ -700,31 +700,10 @@ func (d *Daemon) takeFlow(ctx context.Context, state string) ([]byte, error) {
 	return out, nil
 }
 
-// redirectAllowed reports whether u starts with an allowed prefix (and is
-// on the same origin as it: the prefix must end at a path boundary). A
-// path with dot segments ("/auth/../admin", also percent-encoded) is
-// refused: the browser resolves them, which would leave the prefix.
-func (d *Daemon) redirectAllowed(u string) bool {
-	parsed, err := url.Parse(u)
-	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.User != nil {
-		return false
-	}
-	for _, seg := range strings.Split(strings.ReplaceAll(parsed.Path, `\`, "/"), "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	for _, allow := range d.cfg.Redirect.Allow {
-		a, err := url.Parse(allow)
-		if err != nil || a.Scheme != parsed.Scheme || !strings.EqualFold(a.Host, parsed.Host) {
-			continue
-		}
-		if p := strings.TrimSuffix(a.Path, "/"); parsed.Path == p || strings.HasPrefix(parsed.Path, p+"/") || p == "" {
-			return true
-		}
-	}
-	return false
-}
+// redirectAllowed reports whether a success or failure URL is under
+// redirect.allow (config.Redirect.Allows: the same origin, a prefix that
+// ends at a path boundary, no dot segments).
+func (d *Daemon) redirectAllowed(u string) bool { return d.cfg.Redirect.Allows(u) }
 
 // callbackURL is where the IdP sends the browser back to: under
 // public_url, or the listen address; never the request's Host.
