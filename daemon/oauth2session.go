@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
 )
 
@@ -16,6 +17,11 @@ func (d *Daemon) beginOAuth2Session(w http.ResponseWriter, r *http.Request, c *c
 	return d.beginRedirect(w, r, c, browserSession)
 }
 
+// idpTokens are the IdP's tokens a redirect sign-in reported.
+func idpTokens(id sdk.Identity) tokenstore.ProviderTokens {
+	return tokenstore.ProviderTokens{AccessToken: id.AccessToken, AccessTokenExpiry: id.AccessTokenExpiry, RefreshToken: id.RefreshToken}
+}
+
 // openBrowserSession is the callback of createOAuth2Session: it opens the
 // user's session and sets it in the session cookies of the answer, as
 // Appwrite's redirect handler does (app/controllers/api/account.php at
@@ -24,8 +30,8 @@ func (d *Daemon) beginOAuth2Session(w http.ResponseWriter, r *http.Request, c *c
 // ("Delete current session of new one", L1682-1690). Unlike Appwrite, the answer carries no X-Fallback-Cookies: it is
 // a navigation, whose headers no script reads, so the header would only
 // copy the credential into proxies' logs.
-func (d *Daemon) openBrowserSession(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User) error {
-	s, cred, err := d.core.CreateSession(r.Context(), user.ID, p.cfg.Name, tokenstore.Client{IP: c.ip, UserAgent: r.UserAgent()})
+func (d *Daemon) openBrowserSession(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User, id sdk.Identity) error {
+	s, cred, err := d.core.CreateProviderSession(r.Context(), user.ID, p.cfg.Name, id.Subject, idpTokens(id), tokenstore.Client{IP: c.ip, UserAgent: r.UserAgent()})
 	if err != nil {
 		return err
 	}

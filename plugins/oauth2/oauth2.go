@@ -223,7 +223,14 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	if err != nil {
 		return sdk.Identity{}, v.exchangeError(ctx, cfg, err)
 	}
-	return v.identity(ctx, cfg, client, token.AccessToken)
+	id, err := v.identity(ctx, cfg, client, token.AccessToken)
+	if err != nil {
+		return id, err
+	}
+	// The IdP's tokens go to the session the sign-in opens (Appwrite's
+	// providerAccessToken and the rest).
+	id.AccessToken, id.AccessTokenExpiry, id.RefreshToken = token.AccessToken, token.Expiry, token.RefreshToken
+	return id, nil
 }
 
 // clientRefused reports whether a token endpoint error refuses handoff's

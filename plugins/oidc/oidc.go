@@ -611,7 +611,18 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	if v.cfg.Preset == PresetApple {
 		appleName(q, claims)
 	}
-	return v.identity(claims)
+	id, err := v.identity(claims)
+	if err != nil {
+		return id, err
+	}
+	return withTokens(id, token), nil
+}
+
+// withTokens adds the IdP's tokens of the code exchange to id, for the
+// session the sign-in opens (Appwrite's providerAccessToken and the rest).
+func withTokens(id sdk.Identity, t *oauth2.Token) sdk.Identity {
+	id.AccessToken, id.AccessTokenExpiry, id.RefreshToken = t.AccessToken, t.Expiry, t.RefreshToken
+	return id
 }
 
 // exchangeError classifies a failed code exchange by the token

@@ -182,7 +182,11 @@ func (s *server) Complete(ctx context.Context, req *pb.CompleteRequest) (resp *p
 	if err != nil {
 		return nil, err
 	}
-	return &pb.CompleteResponse{Identity: pid}, nil
+	out := &pb.CompleteResponse{Identity: pid, AccessToken: id.AccessToken, RefreshToken: id.RefreshToken}
+	if !id.AccessTokenExpiry.IsZero() {
+		out.AccessTokenExpiry = id.AccessTokenExpiry.Unix()
+	}
+	return out, nil
 }
 
 func (s *server) Enroll(ctx context.Context, req *pb.EnrollRequest) (resp *pb.EnrollResponse, err error) {

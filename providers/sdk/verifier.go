@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"time"
 )
 
 // Flows a verifier can serve, reported in Info.Flows.
@@ -117,6 +118,13 @@ type Identity struct {
 	Phone         string
 	Name          string
 	Claims        map[string]any
+	// AccessToken, AccessTokenExpiry (zero: unknown) and RefreshToken are
+	// the IdP's tokens, which only Complete reports, all optional. The
+	// host keeps them sealed with the session the sign-in opens, never
+	// logs them, and returns them in the session model to its owner.
+	AccessToken       string
+	AccessTokenExpiry time.Time
+	RefreshToken      string
 }
 
 // BeginRequest starts a redirect flow.

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-plugin"
@@ -153,7 +154,15 @@ func (c *Client) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Ide
 	if err != nil {
 		return sdk.Identity{}, Decode(err)
 	}
-	return identityFromPB(r.GetIdentity())
+	id, err := identityFromPB(r.GetIdentity())
+	if err != nil {
+		return id, err
+	}
+	id.AccessToken, id.RefreshToken = r.GetAccessToken(), r.GetRefreshToken()
+	if e := r.GetAccessTokenExpiry(); e > 0 {
+		id.AccessTokenExpiry = time.Unix(e, 0).UTC()
+	}
+	return id, nil
 }
 
 // Enroll registers a credential.

@@ -893,10 +893,16 @@ func (x *CompleteRequest) GetCallbackUrl() string {
 }
 
 type CompleteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Identity      *Identity              `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Identity *Identity              `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	// The IdP's tokens from the code exchange, all optional: the host keeps
+	// them sealed with the session the sign-in opens.
+	AccessToken string `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// access_token_expiry is Unix seconds; 0 means unknown.
+	AccessTokenExpiry int64  `protobuf:"varint,3,opt,name=access_token_expiry,json=accessTokenExpiry,proto3" json:"access_token_expiry,omitempty"`
+	RefreshToken      string `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CompleteResponse) Reset() {
@@ -934,6 +940,27 @@ func (x *CompleteResponse) GetIdentity() *Identity {
 		return x.Identity
 	}
 	return nil
+}
+
+func (x *CompleteResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *CompleteResponse) GetAccessTokenExpiry() int64 {
+	if x != nil {
+		return x.AccessTokenExpiry
+	}
+	return 0
+}
+
+func (x *CompleteResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
 }
 
 type EnrollRequest struct {
@@ -1757,9 +1784,12 @@ const file_verifier_proto_rawDesc = "" +
 	"\x0fCompleteRequest\x125\n" +
 	"\x05query\x18\x01 \x03(\v2\x1f.handoff.verifier.v1.QueryValueR\x05query\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\x12!\n" +
-	"\fcallback_url\x18\x03 \x01(\tR\vcallbackUrl\"M\n" +
+	"\fcallback_url\x18\x03 \x01(\tR\vcallbackUrl\"\xc5\x01\n" +
 	"\x10CompleteResponse\x129\n" +
-	"\bidentity\x18\x01 \x01(\v2\x1d.handoff.verifier.v1.IdentityR\bidentity\"B\n" +
+	"\bidentity\x18\x01 \x01(\v2\x1d.handoff.verifier.v1.IdentityR\bidentity\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12.\n" +
+	"\x13access_token_expiry\x18\x03 \x01(\x03R\x11accessTokenExpiry\x12#\n" +
+	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\"B\n" +
 	"\rEnrollRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\">\n" +
