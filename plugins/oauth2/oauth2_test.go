@@ -323,6 +323,10 @@ func TestGitHub(t *testing.T) {
 			if id.Subject != "583231" || id.Name != "octocat" || id.Email != "victim@example.com" || id.EmailVerified {
 				t.Fatalf("identity %+v", id)
 			}
+			// GitHub's token answer has no expiry and no refresh token.
+			if id.AccessToken != f.token || id.RefreshToken != "" || !id.AccessTokenExpiry.IsZero() {
+				t.Fatalf("provider tokens: access %t, refresh %t, expiry %v", id.AccessToken == f.token, id.RefreshToken != "", id.AccessTokenExpiry)
+			}
 			if id.Claims["login"] != "octocat" || id.Claims["plan"] != nil {
 				t.Errorf("claims %v", id.Claims)
 			}
@@ -437,6 +441,11 @@ func TestDiscord(t *testing.T) {
 			id, err := c.Complete(ctxT(t), sdk.CompleteRequest{Query: q, State: st})
 			if err != nil || id.Subject != "80351110224678912" || id.Name != "nelly" || id.Email != "nelly@discord.example" || id.EmailVerified {
 				t.Fatalf("unverified: %+v %v", id, err)
+			}
+			// The IdP's tokens travel to the host (over gRPC too), for the
+			// session's providerAccessToken and the rest.
+			if left := time.Until(id.AccessTokenExpiry); id.AccessToken != f.token || id.RefreshToken != "r-"+f.style || left < 604800*time.Second-time.Minute || left > 604800*time.Second {
+				t.Fatalf("provider tokens: access %t, refresh %t, expiry in %v", id.AccessToken == f.token, id.RefreshToken == "r-"+f.style, left)
 			}
 			f.user["verified"], f.user["global_name"] = true, "Nelly"
 			id, err = signIn(t, c)
