@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
+	"time"
 
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
@@ -47,5 +50,37 @@ func (d *Daemon) openBrowserSession(w http.ResponseWriter, r *http.Request, c *c
 		}
 	}
 	d.sessionCookies(w, r, c, cred, s.Expire)
+	return nil
+}
+
+// updateSession is Appwrite's account.updateSession: it refreshes the
+// IdP's access token of the caller's session through the provider that
+// opened it, when the session has a refresh token and the provider's
+// plugin can refresh (sdk.Refresher), and answers the session. Other
+// sessions are answered as they are, as Appwrite answers sessions of
+// providers without OAuth2. The session's own expiry is left as it is.
+func (d *Daemon) updateSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := d.limit(w, r, "update_session:"+c.user.ID, 10, time.Hour); err != nil {
+		return err
+	}
+	s, err := d.core.SessionByID(r.Context(), c.user.ID, sessionParam(r, c))
+	if err != nil {
+		return err
+	}
+	pt := d.providerTokens(r.Context(), s)
+	p := d.providerSet().byName[s.Provider]
+	if pt.RefreshToken != "" && p != nil && slices.Contains(p.plugin.Info().Capabilities, sdk.CapRefresher) {
+		start := time.Now()
+		res, err := p.plugin.Refresh(r.Context(), sdk.RefreshRequest{RefreshToken: pt.RefreshToken})
+		d.metrics.call(p.cfg.Name, "refresh", start, err)
+		if err != nil {
+			return err
+		}
+		pt = tokenstore.ProviderTokens{AccessToken: res.AccessToken, AccessTokenExpiry: res.AccessTokenExpiry, RefreshToken: cmp.Or(res.RefreshToken, pt.RefreshToken)}
+		if s, err = d.core.SetProviderTokens(r.Context(), c.user.ID, s.ID, pt); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, newSessionModel(s, s.ID == c.session.ID, "", pt))
 	return nil
 }

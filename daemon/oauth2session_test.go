@@ -86,6 +86,7 @@ func TestOAuth2SessionFlow(t *testing.T) {
 		t.Fatalf("GET /v1/account with the cookies: %d", acct.StatusCode)
 	}
 	wantProviderSession(t, s, b, "session-subject")
+	wantRefresh(t, s, b)
 	// A state is good for one callback.
 	wantError(t, s.do(req{method: "GET", path: callback}), 400, "user_oauth2_bad_request")
 
@@ -226,5 +227,53 @@ func wantProviderSession(t *testing.T, s *testServer, b interface {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// wantRefresh is Appwrite's updateSession on the browser b's session: the
+// plugin trades the refresh token for a new access token, which the model
+// shows and the store keeps (sealed); the refresh token the IdP did not
+// replace stays. A session without IdP tokens is answered as it is, and
+// another user's session is not found.
+func wantRefresh(t *testing.T, s *testServer, b interface {
+	Do(*http.Request) (*http.Response, error)
+}) {
+	t.Helper()
+	patch := func(path string) (int, map[string]any) {
+		t.Helper()
+		rq, _ := http.NewRequest("PATCH", s.URL+path, nil)
+		rq.Header.Set("X-Appwrite-Project", "default")
+		res, err := b.Do(rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return res.StatusCode, m
+	}
+	status, m := patch("/v1/account/sessions/current")
+	if status != 200 || m["providerAccessToken"] != "refreshed-"+idpAccessToken || m["providerRefreshToken"] != "refresh-"+idpAccessToken ||
+		m["providerAccessTokenExpiry"] != "2031-01-02T03:04:05.000+00:00" || m["current"] != true {
+		t.Fatalf("updateSession: %d %v", status, m)
+	}
+	rq, _ := http.NewRequest("GET", s.URL+"/v1/account/sessions/current", nil)
+	res, err := b.Do(rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&again)
+	res.Body.Close()
+	if again["providerAccessToken"] != "refreshed-"+idpAccessToken {
+		t.Fatalf("the refreshed token was not kept: %v", again["providerAccessToken"])
+	}
+	if status, m := patch("/v1/account/sessions/no-such-session"); status != 404 || m["type"] != "user_session_not_found" {
+		t.Fatalf("updateSession of an unknown session: %d %v", status, m)
+	}
+	// A server-made session has no IdP tokens: answered as it is.
+	other := s.do(req{method: "POST", path: "/v1/users/" + again["userId"].(string) + "/sessions", key: true}).json(t)
+	if status, m := patch("/v1/account/sessions/" + other["$id"].(string)); status != 200 || m["providerAccessToken"] != "" || m["provider"] != "server" {
+		t.Fatalf("updateSession of a session without IdP tokens: %d %v", status, m)
 	}
 }

@@ -1,6 +1,9 @@
 package tokenstore
 
-import "encoding/json"
+import (
+	"context"
+	"encoding/json"
+)
 
 // providerTokensPlace names the sealed provider tokens of a record in
 // bucket, for the associated data: tokens sealed for one token or session
@@ -51,4 +54,25 @@ func (c *Core) resealProviderTokens(t Token, sessionID string) []byte {
 // key, or moved from another session) give ErrSealed or ErrSealBroken.
 func (c *Core) ProviderTokens(s Session) (ProviderTokens, error) {
 	return c.openProviderTokens(bucketSessions, s.ID, s.ProviderTokens)
+}
+
+// SetProviderTokens replaces the IdP's tokens of the user's live session
+// (after a refresh) and returns the session as stored. An unknown,
+// expired or other user's session gives ErrSessionNotFound.
+func (c *Core) SetProviderTokens(ctx context.Context, userID, sessionID string, pt ProviderTokens) (Session, error) {
+	var s Session
+	now := c.now()
+	err := c.store.Update(ctx, func(tx Tx) (err error) {
+		s, err = getSession(tx, sessionID)
+		if err == nil && (s.UserID != userID || now.After(s.Expire)) {
+			return ErrSessionNotFound
+		}
+		if err != nil {
+			return err
+		}
+		s.UpdatedAt = now
+		s.ProviderTokens = c.sealProviderTokens(bucketSessions, s.ID, pt)
+		return tx.Put(bucketSessions, []byte(s.ID), mustJSON(s), s.Expire)
+	})
+	return s, err
 }

@@ -573,3 +573,22 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// Refresh trades a refresh token at the token endpoint (RFC 6749 6), for
+// Appwrite's updateSession. A refusal is classified as a failed code
+// exchange is.
+func (v *Verifier) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	if req.RefreshToken == "" {
+		return sdk.RefreshResult{}, fmt.Errorf("refresh: no refresh token: %w", sdk.ErrInvalidRequest)
+	}
+	cfg, secret, client, err := v.configured()
+	if err != nil {
+		return sdk.RefreshResult{}, err
+	}
+	xctx := context.WithValue(ctx, xoauth2.HTTPClient, client)
+	t, err := oauthConfig(cfg, secret, "", nil).TokenSource(xctx, &xoauth2.Token{RefreshToken: req.RefreshToken}).Token()
+	if err != nil {
+		return sdk.RefreshResult{}, v.exchangeError(ctx, cfg, err)
+	}
+	return sdk.RefreshResult{AccessToken: t.AccessToken, AccessTokenExpiry: t.Expiry, RefreshToken: t.RefreshToken}, nil
+}

@@ -817,3 +817,22 @@ func quoteList(ss []string) string {
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }
+
+// Refresh trades a refresh token at the token endpoint (RFC 6749 6), for
+// Appwrite's updateSession. A refusal is classified as a failed code
+// exchange is.
+func (v *Verifier) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	if req.RefreshToken == "" {
+		return sdk.RefreshResult{}, fmt.Errorf("refresh: no refresh token: %w", sdk.ErrInvalidRequest)
+	}
+	p, err := v.ready(ctx)
+	if err != nil {
+		return sdk.RefreshResult{}, err
+	}
+	xctx := context.WithValue(ctx, oauth2.HTTPClient, v.client)
+	t, err := v.oauthConfig(p, "", nil).TokenSource(xctx, &oauth2.Token{RefreshToken: req.RefreshToken}).Token()
+	if err != nil {
+		return sdk.RefreshResult{}, v.exchangeError(ctx, err)
+	}
+	return sdk.RefreshResult{AccessToken: t.AccessToken, AccessTokenExpiry: t.Expiry, RefreshToken: t.RefreshToken}, nil
+}

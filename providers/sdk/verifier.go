@@ -23,6 +23,7 @@ const (
 	CapRedirector = "redirector"
 	CapEnroller   = "enroller"
 	CapGuard      = "guard"
+	CapRefresher  = "refresher"
 )
 
 // Factory makes a fresh, unconfigured Verifier. The same factory serves a
@@ -178,5 +179,28 @@ func capabilities(v Verifier) []string {
 	if _, ok := v.(Guard); ok {
 		caps = append(caps, CapGuard)
 	}
+	if _, ok := v.(Refresher); ok {
+		caps = append(caps, CapRefresher)
+	}
 	return caps
+}
+
+// Refresher is a Redirector that can renew the IdP's access token of a
+// session with the refresh token its sign-in reported (Appwrite's
+// updateSession).
+type Refresher interface {
+	Refresh(ctx context.Context, req RefreshRequest) (RefreshResult, error)
+}
+
+// RefreshRequest carries the refresh token to trade.
+type RefreshRequest struct {
+	RefreshToken string
+}
+
+// RefreshResult are the IdP's new tokens. An empty RefreshToken keeps
+// the one that was traded.
+type RefreshResult struct {
+	AccessToken       string
+	AccessTokenExpiry time.Time
+	RefreshToken      string
 }

@@ -622,6 +622,15 @@ func testExchangeProviderTokens(t *testing.T, s *suite) {
 	other.ProviderTokens = sess.ProviderTokens
 	_, err = e.core.ProviderTokens(other)
 	wantIs(t, "ProviderTokens moved to another session", err, tokenstore.ErrSealBroken)
+	// A refresh replaces them, sealed again for the same session.
+	fresh := tokenstore.ProviderTokens{AccessToken: "idp-access-token-PLAINTEXT-MARKER-2", RefreshToken: idpTokens.RefreshToken}
+	updated, err := e.core.SetProviderTokens(e.ctx, "u1", sess.ID, fresh)
+	must(t, "SetProviderTokens", err)
+	if got, err := e.core.ProviderTokens(updated); err != nil || got != fresh {
+		t.Fatalf("after SetProviderTokens: %+v, %v", got, err)
+	}
+	_, err = e.core.SetProviderTokens(e.ctx, "u2", sess.ID, fresh)
+	wantIs(t, "SetProviderTokens on another user's session", err, tokenstore.ErrSessionNotFound)
 	direct, _, err := e.core.CreateProviderSession(e.ctx, "u1", "oidc", "sub-9", idpTokens, tokenstore.Client{})
 	must(t, "CreateProviderSession", err)
 	if got, err := e.core.ProviderTokens(direct); err != nil || got != idpTokens || direct.ProviderUID != "sub-9" {

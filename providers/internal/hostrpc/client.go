@@ -165,6 +165,19 @@ func (c *Client) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Ide
 	return id, nil
 }
 
+// Refresh trades an IdP refresh token for new tokens.
+func (c *Client) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	r, err := c.c.Refresh(ctx, &pb.RefreshRequest{RefreshToken: utf8Text(req.RefreshToken)})
+	if err != nil {
+		return sdk.RefreshResult{}, Decode(err)
+	}
+	res := sdk.RefreshResult{AccessToken: r.GetAccessToken(), RefreshToken: r.GetRefreshToken()}
+	if e := r.GetAccessTokenExpiry(); e > 0 {
+		res.AccessTokenExpiry = time.Unix(e, 0).UTC()
+	}
+	return res, nil
+}
+
 // Enroll registers a credential.
 func (c *Client) Enroll(ctx context.Context, req sdk.EnrollRequest) (sdk.EnrollResult, error) {
 	r, err := c.c.Enroll(ctx, &pb.EnrollRequest{UserId: utf8Text(req.UserID), Payload: req.Payload})
