@@ -71,7 +71,7 @@ type Mini struct {
 	claims   map[string]any
 	codes    map[string]miniCode
 	refresh  map[string]bool // the refresh tokens it issued
-	signedIn bool // Apple's user field went out already
+	signedIn bool            // Apple's user field went out already
 	secrets  []string
 }
 
