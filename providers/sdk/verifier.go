@@ -33,7 +33,7 @@ type Factory func() Verifier
 
 // Verifier proves who someone is from a payload the client sends. It is the
 // one interface every plugin implements; optional abilities are the small
-// interfaces Redirector, Enroller and Guard, found by type assertion.
+// interfaces Redirector, Refresher, Enroller and Guard, found by type assertion.
 //
 // A Verifier must be safe for concurrent use once configured: the host
 // calls Verify from many requests at once.
@@ -88,7 +88,7 @@ type Info struct {
 	// secret back in the HTTP response. A captcha proves nothing alone.
 	ProvesIdentity bool
 	// Capabilities is filled by the SDK from the optional interfaces the
-	// verifier implements (CapRedirector, CapEnroller, CapGuard); whatever
+	// verifier implements (CapRedirector, CapEnroller, CapGuard, CapRefresher); whatever
 	// Describe puts here is replaced.
 	Capabilities []string
 }
