@@ -58,7 +58,9 @@ func (d *Daemon) openBrowserSession(w http.ResponseWriter, r *http.Request, c *c
 // opened it, when the session has a refresh token and the provider's
 // plugin can refresh (sdk.Refresher), and answers the session. Other
 // sessions are answered as they are, as Appwrite answers sessions of
-// providers without OAuth2. The session's own expiry is left as it is.
+// providers without OAuth2. Every session's expiry is pushed out by the
+// session duration from now, as Appwrite does; the browser's cookies keep
+// the expiry they were set with.
 func (d *Daemon) updateSession(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := d.limit(w, r, "update_session:"+c.user.ID, 10, time.Hour); err != nil {
 		return err
@@ -68,6 +70,7 @@ func (d *Daemon) updateSession(w http.ResponseWriter, r *http.Request, c *caller
 		return err
 	}
 	pt := d.providerTokens(r.Context(), s)
+	var refreshed *tokenstore.ProviderTokens
 	p := d.providerSet().byName[s.Provider]
 	if pt.RefreshToken != "" && p != nil && slices.Contains(p.plugin.Info().Capabilities, sdk.CapRefresher) {
 		start := time.Now()
@@ -77,9 +80,10 @@ func (d *Daemon) updateSession(w http.ResponseWriter, r *http.Request, c *caller
 			return err
 		}
 		pt = tokenstore.ProviderTokens{AccessToken: res.AccessToken, AccessTokenExpiry: res.AccessTokenExpiry, RefreshToken: cmp.Or(res.RefreshToken, pt.RefreshToken)}
-		if s, err = d.core.SetProviderTokens(r.Context(), c.user.ID, s.ID, pt); err != nil {
-			return err
-		}
+		refreshed = &pt
+	}
+	if s, err = d.core.UpdateSession(r.Context(), c.user.ID, s.ID, refreshed); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, newSessionModel(s, s.ID == c.session.ID, "", pt))
 	return nil

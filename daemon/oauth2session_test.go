@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/handoffd/handoff/config"
 )
@@ -233,7 +234,7 @@ func wantProviderSession(t *testing.T, s *testServer, b interface {
 // wantRefresh is Appwrite's updateSession on the browser b's session: the
 // plugin trades the refresh token for a new access token, which the model
 // shows and the store keeps (sealed); the refresh token the IdP did not
-// replace stays. A session without IdP tokens is answered as it is, and
+// replace stays; the expiry is pushed out. A session without IdP tokens is answered as it is, and
 // another user's session is not found.
 func wantRefresh(t *testing.T, s *testServer, b interface {
 	Do(*http.Request) (*http.Response, error)
@@ -252,19 +253,29 @@ func wantRefresh(t *testing.T, s *testServer, b interface {
 		_ = json.NewDecoder(res.Body).Decode(&m)
 		return res.StatusCode, m
 	}
+	get := func() map[string]any {
+		t.Helper()
+		rq, _ := http.NewRequest("GET", s.URL+"/v1/account/sessions/current", nil)
+		res, err := b.Do(rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return m
+	}
+	before := get()
+	time.Sleep(2 * time.Millisecond) // the model's times have milliseconds
 	status, m := patch("/v1/account/sessions/current")
+	if e, _ := m["expire"].(string); e <= before["expire"].(string) {
+		t.Errorf("updateSession did not push the expiry out: %v, was %v", m["expire"], before["expire"])
+	}
 	if status != 200 || m["providerAccessToken"] != "refreshed-"+idpAccessToken || m["providerRefreshToken"] != "refresh-"+idpAccessToken ||
 		m["providerAccessTokenExpiry"] != "2031-01-02T03:04:05.000+00:00" || m["current"] != true {
 		t.Fatalf("updateSession: %d %v", status, m)
 	}
-	rq, _ := http.NewRequest("GET", s.URL+"/v1/account/sessions/current", nil)
-	res, err := b.Do(rq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var again map[string]any
-	_ = json.NewDecoder(res.Body).Decode(&again)
-	res.Body.Close()
+	again := get()
 	if again["providerAccessToken"] != "refreshed-"+idpAccessToken {
 		t.Fatalf("the refreshed token was not kept: %v", again["providerAccessToken"])
 	}

@@ -56,10 +56,12 @@ func (c *Core) ProviderTokens(s Session) (ProviderTokens, error) {
 	return c.openProviderTokens(bucketSessions, s.ID, s.ProviderTokens)
 }
 
-// SetProviderTokens replaces the IdP's tokens of the user's live session
-// (after a refresh) and returns the session as stored. An unknown,
-// expired or other user's session gives ErrSessionNotFound.
-func (c *Core) SetProviderTokens(ctx context.Context, userID, sessionID string, pt ProviderTokens) (Session, error) {
+// UpdateSession is Appwrite's updateSession on the user's live session:
+// it pushes the expiry out by the session duration from now and, when
+// refreshed is not nil, replaces the IdP's tokens with it (sealed again
+// for the session). It returns the session as stored. An unknown, expired
+// or other user's session gives ErrSessionNotFound.
+func (c *Core) UpdateSession(ctx context.Context, userID, sessionID string, refreshed *ProviderTokens) (Session, error) {
 	var s Session
 	now := c.now()
 	err := c.store.Update(ctx, func(tx Tx) (err error) {
@@ -70,9 +72,11 @@ func (c *Core) SetProviderTokens(ctx context.Context, userID, sessionID string, 
 		if err != nil {
 			return err
 		}
-		s.UpdatedAt = now
-		s.ProviderTokens = c.sealProviderTokens(bucketSessions, s.ID, pt)
-		return tx.Put(bucketSessions, []byte(s.ID), mustJSON(s), s.Expire)
+		s.UpdatedAt, s.Expire = now, now.Add(c.opts.SessionDuration)
+		if refreshed != nil {
+			s.ProviderTokens = c.sealProviderTokens(bucketSessions, s.ID, *refreshed)
+		}
+		return c.insertSession(tx, s) // the same keys, under the new expiry
 	})
 	return s, err
 }

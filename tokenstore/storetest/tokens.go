@@ -624,13 +624,17 @@ func testExchangeProviderTokens(t *testing.T, s *suite) {
 	wantIs(t, "ProviderTokens moved to another session", err, tokenstore.ErrSealBroken)
 	// A refresh replaces them, sealed again for the same session.
 	fresh := tokenstore.ProviderTokens{AccessToken: "idp-access-token-PLAINTEXT-MARKER-2", RefreshToken: idpTokens.RefreshToken}
-	updated, err := e.core.SetProviderTokens(e.ctx, "u1", sess.ID, fresh)
-	must(t, "SetProviderTokens", err)
-	if got, err := e.core.ProviderTokens(updated); err != nil || got != fresh {
-		t.Fatalf("after SetProviderTokens: %+v, %v", got, err)
+	e.clock.Advance(time.Hour)
+	updated, err := e.core.UpdateSession(e.ctx, "u1", sess.ID, &fresh)
+	must(t, "UpdateSession", err)
+	if got, err := e.core.ProviderTokens(updated); err != nil || got != fresh || !updated.Expire.Equal(sess.Expire.Add(time.Hour)) {
+		t.Fatalf("after UpdateSession: %+v, %v; expire %v, want %v", got, err, updated.Expire, sess.Expire.Add(time.Hour))
 	}
-	_, err = e.core.SetProviderTokens(e.ctx, "u2", sess.ID, fresh)
-	wantIs(t, "SetProviderTokens on another user's session", err, tokenstore.ErrSessionNotFound)
+	if again, err := e.core.UpdateSession(e.ctx, "u1", sess.ID, nil); err != nil || !bytes.Equal(again.ProviderTokens, updated.ProviderTokens) {
+		t.Fatalf("UpdateSession without tokens changed them: %v", err)
+	}
+	_, err = e.core.UpdateSession(e.ctx, "u2", sess.ID, &fresh)
+	wantIs(t, "UpdateSession on another user's session", err, tokenstore.ErrSessionNotFound)
 	direct, _, err := e.core.CreateProviderSession(e.ctx, "u1", "oidc", "sub-9", idpTokens, tokenstore.Client{})
 	must(t, "CreateProviderSession", err)
 	if got, err := e.core.ProviderTokens(direct); err != nil || got != idpTokens || direct.ProviderUID != "sub-9" {
