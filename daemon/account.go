@@ -54,7 +54,7 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	if c.key != nil {
 		shown = cred
 	}
-	writeJSON(w, http.StatusCreated, newSessionModel(s, true, shown))
+	writeJSON(w, http.StatusCreated, newSessionModel(s, true, shown, d.providerTokens(r.Context(), s)))
 	return nil
 }
 
@@ -114,7 +114,7 @@ func (d *Daemon) getSession(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, newSessionModel(s, s.ID == c.session.ID, ""))
+	writeJSON(w, http.StatusOK, newSessionModel(s, s.ID == c.session.ID, "", d.providerTokens(r.Context(), s)))
 	return nil
 }
 

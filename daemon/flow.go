@@ -618,7 +618,7 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 		return fail(err)
 	}
 	if ch == channelCookie {
-		if err := d.openBrowserSession(w, r, c, p, user); err != nil {
+		if err := d.openBrowserSession(w, r, c, p, user, id); err != nil {
 			return fail(err)
 		}
 		redirectBack(w, r, f.Success)
@@ -634,7 +634,8 @@ func (d *Daemon) completeOAuth2(w http.ResponseWriter, r *http.Request, c *calle
 	if expire == 0 && ch == channelLocation {
 		expire = tokenstore.MinTokenExpire
 	}
-	t, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{UserID: user.ID, Length: length, Expire: expire, Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent()})
+	t, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{UserID: user.ID, Length: length, Expire: expire, Provider: p.cfg.Name,
+		ProviderUID: id.Subject, ProviderTokens: idpTokens(id), IP: c.ip, UserAgent: r.UserAgent()})
 	if err != nil {
 		return fail(err)
 	}

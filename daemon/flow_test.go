@@ -293,7 +293,7 @@ func TestRedirectFlow(t *testing.T) {
 	if state == "" || !strings.HasSuffix(authURL.Query().Get("redirect_uri"), "/v1/account/sessions/oauth2/callback/idp/default") {
 		t.Fatalf("authorize URL %s", authURL)
 	}
-	callback := "/v1/account/sessions/oauth2/callback/idp/default?state=" + url.QueryEscape(state) + "&code=subject-42"
+	callback := "/v1/account/sessions/oauth2/callback/idp/default?state=" + url.QueryEscape(state) + "&code=subject-42&idp_token=" + idpAccessToken
 	res = get(callback)
 	loc, _ := url.Parse(res.Header.Get("Location"))
 	if res.StatusCode != 301 || loc.Path != "/auth/ok" || loc.Query().Get("keep") != "1" || len(loc.Query().Get("secret")) != 64 {
@@ -302,6 +302,12 @@ func TestRedirectFlow(t *testing.T) {
 	cred := s.exchangeFor(loc.Query().Get("userId"), loc.Query().Get("secret"))
 	if r := s.do(req{method: "GET", path: "/v1/account", headers: map[string]string{"X-Appwrite-Session": cred}}); r.status != 200 {
 		t.Fatalf("account: %d", r.status)
+	}
+	// The session the token opens carries the provider, the identity's
+	// subject and the IdP's tokens, which crossed the token (sealed).
+	sess := s.do(req{method: "GET", path: "/v1/account/sessions/current", headers: map[string]string{"X-Appwrite-Session": cred}}).json(t)
+	if sess["provider"] != "idp" || sess["providerUid"] != "subject-42" || sess["providerAccessToken"] != idpAccessToken || sess["providerRefreshToken"] != "refresh-"+idpAccessToken {
+		t.Fatalf("the exchanged session: provider %v uid %v, access token %t, refresh token %t", sess["provider"], sess["providerUid"], sess["providerAccessToken"] == idpAccessToken, sess["providerRefreshToken"] == "refresh-"+idpAccessToken)
 	}
 	// A state is good for one callback.
 	wantError(t, s.do(req{method: "GET", path: callback}), 400, "user_oauth2_bad_request")

@@ -44,6 +44,7 @@ func (d *Daemon) routes() http.Handler {
 	api("GET /v1/account/sessions", "account", d.listSessions)
 	api("GET /v1/account/sessions/{sessionId}", "account", d.getSession)
 	api("DELETE /v1/account/sessions/{sessionId}", "account", d.deleteSession)
+	api("PATCH /v1/account/sessions/{sessionId}", "account", d.updateSession)
 	api("DELETE /v1/account/sessions", "account", d.deleteSessions)
 	api("POST /v1/account/jwts", "account", d.createJWT)
 	api("POST /v1/account/jwt", "account", d.createJWT)

@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"context"
+	"log/slog"
+
 	"github.com/handoffd/handoff/tokenstore"
 )
 
@@ -110,32 +113,48 @@ type sessionModel struct {
 }
 
 // newSessionModel renders s; secret is the credential, shown only to API
-// key callers ("" otherwise).
-func newSessionModel(s tokenstore.Session, current bool, secret string) sessionModel {
+// key callers ("" otherwise); pt are the IdP's tokens s carries, opened
+// only for the session's owner and key holders, the only callers that
+// ever see a session, as in Appwrite.
+func newSessionModel(s tokenstore.Session, current bool, secret string, pt tokenstore.ProviderTokens) sessionModel {
 	factors := s.Factors
 	if factors == nil {
 		factors = []string{}
 	}
 	ua := parseUserAgent(s.UserAgent)
 	return sessionModel{
-		ID:            s.ID,
-		CreatedAt:     tokenstore.FormatTime(s.CreatedAt),
-		UpdatedAt:     tokenstore.FormatTime(s.UpdatedAt),
-		UserID:        s.UserID,
-		Expire:        tokenstore.FormatTime(s.Expire),
-		Provider:      s.Provider,
-		ProviderUID:   s.ProviderUID,
-		IP:            s.IP,
-		OSName:        ua.OS,
-		ClientType:    ua.ClientType,
-		ClientName:    ua.Client,
-		ClientVersion: ua.ClientVersion,
-		CountryCode:   "--",
-		CountryName:   "Unknown",
-		Current:       current,
-		Factors:       factors,
-		Secret:        secret,
+		ID:                        s.ID,
+		CreatedAt:                 tokenstore.FormatTime(s.CreatedAt),
+		UpdatedAt:                 tokenstore.FormatTime(s.UpdatedAt),
+		UserID:                    s.UserID,
+		Expire:                    tokenstore.FormatTime(s.Expire),
+		Provider:                  s.Provider,
+		ProviderUID:               s.ProviderUID,
+		ProviderAccessToken:       pt.AccessToken,
+		ProviderAccessTokenExpiry: tokenstore.FormatTime(pt.AccessTokenExpiry),
+		ProviderRefreshToken:      pt.RefreshToken,
+		IP:                        s.IP,
+		OSName:                    ua.OS,
+		ClientType:                ua.ClientType,
+		ClientName:                ua.Client,
+		ClientVersion:             ua.ClientVersion,
+		CountryCode:               "--",
+		CountryName:               "Unknown",
+		Current:                   current,
+		Factors:                   factors,
+		Secret:                    secret,
 	}
+}
+
+// providerTokens opens the IdP's tokens s carries. Tokens that do not
+// open (sealed under a key no longer in the key file) render as none, and
+// the reason, never a token, goes to the log.
+func (d *Daemon) providerTokens(ctx context.Context, s tokenstore.Session) tokenstore.ProviderTokens {
+	pt, err := d.core.ProviderTokens(s)
+	if err != nil {
+		d.logLimited(ctx, slog.LevelWarn, "a session's provider tokens do not open", "session", s.ID, "err", err.Error())
+	}
+	return pt
 }
 
 type sessionList struct {

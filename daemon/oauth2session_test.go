@@ -1,14 +1,17 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/handoffd/handoff/config"
 )
@@ -56,7 +59,7 @@ func TestOAuth2SessionFlow(t *testing.T) {
 	begin := "/v1/account/sessions/oauth2/idp?project=default&success=" + url.QueryEscape(success) + "&failure=" + url.QueryEscape(app.URL+"/auth/fail") + "&scopes%5B0%5D=email"
 	b := newBrowser()
 	state := beginState(t, get(b, begin))
-	callback := "/v1/account/sessions/oauth2/callback/idp/default?state=" + url.QueryEscape(state) + "&code=session-subject"
+	callback := "/v1/account/sessions/oauth2/callback/idp/default?state=" + url.QueryEscape(state) + "&code=session-subject&idp_token=" + idpAccessToken
 	res := get(b, callback)
 	if res.StatusCode != 301 || res.Header.Get("Location") != success {
 		t.Fatalf("callback: %d to %q, want 301 to the success URL as given (%s)", res.StatusCode, res.Header.Get("Location"), success)
@@ -83,6 +86,8 @@ func TestOAuth2SessionFlow(t *testing.T) {
 	if acct.StatusCode != 200 {
 		t.Fatalf("GET /v1/account with the cookies: %d", acct.StatusCode)
 	}
+	wantProviderSession(t, s, b, "session-subject")
+	wantRefresh(t, s, b)
 	// A state is good for one callback.
 	wantError(t, s.do(req{method: "GET", path: callback}), 400, "user_oauth2_bad_request")
 
@@ -171,5 +176,115 @@ func TestOAuth2SessionFlow(t *testing.T) {
 	}
 	if created != 2 || failed != 1 {
 		t.Fatalf("audit: %d session.created with the provider (want 2), %d oauth2.failed binding_cookie_missing (want 1)", created, failed)
+	}
+}
+
+// idpAccessToken is the IdP's access token the echo plugin reports.
+const idpAccessToken = "idp-access-token-in-the-clear-MARKER"
+
+// wantProviderSession checks the browser b's current session: it carries
+// the provider, the identity's subject uid and the IdP's tokens, for its
+// owner and for a key holder listing the user's sessions; the bolt file
+// holds neither token in plain text; and no log line does.
+func wantProviderSession(t *testing.T, s *testServer, b interface {
+	Get(string) (*http.Response, error)
+}, uid string) {
+	t.Helper()
+	res, err := b.Get(s.URL + "/v1/account/sessions/current")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess map[string]any
+	err = json.NewDecoder(res.Body).Decode(&sess)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("current session: %d %v", res.StatusCode, err)
+	}
+	want := map[string]any{"provider": "idp", "providerUid": uid, "providerAccessToken": idpAccessToken,
+		"providerRefreshToken": "refresh-" + idpAccessToken, "providerAccessTokenExpiry": "2030-01-02T03:04:05.000+00:00"}
+	for k, v := range want {
+		if sess[k] != v {
+			t.Errorf("the owner's session model: %s = %v, want %v", k, sess[k], v)
+		}
+	}
+	list := s.do(req{method: "GET", path: "/v1/users/" + sess["userId"].(string) + "/sessions", key: true}).json(t)
+	var found bool
+	for _, m := range list["sessions"].([]any) {
+		m := m.(map[string]any)
+		found = found || (m["$id"] == sess["$id"] && m["providerAccessToken"] == idpAccessToken && m["providerUid"] == uid)
+	}
+	if !found {
+		t.Errorf("the key holder's list lacks the session with its provider tokens: %v", list)
+	}
+	err = filepath.WalkDir(s.d.cfg.Data, func(path string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err == nil && bytes.Contains(raw, []byte(idpAccessToken)) {
+			t.Errorf("%s holds the IdP's access token in plain text", filepath.Base(path))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantRefresh is Appwrite's updateSession on the browser b's session: the
+// plugin trades the refresh token for a new access token, which the model
+// shows and the store keeps (sealed); the refresh token the IdP did not
+// replace stays; the expiry is pushed out. A session without IdP tokens is answered as it is, and
+// another user's session is not found.
+func wantRefresh(t *testing.T, s *testServer, b interface {
+	Do(*http.Request) (*http.Response, error)
+}) {
+	t.Helper()
+	patch := func(path string) (int, map[string]any) {
+		t.Helper()
+		rq, _ := http.NewRequest("PATCH", s.URL+path, nil)
+		rq.Header.Set("X-Appwrite-Project", "default")
+		res, err := b.Do(rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return res.StatusCode, m
+	}
+	get := func() map[string]any {
+		t.Helper()
+		rq, _ := http.NewRequest("GET", s.URL+"/v1/account/sessions/current", nil)
+		res, err := b.Do(rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return m
+	}
+	before := get()
+	time.Sleep(2 * time.Millisecond) // the model's times have milliseconds
+	status, m := patch("/v1/account/sessions/current")
+	if e, _ := m["expire"].(string); e <= before["expire"].(string) {
+		t.Errorf("updateSession did not push the expiry out: %v, was %v", m["expire"], before["expire"])
+	}
+	if status != 200 || m["providerAccessToken"] != "refreshed-"+idpAccessToken || m["providerRefreshToken"] != "refresh-"+idpAccessToken ||
+		m["providerAccessTokenExpiry"] != "2031-01-02T03:04:05.000+00:00" || m["current"] != true {
+		t.Fatalf("updateSession: %d %v", status, m)
+	}
+	again := get()
+	if again["providerAccessToken"] != "refreshed-"+idpAccessToken {
+		t.Fatalf("the refreshed token was not kept: %v", again["providerAccessToken"])
+	}
+	if status, m := patch("/v1/account/sessions/no-such-session"); status != 404 || m["type"] != "user_session_not_found" {
+		t.Fatalf("updateSession of an unknown session: %d %v", status, m)
+	}
+	// A server-made session has no IdP tokens: answered as it is.
+	other := s.do(req{method: "POST", path: "/v1/users/" + again["userId"].(string) + "/sessions", key: true}).json(t)
+	if status, m := patch("/v1/account/sessions/" + other["$id"].(string)); status != 200 || m["providerAccessToken"] != "" || m["provider"] != "server" {
+		t.Fatalf("updateSession of a session without IdP tokens: %d %v", status, m)
 	}
 }

@@ -164,7 +164,7 @@ func (d *Daemon) createUserSession(w http.ResponseWriter, r *http.Request, c *ca
 		return err
 	}
 	d.record(d.originOf(r, c), Event{Event: string(evSessionCreated), UserID: id, Provider: s.Provider, SessionID: s.ID})
-	writeJSON(w, http.StatusCreated, newSessionModel(s, false, cred))
+	writeJSON(w, http.StatusCreated, newSessionModel(s, false, cred, d.providerTokens(r.Context(), s)))
 	return nil
 }
 
@@ -228,7 +228,7 @@ func (d *Daemon) writeSessions(w http.ResponseWriter, r *http.Request, userID, c
 	}
 	out := sessionList{Total: len(ss), Sessions: make([]sessionModel, 0, len(ss))}
 	for _, s := range ss {
-		out.Sessions = append(out.Sessions, newSessionModel(s, s.ID == current, ""))
+		out.Sessions = append(out.Sessions, newSessionModel(s, s.ID == current, "", d.providerTokens(r.Context(), s)))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

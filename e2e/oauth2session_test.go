@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -96,13 +97,22 @@ providers:
 	if aresp.StatusCode != http.StatusOK || account["email"] != alice.Email || account["name"] != "Alice Liddell" {
 		t.Fatalf("account: %d %v, want the IdP's person", aresp.StatusCode, account)
 	}
-	sresp, _, err := send(br, "GET", d.URL+"/v1/account/sessions/current", map[string]string{"X-Appwrite-Response-Format": "2.3.0"}, nil)
+	sresp, session, err := send(br, "GET", d.URL+"/v1/account/sessions/current", map[string]string{"X-Appwrite-Response-Format": "2.3.0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sresp.StatusCode != http.StatusOK || sresp.Header.Get("X-Appwrite-Warning") != "" {
 		t.Fatalf("current session with the web SDK's response format: %d, warning %q", sresp.StatusCode, sresp.Header.Get("X-Appwrite-Warning"))
 	}
+	// Appwrite's session model carries the provider, the identity's
+	// subject and the IdP's tokens, for the session's owner.
+	access, _ := session["providerAccessToken"].(string)
+	if session["provider"] != "auth0" || session["providerUid"] != alice.ID || access == "" || session["providerAccessTokenExpiry"] == "" {
+		t.Fatalf("session provider %v uid %v (want auth0 %s), access token %t, expiry %v", session["provider"], session["providerUid"], alice.ID, access != "", session["providerAccessTokenExpiry"])
+	}
+	leaks = append(leaks, access)
+	// The store holds the IdP's access token only sealed.
+	wantNotInFiles(t, d.Data, access)
 
 	// Signing out clears the cookies; the browser is a guest again.
 	out, _ := oidcDo(t, br, "DELETE", d.URL+"/v1/account/sessions/current", "", nil)
@@ -118,5 +128,26 @@ providers:
 		if s != "" && strings.Contains(logs, s) {
 			t.Fatalf("a cookie, secret or password reached the daemon's log: %.12s…", s)
 		}
+	}
+}
+
+// wantNotInFiles fails if any file under dir holds secret in plain text.
+func wantNotInFiles(t *testing.T, dir, secret string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("%s holds the IdP's access token in plain text", filepath.Base(path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,7 +33,7 @@ func TestBuiltinReexec(t *testing.T) {
 		t.Fatalf("identity = %+v", id)
 	}
 	st := h.Status()[0]
-	if st.Health != HealthUp || st.PID == 0 || st.PID == os.Getpid() || len(st.Capabilities) != 3 || !st.ProvesIdentity {
+	if st.Health != HealthUp || st.PID == 0 || st.PID == os.Getpid() || len(st.Capabilities) != 4 || !st.ProvesIdentity {
 		t.Fatalf("status = %+v", st)
 	}
 	if info := p.Info(); info.Name != "echo" || info.Version != "1.0.0" || len(info.Flows) != 2 {

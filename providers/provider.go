@@ -540,6 +540,16 @@ func (p *Provider) Complete(ctx context.Context, req sdk.CompleteRequest) (id sd
 	return id, err
 }
 
+// Refresh trades an IdP refresh token for new tokens.
+func (p *Provider) Refresh(ctx context.Context, req sdk.RefreshRequest) (res sdk.RefreshResult, err error) {
+	err = p.call(ctx, sdk.CapRefresher, "", func(ctx context.Context, c *hostrpc.Client) error {
+		res, err = c.Refresh(ctx, req)
+		return err
+	})
+	p.noteCall("refresh", err)
+	return res, err
+}
+
 // Enroll registers a credential for a user.
 func (p *Provider) Enroll(ctx context.Context, req sdk.EnrollRequest) (res sdk.EnrollResult, err error) {
 	err = p.call(ctx, sdk.CapEnroller, "", func(ctx context.Context, c *hostrpc.Client) error {

@@ -37,8 +37,14 @@ type Token struct {
 	CreatedAt time.Time `json:"createdAt"`
 	Expire    time.Time `json:"expire"`
 	Provider  string    `json:"provider,omitempty"` // the verifier that minted it, if any
-	IP        string    `json:"ip,omitempty"`
-	UserAgent string    `json:"userAgent,omitempty"`
+	// ProviderUID is the subject of the identity the provider signed in,
+	// which the session the token opens carries.
+	ProviderUID string `json:"providerUid,omitempty"`
+	// ProviderTokens are the IdP's tokens (ProviderTokens as JSON), sealed
+	// for this token's id; the exchange seals them again for the session.
+	ProviderTokens []byte `json:"providerTokens,omitempty"`
+	IP             string `json:"ip,omitempty"`
+	UserAgent      string `json:"userAgent,omitempty"`
 	// Attempts counts the wrong guesses made at the user's secrets while
 	// this token was live; at MaxAttempts it burns.
 	Attempts int `json:"attempts,omitempty"`
@@ -47,12 +53,30 @@ type Token struct {
 // MintRequest says what token to mint. Zero Length and Expire take the
 // core's defaults.
 type MintRequest struct {
-	UserID    string
-	Length    int
-	Expire    time.Duration
-	Provider  string
-	IP        string
-	UserAgent string
+	UserID   string
+	Length   int
+	Expire   time.Duration
+	Provider string
+	// ProviderUID and ProviderTokens are what a sign-in through Provider
+	// leaves on the session the token opens.
+	ProviderUID    string
+	ProviderTokens ProviderTokens
+	IP             string
+	UserAgent      string
+}
+
+// ProviderTokens are the tokens an IdP issued at a sign-in, kept with the
+// session it opened. They are stored only sealed: a core without a Sealer
+// drops them.
+type ProviderTokens struct {
+	AccessToken       string    `json:"accessToken,omitempty"`
+	AccessTokenExpiry time.Time `json:"accessTokenExpiry,omitzero"`
+	RefreshToken      string    `json:"refreshToken,omitempty"`
+}
+
+// IsZero reports whether there is no token.
+func (t ProviderTokens) IsZero() bool {
+	return t.AccessToken == "" && t.RefreshToken == ""
 }
 
 // Session is a logged-in device, as stored (without the secret).
@@ -65,9 +89,12 @@ type Session struct {
 	Expire      time.Time `json:"expire"`
 	Provider    string    `json:"provider"`
 	ProviderUID string    `json:"providerUid,omitempty"`
-	Factors     []string  `json:"factors"`
-	IP          string    `json:"ip,omitempty"`
-	UserAgent   string    `json:"userAgent,omitempty"`
+	// ProviderTokens are the IdP's tokens, sealed for the session's id;
+	// Core.ProviderTokens opens them.
+	ProviderTokens []byte   `json:"providerTokens,omitempty"`
+	Factors        []string `json:"factors"`
+	IP             string   `json:"ip,omitempty"`
+	UserAgent      string   `json:"userAgent,omitempty"`
 }
 
 // Client describes who is asking, for the records a session or token keeps.

@@ -76,10 +76,18 @@ func (c *Core) insertSession(tx Tx, s Session) error {
 // CreateSession opens a session for a user without a token (Appwrite's
 // users.createSession, and verifiers that log in directly).
 func (c *Core) CreateSession(ctx context.Context, userID, provider string, cl Client) (Session, string, error) {
+	return c.CreateProviderSession(ctx, userID, provider, "", ProviderTokens{}, cl)
+}
+
+// CreateProviderSession is CreateSession for a sign-in through provider:
+// the session also carries the identity's subject (uid) and the IdP's
+// tokens, sealed for the session's id.
+func (c *Core) CreateProviderSession(ctx context.Context, userID, provider, uid string, pt ProviderTokens, cl Client) (Session, string, error) {
 	secret := randomHex(sessionSecretLength)
 	now := c.now()
 	s := Session{ID: NewID(), UserID: userID, Hash: sha256Sum(secret), CreatedAt: now, UpdatedAt: now,
-		Expire: now.Add(c.opts.SessionDuration), Provider: provider, Factors: []string{provider}, IP: cl.IP, UserAgent: cl.UserAgent}
+		Expire: now.Add(c.opts.SessionDuration), Provider: provider, ProviderUID: uid, Factors: []string{provider}, IP: cl.IP, UserAgent: cl.UserAgent}
+	s.ProviderTokens = c.sealProviderTokens(bucketSessions, s.ID, pt)
 	err := c.store.Update(ctx, func(tx Tx) error {
 		if _, err := getUser(tx, userID); err != nil {
 			return err

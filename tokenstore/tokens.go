@@ -39,15 +39,17 @@ func (c *Core) Mint(ctx context.Context, r MintRequest) (Token, string, error) {
 	secret := randomHex(r.Length)
 	now := c.now()
 	t := Token{
-		ID:        NewID(),
-		UserID:    r.UserID,
-		Hash:      c.tokenMAC(secret),
-		CreatedAt: now,
-		Expire:    now.Add(r.Expire),
-		Provider:  r.Provider,
-		IP:        r.IP,
-		UserAgent: r.UserAgent,
+		ID:          NewID(),
+		UserID:      r.UserID,
+		Hash:        c.tokenMAC(secret),
+		CreatedAt:   now,
+		Expire:      now.Add(r.Expire),
+		Provider:    r.Provider,
+		ProviderUID: r.ProviderUID,
+		IP:          r.IP,
+		UserAgent:   r.UserAgent,
 	}
+	t.ProviderTokens = c.sealProviderTokens(bucketTokens, t.ID, r.ProviderTokens)
 	raw := mustJSON(t)
 	err := c.store.Update(ctx, func(tx Tx) error {
 		if _, err := tx.Get(bucketUsers, []byte(r.UserID)); err != nil {
@@ -126,8 +128,10 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 			if hmac.Equal(t.Hash, mac) && !now.After(t.Expire) && t.Attempts < c.opts.MaxAttempts {
 				if t.Provider != "" {
 					s.Provider = t.Provider
+					s.ProviderUID = t.ProviderUID
 					s.Factors = []string{t.Provider}
 				}
+				s.ProviderTokens = c.resealProviderTokens(t, s.ID)
 				ok = true
 				return c.insertSession(tx, s)
 			}

@@ -223,7 +223,14 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	if err != nil {
 		return sdk.Identity{}, v.exchangeError(ctx, cfg, err)
 	}
-	return v.identity(ctx, cfg, client, token.AccessToken)
+	id, err := v.identity(ctx, cfg, client, token.AccessToken)
+	if err != nil {
+		return id, err
+	}
+	// The IdP's tokens go to the session the sign-in opens (Appwrite's
+	// providerAccessToken and the rest).
+	id.AccessToken, id.AccessTokenExpiry, id.RefreshToken = token.AccessToken, token.Expiry, token.RefreshToken
+	return id, nil
 }
 
 // clientRefused reports whether a token endpoint error refuses handoff's
@@ -565,4 +572,23 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// Refresh trades a refresh token at the token endpoint (RFC 6749 6), for
+// Appwrite's updateSession. A refusal is classified as a failed code
+// exchange is.
+func (v *Verifier) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	if req.RefreshToken == "" {
+		return sdk.RefreshResult{}, fmt.Errorf("refresh: no refresh token: %w", sdk.ErrInvalidRequest)
+	}
+	cfg, secret, client, err := v.configured()
+	if err != nil {
+		return sdk.RefreshResult{}, err
+	}
+	xctx := context.WithValue(ctx, xoauth2.HTTPClient, client)
+	t, err := oauthConfig(cfg, secret, "", nil).TokenSource(xctx, &xoauth2.Token{RefreshToken: req.RefreshToken}).Token()
+	if err != nil {
+		return sdk.RefreshResult{}, v.exchangeError(ctx, cfg, err)
+	}
+	return sdk.RefreshResult{AccessToken: t.AccessToken, AccessTokenExpiry: t.Expiry, RefreshToken: t.RefreshToken}, nil
 }

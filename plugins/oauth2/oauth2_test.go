@@ -134,6 +134,15 @@ func (f *fakeIdP) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		f.refuse(w, r, map[bool]string{true: "incorrect_client_credentials", false: "invalid_client"}[f.style == "github"])
 		return
 	}
+	if r.PostForm.Get("grant_type") == "refresh_token" {
+		if r.PostForm.Get("refresh_token") != "r-"+f.style {
+			f.refuse(w, r, "invalid_grant")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "refreshed-" + f.token, "token_type": "Bearer", "expires_in": 3600})
+		return
+	}
 	g, ok := f.codes[r.PostForm.Get("code")]
 	delete(f.codes, r.PostForm.Get("code"))
 	switch {
@@ -323,6 +332,10 @@ func TestGitHub(t *testing.T) {
 			if id.Subject != "583231" || id.Name != "octocat" || id.Email != "victim@example.com" || id.EmailVerified {
 				t.Fatalf("identity %+v", id)
 			}
+			// GitHub's token answer has no expiry and no refresh token.
+			if id.AccessToken != f.token || id.RefreshToken != "" || !id.AccessTokenExpiry.IsZero() {
+				t.Fatalf("provider tokens: access %t, refresh %t, expiry %v", id.AccessToken == f.token, id.RefreshToken != "", id.AccessTokenExpiry)
+			}
 			if id.Claims["login"] != "octocat" || id.Claims["plan"] != nil {
 				t.Errorf("claims %v", id.Claims)
 			}
@@ -438,6 +451,20 @@ func TestDiscord(t *testing.T) {
 			if err != nil || id.Subject != "80351110224678912" || id.Name != "nelly" || id.Email != "nelly@discord.example" || id.EmailVerified {
 				t.Fatalf("unverified: %+v %v", id, err)
 			}
+			// The IdP's tokens travel to the host (over gRPC too), for the
+			// session's providerAccessToken and the rest.
+			if left := time.Until(id.AccessTokenExpiry); id.AccessToken != f.token || id.RefreshToken != "r-"+f.style || left < 604800*time.Second-time.Minute || left > 604800*time.Second {
+				t.Fatalf("provider tokens: access %t, refresh %t, expiry in %v", id.AccessToken == f.token, id.RefreshToken == "r-"+f.style, left)
+			}
+			// Refresh trades the refresh token for a new access token; the
+			// IdP keeping its refresh token, the old one stays. A wrong one
+			// is the user's: invalid credentials.
+			rr, err := c.Refresh(ctxT(t), sdk.RefreshRequest{RefreshToken: id.RefreshToken})
+			if err != nil || rr.AccessToken != "refreshed-"+f.token || rr.RefreshToken != id.RefreshToken || time.Until(rr.AccessTokenExpiry) > time.Hour {
+				t.Fatalf("Refresh: %t %t %v, %v", rr.AccessToken == "refreshed-"+f.token, rr.RefreshToken == id.RefreshToken, rr.AccessTokenExpiry, err)
+			}
+			_, err = c.Refresh(ctxT(t), sdk.RefreshRequest{RefreshToken: "r-stolen"})
+			wantErr(t, "Refresh with a wrong token", err, sdk.ErrInvalidCredentials)
 			f.user["verified"], f.user["global_name"] = true, "Nelly"
 			id, err = signIn(t, c)
 			if err != nil || !id.EmailVerified || id.Name != "Nelly" {

@@ -611,7 +611,18 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	if v.cfg.Preset == PresetApple {
 		appleName(q, claims)
 	}
-	return v.identity(claims)
+	id, err := v.identity(claims)
+	if err != nil {
+		return id, err
+	}
+	return withTokens(id, token), nil
+}
+
+// withTokens adds the IdP's tokens of the code exchange to id, for the
+// session the sign-in opens (Appwrite's providerAccessToken and the rest).
+func withTokens(id sdk.Identity, t *oauth2.Token) sdk.Identity {
+	id.AccessToken, id.AccessTokenExpiry, id.RefreshToken = t.AccessToken, t.Expiry, t.RefreshToken
+	return id
 }
 
 // exchangeError classifies a failed code exchange by the token
@@ -805,4 +816,23 @@ func quoteList(ss []string) string {
 		q[i] = fmt.Sprintf("%q", truncate(s, 100))
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// Refresh trades a refresh token at the token endpoint (RFC 6749 6), for
+// Appwrite's updateSession. A refusal is classified as a failed code
+// exchange is.
+func (v *Verifier) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	if req.RefreshToken == "" {
+		return sdk.RefreshResult{}, fmt.Errorf("refresh: no refresh token: %w", sdk.ErrInvalidRequest)
+	}
+	p, err := v.ready(ctx)
+	if err != nil {
+		return sdk.RefreshResult{}, err
+	}
+	xctx := context.WithValue(ctx, oauth2.HTTPClient, v.client)
+	t, err := v.oauthConfig(p, "", nil).TokenSource(xctx, &oauth2.Token{RefreshToken: req.RefreshToken}).Token()
+	if err != nil {
+		return sdk.RefreshResult{}, v.exchangeError(ctx, err)
+	}
+	return sdk.RefreshResult{AccessToken: t.AccessToken, AccessTokenExpiry: t.Expiry, RefreshToken: t.RefreshToken}, nil
 }

@@ -179,6 +179,11 @@ func TestRedirectFlow(t *testing.T) {
 			if id.Claims["iss"] != op.Issuer || id.Claims["nonce"] != nil || id.Claims["at_hash"] != nil {
 				t.Fatalf("claims %v", id.Claims)
 			}
+			// The OP's access token and its expiry travel to the host, for
+			// the session's providerAccessToken and providerAccessTokenExpiry.
+			if id.AccessToken == "" || time.Until(id.AccessTokenExpiry) <= 0 {
+				t.Fatalf("provider tokens: access %t, expiry %v", id.AccessToken != "", id.AccessTokenExpiry)
+			}
 
 			// The code is one-time: the OP refuses it the second time.
 			_, err = c.Complete(ctxT(t), sdk.CompleteRequest{Query: loc.Query(), State: res.State, CallbackURL: callbackURL})

@@ -174,6 +174,16 @@ func TestPresetsLoopback(t *testing.T) {
 			if id.Subject != "person-1" || id.Email != "p@example.com" || !id.EmailVerified || id.Claims["iss"] != m.Issuer {
 				t.Fatalf("identity %+v", id)
 			}
+			// updateSession's refresh at the preset's token endpoint; the
+			// IdP keeping its refresh token, the old one stays.
+			rr, err := c.Refresh(ctxT(t), sdk.RefreshRequest{RefreshToken: id.RefreshToken})
+			if err != nil || !strings.HasPrefix(rr.AccessToken, "refreshed-") || rr.RefreshToken != id.RefreshToken || rr.AccessTokenExpiry.IsZero() {
+				t.Fatalf("Refresh: %t %t %v, %v", strings.HasPrefix(rr.AccessToken, "refreshed-"), rr.RefreshToken == id.RefreshToken, rr.AccessTokenExpiry, err)
+			}
+			_, err = c.Refresh(ctxT(t), sdk.RefreshRequest{RefreshToken: "rt-not-issued"})
+			if !errors.Is(err, sdk.ErrInvalidCredentials) {
+				t.Fatalf("Refresh with a token not issued: %v, want invalid credentials", err)
+			}
 		})
 	}
 }

@@ -36,6 +36,7 @@ type Conn interface {
 	Begin(ctx context.Context, req sdk.BeginRequest) (sdk.BeginResult, error)
 	Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Identity, error)
 	Enroll(ctx context.Context, req sdk.EnrollRequest) (sdk.EnrollResult, error)
+	Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error)
 	// KV is the memory KV the verifier gets as its host KV.
 	KV() *KV
 }
@@ -73,6 +74,11 @@ func (c *Client) Begin(ctx context.Context, req sdk.BeginRequest) (sdk.BeginResu
 // Complete finishes a redirect flow.
 func (c *Client) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Identity, error) {
 	return c.rpc.Complete(ctx, req)
+}
+
+// Refresh trades an IdP refresh token for new tokens.
+func (c *Client) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	return c.rpc.Refresh(ctx, req)
 }
 
 // Enroll registers a credential.
@@ -294,6 +300,15 @@ func (d *direct) Complete(ctx context.Context, req sdk.CompleteRequest) (id sdk.
 		return id, wire.ErrUnsupported
 	}
 	return r.Complete(ctx, req)
+}
+
+func (d *direct) Refresh(ctx context.Context, req sdk.RefreshRequest) (res sdk.RefreshResult, err error) {
+	defer catch("Refresh", &err)
+	r, ok := d.v.(sdk.Refresher)
+	if !ok {
+		return res, wire.ErrUnsupported
+	}
+	return r.Refresh(ctx, req)
 }
 
 func (d *direct) Enroll(ctx context.Context, req sdk.EnrollRequest) (res sdk.EnrollResult, err error) {

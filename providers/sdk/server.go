@@ -182,7 +182,28 @@ func (s *server) Complete(ctx context.Context, req *pb.CompleteRequest) (resp *p
 	if err != nil {
 		return nil, err
 	}
-	return &pb.CompleteResponse{Identity: pid}, nil
+	out := &pb.CompleteResponse{Identity: pid, AccessToken: id.AccessToken, RefreshToken: id.RefreshToken}
+	if !id.AccessTokenExpiry.IsZero() {
+		out.AccessTokenExpiry = id.AccessTokenExpiry.Unix()
+	}
+	return out, nil
+}
+
+func (s *server) Refresh(ctx context.Context, req *pb.RefreshRequest) (resp *pb.RefreshResponse, err error) {
+	defer s.recover(ctx, "Refresh", &err)
+	rf, ok := s.v.(Refresher)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "the plugin is not a Refresher")
+	}
+	res, err := rf.Refresh(ctx, RefreshRequest{RefreshToken: req.GetRefreshToken()})
+	if err != nil {
+		return nil, encode(err)
+	}
+	out := &pb.RefreshResponse{AccessToken: res.AccessToken, RefreshToken: res.RefreshToken}
+	if !res.AccessTokenExpiry.IsZero() {
+		out.AccessTokenExpiry = res.AccessTokenExpiry.Unix()
+	}
+	return out, nil
 }
 
 func (s *server) Enroll(ctx context.Context, req *pb.EnrollRequest) (resp *pb.EnrollResponse, err error) {

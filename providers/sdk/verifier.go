@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"time"
 )
 
 // Flows a verifier can serve, reported in Info.Flows.
@@ -22,6 +23,7 @@ const (
 	CapRedirector = "redirector"
 	CapEnroller   = "enroller"
 	CapGuard      = "guard"
+	CapRefresher  = "refresher"
 )
 
 // Factory makes a fresh, unconfigured Verifier. The same factory serves a
@@ -31,7 +33,7 @@ type Factory func() Verifier
 
 // Verifier proves who someone is from a payload the client sends. It is the
 // one interface every plugin implements; optional abilities are the small
-// interfaces Redirector, Enroller and Guard, found by type assertion.
+// interfaces Redirector, Refresher, Enroller and Guard, found by type assertion.
 //
 // A Verifier must be safe for concurrent use once configured: the host
 // calls Verify from many requests at once.
@@ -86,7 +88,7 @@ type Info struct {
 	// secret back in the HTTP response. A captcha proves nothing alone.
 	ProvesIdentity bool
 	// Capabilities is filled by the SDK from the optional interfaces the
-	// verifier implements (CapRedirector, CapEnroller, CapGuard); whatever
+	// verifier implements (CapRedirector, CapEnroller, CapGuard, CapRefresher); whatever
 	// Describe puts here is replaced.
 	Capabilities []string
 }
@@ -117,6 +119,13 @@ type Identity struct {
 	Phone         string
 	Name          string
 	Claims        map[string]any
+	// AccessToken, AccessTokenExpiry (zero: unknown) and RefreshToken are
+	// the IdP's tokens, which only Complete reports, all optional. The
+	// host keeps them sealed with the session the sign-in opens, never
+	// logs them, and returns them in the session model to its owner.
+	AccessToken       string
+	AccessTokenExpiry time.Time
+	RefreshToken      string
 }
 
 // BeginRequest starts a redirect flow.
@@ -170,5 +179,28 @@ func capabilities(v Verifier) []string {
 	if _, ok := v.(Guard); ok {
 		caps = append(caps, CapGuard)
 	}
+	if _, ok := v.(Refresher); ok {
+		caps = append(caps, CapRefresher)
+	}
 	return caps
+}
+
+// Refresher is a Redirector that can renew the IdP's access token of a
+// session with the refresh token its sign-in reported (Appwrite's
+// updateSession).
+type Refresher interface {
+	Refresh(ctx context.Context, req RefreshRequest) (RefreshResult, error)
+}
+
+// RefreshRequest carries the refresh token to trade.
+type RefreshRequest struct {
+	RefreshToken string
+}
+
+// RefreshResult are the IdP's new tokens. An empty RefreshToken keeps
+// the one that was traded.
+type RefreshResult struct {
+	AccessToken       string
+	AccessTokenExpiry time.Time
+	RefreshToken      string
 }

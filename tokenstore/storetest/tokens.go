@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -39,6 +40,8 @@ var exchangeTests = []test{
 	{"MaxOutstanding", testMaxOutstanding},
 	{"MaxOutstandingOption", testMaxOutstandingOption},
 	{"Provider", testExchangeProvider},
+	{"ProviderTokensSealed", testExchangeProviderTokens},
+	{"ProviderTokensNeedSealer", testExchangeProviderTokensUnsealed},
 	{"ConfiguredPepper", testExchangePepper},
 }
 
@@ -582,6 +585,89 @@ func testExchangeProvider(t *testing.T, s *suite) {
 	must(t, "Exchange", err)
 	if sess.Provider != "oidc" || !sess.HasFactor("oidc") {
 		t.Fatalf("session provider %q factors %q, want oidc", sess.Provider, sess.Factors)
+	}
+}
+
+// idpTokens are an IdP's tokens, with markers a scan of the store finds.
+var idpTokens = tokenstore.ProviderTokens{
+	AccessToken:       "idp-access-token-PLAINTEXT-MARKER",
+	AccessTokenExpiry: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+	RefreshToken:      "idp-refresh-token-PLAINTEXT-MARKER",
+}
+
+// testExchangeProviderTokens: a token minted by a sign-in through a
+// provider opens a session carrying the identity's subject and the IdP's
+// tokens, which the store holds only sealed, for that session alone.
+func testExchangeProviderTokens(t *testing.T, s *suite) {
+	sealer, _ := NewSealer(t, 1)
+	e := s.env(t, tokenstore.Options{Sealer: sealer})
+	e.user("u1")
+	_, secret := e.mintReq(tokenstore.MintRequest{UserID: "u1", Provider: "oidc", ProviderUID: "sub-123", ProviderTokens: idpTokens})
+	wantNoPlainTokens(t, e)
+	sess, _, err := e.core.Exchange(e.ctx, "u1", secret, tokenstore.Client{})
+	must(t, "Exchange", err)
+	if sess.Provider != "oidc" || sess.ProviderUID != "sub-123" {
+		t.Fatalf("session provider %q uid %q, want oidc sub-123", sess.Provider, sess.ProviderUID)
+	}
+	wantNoPlainTokens(t, e)
+	stored, err := e.core.SessionByID(e.ctx, "u1", sess.ID)
+	must(t, "SessionByID", err)
+	got, err := e.core.ProviderTokens(stored)
+	must(t, "ProviderTokens", err)
+	if got != idpTokens {
+		t.Fatalf("ProviderTokens = %+v, want %+v", got, idpTokens)
+	}
+	// Sealed for this session: moved onto another, they do not open.
+	other, _ := e.session("u1")
+	other.ProviderTokens = sess.ProviderTokens
+	_, err = e.core.ProviderTokens(other)
+	wantIs(t, "ProviderTokens moved to another session", err, tokenstore.ErrSealBroken)
+	// A refresh replaces them, sealed again for the same session.
+	fresh := tokenstore.ProviderTokens{AccessToken: "idp-access-token-PLAINTEXT-MARKER-2", RefreshToken: idpTokens.RefreshToken}
+	e.clock.Advance(time.Hour)
+	updated, err := e.core.UpdateSession(e.ctx, "u1", sess.ID, &fresh)
+	must(t, "UpdateSession", err)
+	if got, err := e.core.ProviderTokens(updated); err != nil || got != fresh || !updated.Expire.Equal(sess.Expire.Add(time.Hour)) {
+		t.Fatalf("after UpdateSession: %+v, %v; expire %v, want %v", got, err, updated.Expire, sess.Expire.Add(time.Hour))
+	}
+	if again, err := e.core.UpdateSession(e.ctx, "u1", sess.ID, nil); err != nil || !bytes.Equal(again.ProviderTokens, updated.ProviderTokens) {
+		t.Fatalf("UpdateSession without tokens changed them: %v", err)
+	}
+	_, err = e.core.UpdateSession(e.ctx, "u2", sess.ID, &fresh)
+	wantIs(t, "UpdateSession on another user's session", err, tokenstore.ErrSessionNotFound)
+	direct, _, err := e.core.CreateProviderSession(e.ctx, "u1", "oidc", "sub-9", idpTokens, tokenstore.Client{})
+	must(t, "CreateProviderSession", err)
+	if got, err := e.core.ProviderTokens(direct); err != nil || got != idpTokens || direct.ProviderUID != "sub-9" {
+		t.Fatalf("CreateProviderSession: uid %q tokens %+v, %v", direct.ProviderUID, got, err)
+	}
+	wantNoPlainTokens(t, e)
+}
+
+// testExchangeProviderTokensUnsealed: a core without a Sealer keeps no
+// IdP token at all rather than one in plain text.
+func testExchangeProviderTokensUnsealed(t *testing.T, s *suite) {
+	e := s.env(t, tokenstore.Options{})
+	e.user("u1")
+	_, secret := e.mintReq(tokenstore.MintRequest{UserID: "u1", Provider: "oidc", ProviderUID: "sub-1", ProviderTokens: idpTokens})
+	sess, _, err := e.core.Exchange(e.ctx, "u1", secret, tokenstore.Client{})
+	must(t, "Exchange", err)
+	got, err := e.core.ProviderTokens(sess)
+	if err != nil || !got.IsZero() || sess.ProviderUID != "sub-1" {
+		t.Fatalf("without a Sealer: uid %q tokens %+v, %v; want sub-1 and none", sess.ProviderUID, got, err)
+	}
+	wantNoPlainTokens(t, e)
+}
+
+// wantNoPlainTokens fails if any stored value holds an IdP token in
+// plain text.
+func wantNoPlainTokens(t *testing.T, e *env) {
+	t.Helper()
+	for _, r := range e.dump() {
+		for _, tok := range []string{idpTokens.AccessToken, idpTokens.RefreshToken} {
+			if bytes.Contains(r.value, []byte(tok)) || bytes.Contains(r.key, []byte(tok)) {
+				t.Fatalf("bucket %s holds an IdP token in plain text", r.bucket)
+			}
+		}
 	}
 }
 

@@ -70,7 +70,8 @@ type Mini struct {
 	mu       sync.Mutex
 	claims   map[string]any
 	codes    map[string]miniCode
-	signedIn bool // Apple's user field went out already
+	refresh  map[string]bool // the refresh tokens it issued
+	signedIn bool            // Apple's user field went out already
 	secrets  []string
 }
 
@@ -82,7 +83,7 @@ type miniCode struct {
 // NewMini starts a Mini provider; it stops when the test ends.
 func NewMini(t testing.TB, opts MiniOptions) *Mini {
 	t.Helper()
-	m := &Mini{key: NewKey(t), opts: opts, codes: map[string]miniCode{}}
+	m := &Mini{key: NewKey(t), opts: opts, codes: map[string]miniCode{}, refresh: map[string]bool{}}
 	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
 	t.Cleanup(m.srv.Close)
 	m.Base = m.srv.URL
@@ -188,7 +189,8 @@ func (m *Mini) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, redirect.String(), http.StatusFound)
 }
 
-// token exchanges a code, once, for an access token and an ID token.
+// token exchanges a code, once, for an access token, a refresh token and
+// an ID token, and a refresh token for a new access token.
 func (m *Mini) token(w http.ResponseWriter, r *http.Request) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
@@ -199,6 +201,17 @@ func (m *Mini) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if id != m.opts.ClientID || !m.clientSecretOK(secret, basic) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return
+	}
+	if r.PostFormValue("grant_type") == "refresh_token" {
+		m.mu.Lock()
+		ok := m.refresh[r.PostFormValue("refresh_token")]
+		m.mu.Unlock()
+		if !ok {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": "refreshed-" + rand.Text(), "token_type": "Bearer", "expires_in": 600})
 		return
 	}
 	m.mu.Lock()
@@ -218,9 +231,13 @@ func (m *Mini) token(w http.ResponseWriter, r *http.Request) {
 	for k, v := range c.claims {
 		claims[k] = v
 	}
+	rt := "rt-" + rand.Text()
+	m.mu.Lock()
+	m.refresh[rt] = true
+	m.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": rand.Text(), "token_type": "Bearer", "expires_in": 3600,
-		"id_token": m.key.signQuiet(claims),
+		"id_token": m.key.signQuiet(claims), "refresh_token": rt,
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-plugin"
@@ -153,7 +154,28 @@ func (c *Client) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Ide
 	if err != nil {
 		return sdk.Identity{}, Decode(err)
 	}
-	return identityFromPB(r.GetIdentity())
+	id, err := identityFromPB(r.GetIdentity())
+	if err != nil {
+		return id, err
+	}
+	id.AccessToken, id.RefreshToken = r.GetAccessToken(), r.GetRefreshToken()
+	if e := r.GetAccessTokenExpiry(); e > 0 {
+		id.AccessTokenExpiry = time.Unix(e, 0).UTC()
+	}
+	return id, nil
+}
+
+// Refresh trades an IdP refresh token for new tokens.
+func (c *Client) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	r, err := c.c.Refresh(ctx, &pb.RefreshRequest{RefreshToken: utf8Text(req.RefreshToken)})
+	if err != nil {
+		return sdk.RefreshResult{}, Decode(err)
+	}
+	res := sdk.RefreshResult{AccessToken: r.GetAccessToken(), RefreshToken: r.GetRefreshToken()}
+	if e := r.GetAccessTokenExpiry(); e > 0 {
+		res.AccessTokenExpiry = time.Unix(e, 0).UTC()
+	}
+	return res, nil
 }
 
 // Enroll registers a credential.

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/handoffd/handoff/providers/sdk"
@@ -217,7 +218,22 @@ func (e *Echo) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.Ident
 	case "misconfigured": // as the oidc plugin answers an IdP's invalid_client
 		return sdk.Identity{}, fmt.Errorf("the identity provider refused the client credentials (invalid_client) for client_id %q: %w: check client_id and client_secret", "echo-client", sdk.ErrMisconfigured)
 	}
-	return sdk.Identity{Subject: req.Query.Get("code"), Claims: map[string]any{"state": string(req.State)}}, nil
+	// idp_token stands for the IdP's tokens of the code exchange.
+	id := sdk.Identity{Subject: req.Query.Get("code"), Claims: map[string]any{"state": string(req.State)}}
+	if at := req.Query.Get("idp_token"); at != "" {
+		id.AccessToken, id.RefreshToken, id.AccessTokenExpiry = at, "refresh-"+at, time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	}
+	return id, nil
+}
+
+// Refresh answers "refreshed-" and the refresh token's tail; a refresh
+// token not of its making is invalid credentials.
+func (e *Echo) Refresh(ctx context.Context, req sdk.RefreshRequest) (sdk.RefreshResult, error) {
+	at, ok := strings.CutPrefix(req.RefreshToken, "refresh-")
+	if !ok {
+		return sdk.RefreshResult{}, fmt.Errorf("unknown refresh token: %w", sdk.ErrInvalidCredentials)
+	}
+	return sdk.RefreshResult{AccessToken: "refreshed-" + at, AccessTokenExpiry: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)}, nil
 }
 
 func (e *Echo) Enroll(ctx context.Context, req sdk.EnrollRequest) (sdk.EnrollResult, error) {

@@ -893,10 +893,16 @@ func (x *CompleteRequest) GetCallbackUrl() string {
 }
 
 type CompleteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Identity      *Identity              `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Identity *Identity              `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	// The IdP's tokens from the code exchange, all optional: the host keeps
+	// them sealed with the session the sign-in opens.
+	AccessToken string `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// access_token_expiry is Unix seconds; 0 means unknown.
+	AccessTokenExpiry int64  `protobuf:"varint,3,opt,name=access_token_expiry,json=accessTokenExpiry,proto3" json:"access_token_expiry,omitempty"`
+	RefreshToken      string `protobuf:"bytes,4,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CompleteResponse) Reset() {
@@ -936,6 +942,133 @@ func (x *CompleteResponse) GetIdentity() *Identity {
 	return nil
 }
 
+func (x *CompleteResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *CompleteResponse) GetAccessTokenExpiry() int64 {
+	if x != nil {
+		return x.AccessTokenExpiry
+	}
+	return 0
+}
+
+func (x *CompleteResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type RefreshRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshRequest) Reset() {
+	*x = RefreshRequest{}
+	mi := &file_verifier_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshRequest) ProtoMessage() {}
+
+func (x *RefreshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshRequest.ProtoReflect.Descriptor instead.
+func (*RefreshRequest) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RefreshRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type RefreshResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// access_token_expiry is Unix seconds; 0 means unknown.
+	AccessTokenExpiry int64 `protobuf:"varint,2,opt,name=access_token_expiry,json=accessTokenExpiry,proto3" json:"access_token_expiry,omitempty"`
+	// refresh_token is empty when the IdP keeps the one it was given.
+	RefreshToken  string `protobuf:"bytes,3,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshResponse) Reset() {
+	*x = RefreshResponse{}
+	mi := &file_verifier_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshResponse) ProtoMessage() {}
+
+func (x *RefreshResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshResponse.ProtoReflect.Descriptor instead.
+func (*RefreshResponse) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RefreshResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *RefreshResponse) GetAccessTokenExpiry() int64 {
+	if x != nil {
+		return x.AccessTokenExpiry
+	}
+	return 0
+}
+
+func (x *RefreshResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
 type EnrollRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -946,7 +1079,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_verifier_proto_msgTypes[16]
+	mi := &file_verifier_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1091,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[16]
+	mi := &file_verifier_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1104,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{16}
+	return file_verifier_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EnrollRequest) GetUserId() string {
@@ -999,7 +1132,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_verifier_proto_msgTypes[17]
+	mi := &file_verifier_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1144,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[17]
+	mi := &file_verifier_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1157,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{17}
+	return file_verifier_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EnrollResponse) GetSubject() string {
@@ -1050,7 +1183,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_verifier_proto_msgTypes[18]
+	mi := &file_verifier_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1195,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[18]
+	mi := &file_verifier_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1208,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{18}
+	return file_verifier_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KVGetRequest) GetKey() string {
@@ -1094,7 +1227,7 @@ type KVGetResponse struct {
 
 func (x *KVGetResponse) Reset() {
 	*x = KVGetResponse{}
-	mi := &file_verifier_proto_msgTypes[19]
+	mi := &file_verifier_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1239,7 @@ func (x *KVGetResponse) String() string {
 func (*KVGetResponse) ProtoMessage() {}
 
 func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[19]
+	mi := &file_verifier_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1252,7 @@ func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetResponse.ProtoReflect.Descriptor instead.
 func (*KVGetResponse) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{19}
+	return file_verifier_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KVGetResponse) GetValue() []byte {
@@ -1141,7 +1274,7 @@ type KVPutRequest struct {
 
 func (x *KVPutRequest) Reset() {
 	*x = KVPutRequest{}
-	mi := &file_verifier_proto_msgTypes[20]
+	mi := &file_verifier_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1286,7 @@ func (x *KVPutRequest) String() string {
 func (*KVPutRequest) ProtoMessage() {}
 
 func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[20]
+	mi := &file_verifier_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1299,7 @@ func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutRequest.ProtoReflect.Descriptor instead.
 func (*KVPutRequest) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{20}
+	return file_verifier_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KVPutRequest) GetKey() string {
@@ -1198,7 +1331,7 @@ type KVPutResponse struct {
 
 func (x *KVPutResponse) Reset() {
 	*x = KVPutResponse{}
-	mi := &file_verifier_proto_msgTypes[21]
+	mi := &file_verifier_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1343,7 @@ func (x *KVPutResponse) String() string {
 func (*KVPutResponse) ProtoMessage() {}
 
 func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[21]
+	mi := &file_verifier_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1356,7 @@ func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutResponse.ProtoReflect.Descriptor instead.
 func (*KVPutResponse) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{21}
+	return file_verifier_proto_rawDescGZIP(), []int{23}
 }
 
 type KVDeleteRequest struct {
@@ -1235,7 +1368,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_verifier_proto_msgTypes[22]
+	mi := &file_verifier_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1380,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[22]
+	mi := &file_verifier_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1393,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{22}
+	return file_verifier_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVDeleteRequest) GetKey() string {
@@ -1278,7 +1411,7 @@ type KVDeleteResponse struct {
 
 func (x *KVDeleteResponse) Reset() {
 	*x = KVDeleteResponse{}
-	mi := &file_verifier_proto_msgTypes[23]
+	mi := &file_verifier_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1423,7 @@ func (x *KVDeleteResponse) String() string {
 func (*KVDeleteResponse) ProtoMessage() {}
 
 func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[23]
+	mi := &file_verifier_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1436,7 @@ func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
 func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{23}
+	return file_verifier_proto_rawDescGZIP(), []int{25}
 }
 
 type KVListRequest struct {
@@ -1317,7 +1450,7 @@ type KVListRequest struct {
 
 func (x *KVListRequest) Reset() {
 	*x = KVListRequest{}
-	mi := &file_verifier_proto_msgTypes[24]
+	mi := &file_verifier_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1462,7 @@ func (x *KVListRequest) String() string {
 func (*KVListRequest) ProtoMessage() {}
 
 func (x *KVListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[24]
+	mi := &file_verifier_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1475,7 @@ func (x *KVListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVListRequest.ProtoReflect.Descriptor instead.
 func (*KVListRequest) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{24}
+	return file_verifier_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVListRequest) GetPrefix() string {
@@ -1376,7 +1509,7 @@ type KVEntry struct {
 
 func (x *KVEntry) Reset() {
 	*x = KVEntry{}
-	mi := &file_verifier_proto_msgTypes[25]
+	mi := &file_verifier_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1521,7 @@ func (x *KVEntry) String() string {
 func (*KVEntry) ProtoMessage() {}
 
 func (x *KVEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[25]
+	mi := &file_verifier_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1534,7 @@ func (x *KVEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
 func (*KVEntry) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{25}
+	return file_verifier_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVEntry) GetKey() string {
@@ -1427,7 +1560,7 @@ type KVListResponse struct {
 
 func (x *KVListResponse) Reset() {
 	*x = KVListResponse{}
-	mi := &file_verifier_proto_msgTypes[26]
+	mi := &file_verifier_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1572,7 @@ func (x *KVListResponse) String() string {
 func (*KVListResponse) ProtoMessage() {}
 
 func (x *KVListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[26]
+	mi := &file_verifier_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1585,7 @@ func (x *KVListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVListResponse.ProtoReflect.Descriptor instead.
 func (*KVListResponse) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{26}
+	return file_verifier_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVListResponse) GetEntries() []*KVEntry {
@@ -1480,7 +1613,7 @@ type KVCompareAndSwapRequest struct {
 
 func (x *KVCompareAndSwapRequest) Reset() {
 	*x = KVCompareAndSwapRequest{}
-	mi := &file_verifier_proto_msgTypes[27]
+	mi := &file_verifier_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1625,7 @@ func (x *KVCompareAndSwapRequest) String() string {
 func (*KVCompareAndSwapRequest) ProtoMessage() {}
 
 func (x *KVCompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[27]
+	mi := &file_verifier_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1638,7 @@ func (x *KVCompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{27}
+	return file_verifier_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KVCompareAndSwapRequest) GetKey() string {
@@ -1559,7 +1692,7 @@ type KVCompareAndSwapResponse struct {
 
 func (x *KVCompareAndSwapResponse) Reset() {
 	*x = KVCompareAndSwapResponse{}
-	mi := &file_verifier_proto_msgTypes[28]
+	mi := &file_verifier_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1704,7 @@ func (x *KVCompareAndSwapResponse) String() string {
 func (*KVCompareAndSwapResponse) ProtoMessage() {}
 
 func (x *KVCompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[28]
+	mi := &file_verifier_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1717,7 @@ func (x *KVCompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{28}
+	return file_verifier_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KVCompareAndSwapResponse) GetSwapped() bool {
@@ -1609,7 +1742,7 @@ type KVAddRequest struct {
 
 func (x *KVAddRequest) Reset() {
 	*x = KVAddRequest{}
-	mi := &file_verifier_proto_msgTypes[29]
+	mi := &file_verifier_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1754,7 @@ func (x *KVAddRequest) String() string {
 func (*KVAddRequest) ProtoMessage() {}
 
 func (x *KVAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[29]
+	mi := &file_verifier_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1767,7 @@ func (x *KVAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVAddRequest.ProtoReflect.Descriptor instead.
 func (*KVAddRequest) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{29}
+	return file_verifier_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KVAddRequest) GetKey() string {
@@ -1668,7 +1801,7 @@ type KVAddResponse struct {
 
 func (x *KVAddResponse) Reset() {
 	*x = KVAddResponse{}
-	mi := &file_verifier_proto_msgTypes[30]
+	mi := &file_verifier_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1813,7 @@ func (x *KVAddResponse) String() string {
 func (*KVAddResponse) ProtoMessage() {}
 
 func (x *KVAddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_verifier_proto_msgTypes[30]
+	mi := &file_verifier_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1826,7 @@ func (x *KVAddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVAddResponse.ProtoReflect.Descriptor instead.
 func (*KVAddResponse) Descriptor() ([]byte, []int) {
-	return file_verifier_proto_rawDescGZIP(), []int{30}
+	return file_verifier_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KVAddResponse) GetValue() int64 {
@@ -1757,9 +1890,18 @@ const file_verifier_proto_rawDesc = "" +
 	"\x0fCompleteRequest\x125\n" +
 	"\x05query\x18\x01 \x03(\v2\x1f.handoff.verifier.v1.QueryValueR\x05query\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\x12!\n" +
-	"\fcallback_url\x18\x03 \x01(\tR\vcallbackUrl\"M\n" +
+	"\fcallback_url\x18\x03 \x01(\tR\vcallbackUrl\"\xc5\x01\n" +
 	"\x10CompleteResponse\x129\n" +
-	"\bidentity\x18\x01 \x01(\v2\x1d.handoff.verifier.v1.IdentityR\bidentity\"B\n" +
+	"\bidentity\x18\x01 \x01(\v2\x1d.handoff.verifier.v1.IdentityR\bidentity\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12.\n" +
+	"\x13access_token_expiry\x18\x03 \x01(\x03R\x11accessTokenExpiry\x12#\n" +
+	"\rrefresh_token\x18\x04 \x01(\tR\frefreshToken\"5\n" +
+	"\x0eRefreshRequest\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\"\x89\x01\n" +
+	"\x0fRefreshResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12.\n" +
+	"\x13access_token_expiry\x18\x02 \x01(\x03R\x11accessTokenExpiry\x12#\n" +
+	"\rrefresh_token\x18\x03 \x01(\tR\frefreshToken\"B\n" +
 	"\rEnrollRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\">\n" +
@@ -1810,7 +1952,7 @@ const file_verifier_proto_rawDesc = "" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x03\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\x04\x12\x18\n" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x05\x12\x1c\n" +
-	"\x18ERROR_CODE_MISCONFIGURED\x10\x062\xde\x04\n" +
+	"\x18ERROR_CODE_MISCONFIGURED\x10\x062\xb4\x05\n" +
 	"\bVerifier\x12W\n" +
 	"\bDescribe\x12$.handoff.verifier.v1.DescribeRequest\x1a%.handoff.verifier.v1.DescribeResponse\x12Z\n" +
 	"\tConfigure\x12%.handoff.verifier.v1.ConfigureRequest\x1a&.handoff.verifier.v1.ConfigureResponse\x12Q\n" +
@@ -1818,7 +1960,8 @@ const file_verifier_proto_rawDesc = "" +
 	"\x05Check\x12!.handoff.verifier.v1.CheckRequest\x1a\".handoff.verifier.v1.CheckResponse\x12N\n" +
 	"\x05Begin\x12!.handoff.verifier.v1.BeginRequest\x1a\".handoff.verifier.v1.BeginResponse\x12W\n" +
 	"\bComplete\x12$.handoff.verifier.v1.CompleteRequest\x1a%.handoff.verifier.v1.CompleteResponse\x12Q\n" +
-	"\x06Enroll\x12\".handoff.verifier.v1.EnrollRequest\x1a#.handoff.verifier.v1.EnrollResponse2\x89\x04\n" +
+	"\x06Enroll\x12\".handoff.verifier.v1.EnrollRequest\x1a#.handoff.verifier.v1.EnrollResponse\x12T\n" +
+	"\aRefresh\x12#.handoff.verifier.v1.RefreshRequest\x1a$.handoff.verifier.v1.RefreshResponse2\x89\x04\n" +
 	"\x06HostKV\x12L\n" +
 	"\x03Get\x12!.handoff.verifier.v1.KVGetRequest\x1a\".handoff.verifier.v1.KVGetResponse\x12L\n" +
 	"\x03Put\x12!.handoff.verifier.v1.KVPutRequest\x1a\".handoff.verifier.v1.KVPutResponse\x12U\n" +
@@ -1840,7 +1983,7 @@ func file_verifier_proto_rawDescGZIP() []byte {
 }
 
 var file_verifier_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_verifier_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_verifier_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_verifier_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: handoff.verifier.v1.ErrorCode
 	(*ErrorDetail)(nil),              // 1: handoff.verifier.v1.ErrorDetail
@@ -1859,21 +2002,23 @@ var file_verifier_proto_goTypes = []any{
 	(*QueryValue)(nil),               // 14: handoff.verifier.v1.QueryValue
 	(*CompleteRequest)(nil),          // 15: handoff.verifier.v1.CompleteRequest
 	(*CompleteResponse)(nil),         // 16: handoff.verifier.v1.CompleteResponse
-	(*EnrollRequest)(nil),            // 17: handoff.verifier.v1.EnrollRequest
-	(*EnrollResponse)(nil),           // 18: handoff.verifier.v1.EnrollResponse
-	(*KVGetRequest)(nil),             // 19: handoff.verifier.v1.KVGetRequest
-	(*KVGetResponse)(nil),            // 20: handoff.verifier.v1.KVGetResponse
-	(*KVPutRequest)(nil),             // 21: handoff.verifier.v1.KVPutRequest
-	(*KVPutResponse)(nil),            // 22: handoff.verifier.v1.KVPutResponse
-	(*KVDeleteRequest)(nil),          // 23: handoff.verifier.v1.KVDeleteRequest
-	(*KVDeleteResponse)(nil),         // 24: handoff.verifier.v1.KVDeleteResponse
-	(*KVListRequest)(nil),            // 25: handoff.verifier.v1.KVListRequest
-	(*KVEntry)(nil),                  // 26: handoff.verifier.v1.KVEntry
-	(*KVListResponse)(nil),           // 27: handoff.verifier.v1.KVListResponse
-	(*KVCompareAndSwapRequest)(nil),  // 28: handoff.verifier.v1.KVCompareAndSwapRequest
-	(*KVCompareAndSwapResponse)(nil), // 29: handoff.verifier.v1.KVCompareAndSwapResponse
-	(*KVAddRequest)(nil),             // 30: handoff.verifier.v1.KVAddRequest
-	(*KVAddResponse)(nil),            // 31: handoff.verifier.v1.KVAddResponse
+	(*RefreshRequest)(nil),           // 17: handoff.verifier.v1.RefreshRequest
+	(*RefreshResponse)(nil),          // 18: handoff.verifier.v1.RefreshResponse
+	(*EnrollRequest)(nil),            // 19: handoff.verifier.v1.EnrollRequest
+	(*EnrollResponse)(nil),           // 20: handoff.verifier.v1.EnrollResponse
+	(*KVGetRequest)(nil),             // 21: handoff.verifier.v1.KVGetRequest
+	(*KVGetResponse)(nil),            // 22: handoff.verifier.v1.KVGetResponse
+	(*KVPutRequest)(nil),             // 23: handoff.verifier.v1.KVPutRequest
+	(*KVPutResponse)(nil),            // 24: handoff.verifier.v1.KVPutResponse
+	(*KVDeleteRequest)(nil),          // 25: handoff.verifier.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),         // 26: handoff.verifier.v1.KVDeleteResponse
+	(*KVListRequest)(nil),            // 27: handoff.verifier.v1.KVListRequest
+	(*KVEntry)(nil),                  // 28: handoff.verifier.v1.KVEntry
+	(*KVListResponse)(nil),           // 29: handoff.verifier.v1.KVListResponse
+	(*KVCompareAndSwapRequest)(nil),  // 30: handoff.verifier.v1.KVCompareAndSwapRequest
+	(*KVCompareAndSwapResponse)(nil), // 31: handoff.verifier.v1.KVCompareAndSwapResponse
+	(*KVAddRequest)(nil),             // 32: handoff.verifier.v1.KVAddRequest
+	(*KVAddResponse)(nil),            // 33: handoff.verifier.v1.KVAddResponse
 }
 var file_verifier_proto_depIdxs = []int32{
 	0,  // 0: handoff.verifier.v1.ErrorDetail.code:type_name -> handoff.verifier.v1.ErrorCode
@@ -1882,35 +2027,37 @@ var file_verifier_proto_depIdxs = []int32{
 	6,  // 3: handoff.verifier.v1.CheckRequest.request:type_name -> handoff.verifier.v1.Request
 	14, // 4: handoff.verifier.v1.CompleteRequest.query:type_name -> handoff.verifier.v1.QueryValue
 	7,  // 5: handoff.verifier.v1.CompleteResponse.identity:type_name -> handoff.verifier.v1.Identity
-	26, // 6: handoff.verifier.v1.KVListResponse.entries:type_name -> handoff.verifier.v1.KVEntry
+	28, // 6: handoff.verifier.v1.KVListResponse.entries:type_name -> handoff.verifier.v1.KVEntry
 	2,  // 7: handoff.verifier.v1.Verifier.Describe:input_type -> handoff.verifier.v1.DescribeRequest
 	4,  // 8: handoff.verifier.v1.Verifier.Configure:input_type -> handoff.verifier.v1.ConfigureRequest
 	8,  // 9: handoff.verifier.v1.Verifier.Verify:input_type -> handoff.verifier.v1.VerifyRequest
 	10, // 10: handoff.verifier.v1.Verifier.Check:input_type -> handoff.verifier.v1.CheckRequest
 	12, // 11: handoff.verifier.v1.Verifier.Begin:input_type -> handoff.verifier.v1.BeginRequest
 	15, // 12: handoff.verifier.v1.Verifier.Complete:input_type -> handoff.verifier.v1.CompleteRequest
-	17, // 13: handoff.verifier.v1.Verifier.Enroll:input_type -> handoff.verifier.v1.EnrollRequest
-	19, // 14: handoff.verifier.v1.HostKV.Get:input_type -> handoff.verifier.v1.KVGetRequest
-	21, // 15: handoff.verifier.v1.HostKV.Put:input_type -> handoff.verifier.v1.KVPutRequest
-	23, // 16: handoff.verifier.v1.HostKV.Delete:input_type -> handoff.verifier.v1.KVDeleteRequest
-	25, // 17: handoff.verifier.v1.HostKV.List:input_type -> handoff.verifier.v1.KVListRequest
-	28, // 18: handoff.verifier.v1.HostKV.CompareAndSwap:input_type -> handoff.verifier.v1.KVCompareAndSwapRequest
-	30, // 19: handoff.verifier.v1.HostKV.Add:input_type -> handoff.verifier.v1.KVAddRequest
-	3,  // 20: handoff.verifier.v1.Verifier.Describe:output_type -> handoff.verifier.v1.DescribeResponse
-	5,  // 21: handoff.verifier.v1.Verifier.Configure:output_type -> handoff.verifier.v1.ConfigureResponse
-	9,  // 22: handoff.verifier.v1.Verifier.Verify:output_type -> handoff.verifier.v1.VerifyResponse
-	11, // 23: handoff.verifier.v1.Verifier.Check:output_type -> handoff.verifier.v1.CheckResponse
-	13, // 24: handoff.verifier.v1.Verifier.Begin:output_type -> handoff.verifier.v1.BeginResponse
-	16, // 25: handoff.verifier.v1.Verifier.Complete:output_type -> handoff.verifier.v1.CompleteResponse
-	18, // 26: handoff.verifier.v1.Verifier.Enroll:output_type -> handoff.verifier.v1.EnrollResponse
-	20, // 27: handoff.verifier.v1.HostKV.Get:output_type -> handoff.verifier.v1.KVGetResponse
-	22, // 28: handoff.verifier.v1.HostKV.Put:output_type -> handoff.verifier.v1.KVPutResponse
-	24, // 29: handoff.verifier.v1.HostKV.Delete:output_type -> handoff.verifier.v1.KVDeleteResponse
-	27, // 30: handoff.verifier.v1.HostKV.List:output_type -> handoff.verifier.v1.KVListResponse
-	29, // 31: handoff.verifier.v1.HostKV.CompareAndSwap:output_type -> handoff.verifier.v1.KVCompareAndSwapResponse
-	31, // 32: handoff.verifier.v1.HostKV.Add:output_type -> handoff.verifier.v1.KVAddResponse
-	20, // [20:33] is the sub-list for method output_type
-	7,  // [7:20] is the sub-list for method input_type
+	19, // 13: handoff.verifier.v1.Verifier.Enroll:input_type -> handoff.verifier.v1.EnrollRequest
+	17, // 14: handoff.verifier.v1.Verifier.Refresh:input_type -> handoff.verifier.v1.RefreshRequest
+	21, // 15: handoff.verifier.v1.HostKV.Get:input_type -> handoff.verifier.v1.KVGetRequest
+	23, // 16: handoff.verifier.v1.HostKV.Put:input_type -> handoff.verifier.v1.KVPutRequest
+	25, // 17: handoff.verifier.v1.HostKV.Delete:input_type -> handoff.verifier.v1.KVDeleteRequest
+	27, // 18: handoff.verifier.v1.HostKV.List:input_type -> handoff.verifier.v1.KVListRequest
+	30, // 19: handoff.verifier.v1.HostKV.CompareAndSwap:input_type -> handoff.verifier.v1.KVCompareAndSwapRequest
+	32, // 20: handoff.verifier.v1.HostKV.Add:input_type -> handoff.verifier.v1.KVAddRequest
+	3,  // 21: handoff.verifier.v1.Verifier.Describe:output_type -> handoff.verifier.v1.DescribeResponse
+	5,  // 22: handoff.verifier.v1.Verifier.Configure:output_type -> handoff.verifier.v1.ConfigureResponse
+	9,  // 23: handoff.verifier.v1.Verifier.Verify:output_type -> handoff.verifier.v1.VerifyResponse
+	11, // 24: handoff.verifier.v1.Verifier.Check:output_type -> handoff.verifier.v1.CheckResponse
+	13, // 25: handoff.verifier.v1.Verifier.Begin:output_type -> handoff.verifier.v1.BeginResponse
+	16, // 26: handoff.verifier.v1.Verifier.Complete:output_type -> handoff.verifier.v1.CompleteResponse
+	20, // 27: handoff.verifier.v1.Verifier.Enroll:output_type -> handoff.verifier.v1.EnrollResponse
+	18, // 28: handoff.verifier.v1.Verifier.Refresh:output_type -> handoff.verifier.v1.RefreshResponse
+	22, // 29: handoff.verifier.v1.HostKV.Get:output_type -> handoff.verifier.v1.KVGetResponse
+	24, // 30: handoff.verifier.v1.HostKV.Put:output_type -> handoff.verifier.v1.KVPutResponse
+	26, // 31: handoff.verifier.v1.HostKV.Delete:output_type -> handoff.verifier.v1.KVDeleteResponse
+	29, // 32: handoff.verifier.v1.HostKV.List:output_type -> handoff.verifier.v1.KVListResponse
+	31, // 33: handoff.verifier.v1.HostKV.CompareAndSwap:output_type -> handoff.verifier.v1.KVCompareAndSwapResponse
+	33, // 34: handoff.verifier.v1.HostKV.Add:output_type -> handoff.verifier.v1.KVAddResponse
+	21, // [21:35] is the sub-list for method output_type
+	7,  // [7:21] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1927,7 +2074,7 @@ func file_verifier_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_verifier_proto_rawDesc), len(file_verifier_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

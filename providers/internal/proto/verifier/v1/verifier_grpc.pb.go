@@ -36,6 +36,7 @@ const (
 	Verifier_Begin_FullMethodName     = "/handoff.verifier.v1.Verifier/Begin"
 	Verifier_Complete_FullMethodName  = "/handoff.verifier.v1.Verifier/Complete"
 	Verifier_Enroll_FullMethodName    = "/handoff.verifier.v1.Verifier/Enroll"
+	Verifier_Refresh_FullMethodName   = "/handoff.verifier.v1.Verifier/Refresh"
 )
 
 // VerifierClient is the client API for Verifier service.
@@ -59,6 +60,8 @@ type VerifierClient interface {
 	Complete(ctx context.Context, in *CompleteRequest, opts ...grpc.CallOption) (*CompleteResponse, error)
 	// Enroll registers a credential (password, template, TOTP secret).
 	Enroll(ctx context.Context, in *EnrollRequest, opts ...grpc.CallOption) (*EnrollResponse, error)
+	// Refresh trades an IdP refresh token for new tokens (Refresher).
+	Refresh(ctx context.Context, in *RefreshRequest, opts ...grpc.CallOption) (*RefreshResponse, error)
 }
 
 type verifierClient struct {
@@ -139,6 +142,16 @@ func (c *verifierClient) Enroll(ctx context.Context, in *EnrollRequest, opts ...
 	return out, nil
 }
 
+func (c *verifierClient) Refresh(ctx context.Context, in *RefreshRequest, opts ...grpc.CallOption) (*RefreshResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefreshResponse)
+	err := c.cc.Invoke(ctx, Verifier_Refresh_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VerifierServer is the server API for Verifier service.
 // All implementations must embed UnimplementedVerifierServer
 // for forward compatibility.
@@ -160,6 +173,8 @@ type VerifierServer interface {
 	Complete(context.Context, *CompleteRequest) (*CompleteResponse, error)
 	// Enroll registers a credential (password, template, TOTP secret).
 	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
+	// Refresh trades an IdP refresh token for new tokens (Refresher).
+	Refresh(context.Context, *RefreshRequest) (*RefreshResponse, error)
 	mustEmbedUnimplementedVerifierServer()
 }
 
@@ -190,6 +205,9 @@ func (UnimplementedVerifierServer) Complete(context.Context, *CompleteRequest) (
 }
 func (UnimplementedVerifierServer) Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Enroll not implemented")
+}
+func (UnimplementedVerifierServer) Refresh(context.Context, *RefreshRequest) (*RefreshResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Refresh not implemented")
 }
 func (UnimplementedVerifierServer) mustEmbedUnimplementedVerifierServer() {}
 func (UnimplementedVerifierServer) testEmbeddedByValue()                  {}
@@ -338,6 +356,24 @@ func _Verifier_Enroll_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Verifier_Refresh_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefreshRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerifierServer).Refresh(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Verifier_Refresh_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerifierServer).Refresh(ctx, req.(*RefreshRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Verifier_ServiceDesc is the grpc.ServiceDesc for Verifier service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -372,6 +408,10 @@ var Verifier_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Enroll",
 			Handler:    _Verifier_Enroll_Handler,
+		},
+		{
+			MethodName: "Refresh",
+			Handler:    _Verifier_Refresh_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
