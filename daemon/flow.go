@@ -331,7 +331,7 @@ func (d *Daemon) verifySignIn(w http.ResponseWriter, r *http.Request, c *caller)
 		return user.ID, err
 	}
 	d.record(d.originOf(r, c), Event{Event: string(evVerifySucceeded), Provider: p.cfg.Name, UserID: user.ID})
-	return user.ID, d.mintAndDeliver(w, r, c, p, user, ch)
+	return user.ID, d.mintAndDeliver(w, r, c, p, user, id.Subject, ch)
 }
 
 // refuseDelivery is the answer to a sign-in whose secret secretChannel
@@ -384,14 +384,15 @@ func (d *Daemon) resolve(ctx context.Context, p *provider, id sdk.Identity) (tok
 
 // mintAndDeliver mints the user's secret for a direct verify and sends it
 // on ch, the channel secretChannel chose: in the answer's body, or out of
-// band with an empty secret in the answer.
-func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User, ch channel) error {
+// band with an empty secret in the answer. subject is the identity's at the
+// provider: the session the secret opens carries it as providerUid.
+func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User, subject string, ch channel) error {
 	if err := d.smsAllowed(r, ch, user); err != nil {
 		return err
 	}
 	t, secret, err := d.core.Mint(r.Context(), tokenstore.MintRequest{
 		UserID: user.ID, Length: p.linkLength(), Expire: p.cfg.Token.Expire,
-		Provider: p.cfg.Name, IP: c.ip, UserAgent: r.UserAgent(),
+		Provider: p.cfg.Name, ProviderUID: subject, IP: c.ip, UserAgent: r.UserAgent(),
 	})
 	if err != nil {
 		return err

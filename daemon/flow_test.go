@@ -159,6 +159,11 @@ func TestProviderFlow(t *testing.T) {
 		if me.status != 200 || me.json(t)["$id"] != tok["userId"] {
 			t.Fatalf("account: %d %s", me.status, me.body)
 		}
+		// The session carries the provider and the identity's subject.
+		cur := s.do(req{method: "GET", path: "/v1/account/sessions/current", headers: map[string]string{"X-Appwrite-Session": cred}}).json(t)
+		if cur["provider"] != "echo" || cur["providerUid"] != "sub-1" {
+			t.Fatalf("session provider %v, providerUid %v; want echo, sub-1", cur["provider"], cur["providerUid"])
+		}
 		// The same subject maps back to the same user.
 		again := s.verify("echo", map[string]any{"subject": "sub-1"}, nil).json(t)
 		if again["userId"] != tok["userId"] {
