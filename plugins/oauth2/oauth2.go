@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -163,7 +162,7 @@ func (v *Verifier) Begin(_ context.Context, req sdk.BeginRequest) (sdk.BeginResu
 	scopes := slices.Clone(cfg.Scopes)
 	for _, s := range req.Scopes {
 		if s == "" || strings.ContainsAny(s, " \t\r\n") {
-			return sdk.BeginResult{}, fmt.Errorf("begin: scope %q is not valid: %w", truncate(s, 50), sdk.ErrInvalidRequest)
+			return sdk.BeginResult{}, fmt.Errorf("begin: scope %q is not valid: %w", sdk.Truncate(s, 50), sdk.ErrInvalidRequest)
 		}
 		if !slices.Contains(scopes, s) {
 			scopes = append(scopes, s)
@@ -197,9 +196,9 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	}
 	q := req.Query
 	if e := q.Get("error"); e != "" {
-		msg := "the identity provider refused the sign-in: " + clean(e)
+		msg := "the identity provider refused the sign-in: " + sdk.Printable(e)
 		if d := q.Get("error_description"); d != "" {
-			msg += " (" + clean(d) + ")"
+			msg += " (" + sdk.Printable(d) + ")"
 		}
 		return sdk.Identity{}, fmt.Errorf("%s: %w", msg, sdk.ErrInvalidCredentials)
 	}
@@ -264,7 +263,7 @@ func (v *Verifier) exchangeError(ctx context.Context, cfg Config, err error) err
 		if re.Response != nil {
 			status = re.Response.StatusCode
 		}
-		code := clean(re.ErrorCode)
+		code := sdk.Printable(re.ErrorCode)
 		switch {
 		case status/100 == 3:
 			v.logger().Warn("the identity provider's token endpoint answered a redirect", "status", status)
@@ -286,7 +285,7 @@ func (v *Verifier) exchangeError(ctx context.Context, cfg Config, err error) err
 	if ctx.Err() != nil {
 		return fmt.Errorf("exchanging the code: %w (%w)", sdk.ErrUnavailable, ctx.Err())
 	}
-	return fmt.Errorf("exchanging the code: %w: %s", sdk.ErrUnavailable, netReason(err))
+	return fmt.Errorf("exchanging the code: %w: %s", sdk.ErrUnavailable, sdk.NetReason(err))
 }
 
 func (v *Verifier) logger() *slog.Logger {
@@ -395,14 +394,14 @@ func (v *Verifier) getJSON(ctx context.Context, client *http.Client, endpoint, t
 		if ctx.Err() != nil {
 			return fmt.Errorf("reading the user: %w (%w)", sdk.ErrUnavailable, ctx.Err())
 		}
-		v.logger().Warn("the identity provider's API failed", "url", redact(endpoint), "err", netReason(err))
-		return fmt.Errorf("reading the user: %w: %s", sdk.ErrUnavailable, netReason(err))
+		v.logger().Warn("the identity provider's API failed", "url", redact(endpoint), "err", sdk.NetReason(err))
+		return fmt.Errorf("reading the user: %w: %s", sdk.ErrUnavailable, sdk.NetReason(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	switch {
 	case err != nil:
-		return fmt.Errorf("reading the user: %w: %s", sdk.ErrUnavailable, netReason(err))
+		return fmt.Errorf("reading the user: %w: %s", sdk.ErrUnavailable, sdk.NetReason(err))
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("the identity provider refused its own access token at %s: %w", redact(endpoint), sdk.ErrInvalidCredentials)
 	case resp.StatusCode != http.StatusOK:
@@ -540,38 +539,6 @@ func redact(s string) string {
 	}
 	u.RawQuery, u.User = "", nil
 	return u.String()
-}
-
-// netReason says why a request failed, without the URL.
-func netReason(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timed out"
-	}
-	return truncate(err.Error(), 200)
-}
-
-// clean keeps an IdP-supplied text printable and short before it reaches
-// an answer or a log.
-func clean(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	return truncate(s, 100)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 // Refresh trades a refresh token at the token endpoint (RFC 6749 6), for

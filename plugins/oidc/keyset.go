@@ -123,7 +123,7 @@ func (k *keySet) verify(ctx context.Context, jwt string) ([]byte, error) {
 	if kid == "" {
 		return nil, fmt.Errorf("no key of the identity provider verifies the ID token's signature: %w", sdk.ErrInvalidCredentials)
 	}
-	return nil, fmt.Errorf("the ID token is signed with key id %q, which the identity provider does not publish: %w", truncate(kid, 64), sdk.ErrInvalidCredentials)
+	return nil, fmt.Errorf("the ID token is signed with key id %q, which the identity provider does not publish: %w", sdk.Truncate(kid, 64), sdk.ErrInvalidCredentials)
 }
 
 // verifyWith tries the keys with the token's key id (every key when it
@@ -205,13 +205,13 @@ func (k *keySet) get() ([]jose.JSONWebKey, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the identity provider's keys: %w: %s", sdk.ErrUnavailable, netReason(err))
+		return nil, fmt.Errorf("fetching the identity provider's keys: %w: %s", sdk.ErrUnavailable, sdk.NetReason(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("reading the identity provider's keys: %w: %s", sdk.ErrUnavailable, netReason(err))
+		return nil, fmt.Errorf("reading the identity provider's keys: %w: %s", sdk.ErrUnavailable, sdk.NetReason(err))
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("the identity provider's jwks_uri answered %d: %w", resp.StatusCode, sdk.ErrUnavailable)
 	case len(body) > maxBody:

@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -239,13 +238,13 @@ func discover(cfg Config, client *http.Client, log *slog.Logger) (*idp, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("discovery at %s: %w: %s", wellKnown, sdk.ErrUnavailable, netReason(err))
+		return nil, fmt.Errorf("discovery at %s: %w: %s", wellKnown, sdk.ErrUnavailable, sdk.NetReason(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("discovery at %s: %w: %s", wellKnown, sdk.ErrUnavailable, netReason(err))
+		return nil, fmt.Errorf("discovery at %s: %w: %s", wellKnown, sdk.ErrUnavailable, sdk.NetReason(err))
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("discovery at %s answered %d: %w", wellKnown, resp.StatusCode, sdk.ErrUnavailable)
 	case len(body) > maxBody:
@@ -443,7 +442,7 @@ func (v *Verifier) verifyIDToken(ctx context.Context, p *idp, raw string, accept
 			return nil, nil, fmt.Errorf("verifying the ID token: %w (%w)", sdk.ErrUnavailable, ctx.Err())
 		}
 		msg := strings.TrimPrefix(err.Error(), "oidc: ")
-		return nil, nil, fmt.Errorf("the ID token is not valid: %s: %w", truncate(msg, 200), sdk.ErrInvalidCredentials)
+		return nil, nil, fmt.Errorf("the ID token is not valid: %s: %w", sdk.Truncate(msg, 200), sdk.ErrInvalidCredentials)
 	}
 	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(accepted, a) }) {
 		return nil, nil, fmt.Errorf("the ID token is for audience %s, not for this provider's client_id or audiences: %w", quoteList(tok.Audience), sdk.ErrInvalidCredentials)
@@ -471,7 +470,7 @@ func (v *Verifier) verifyIDToken(ctx context.Context, p *idp, raw string, accept
 			return nil, nil, fmt.Errorf("the ID token has several audiences but no azp claim: %w", sdk.ErrInvalidCredentials)
 		}
 		if !slices.Contains(accepted, azp) {
-			return nil, nil, fmt.Errorf("the ID token was issued to %q (azp), not to this provider's client_id or audiences: %w", truncate(azp, 100), sdk.ErrInvalidCredentials)
+			return nil, nil, fmt.Errorf("the ID token was issued to %q (azp), not to this provider's client_id or audiences: %w", sdk.Truncate(azp, 100), sdk.ErrInvalidCredentials)
 		}
 	}
 	return tok, claims, nil
@@ -519,7 +518,7 @@ func (v *Verifier) Begin(ctx context.Context, req sdk.BeginRequest) (sdk.BeginRe
 	scopes := slices.Clone(v.cfg.Scopes)
 	for _, s := range req.Scopes {
 		if s == "" || strings.ContainsAny(s, " \t\r\n") {
-			return sdk.BeginResult{}, fmt.Errorf("begin: scope %q is not valid: %w", truncate(s, 50), sdk.ErrInvalidRequest)
+			return sdk.BeginResult{}, fmt.Errorf("begin: scope %q is not valid: %w", sdk.Truncate(s, 50), sdk.ErrInvalidRequest)
 		}
 		if !slices.Contains(scopes, s) {
 			scopes = append(scopes, s)
@@ -553,9 +552,9 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	}
 	q := req.Query
 	if e := q.Get("error"); e != "" {
-		msg := "the identity provider refused the sign-in: " + clean(e)
+		msg := "the identity provider refused the sign-in: " + sdk.Printable(e)
 		if d := q.Get("error_description"); d != "" {
-			msg += " (" + clean(d) + ")"
+			msg += " (" + sdk.Printable(d) + ")"
 		}
 		return sdk.Identity{}, fmt.Errorf("%s: %w", msg, sdk.ErrInvalidCredentials)
 	}
@@ -573,7 +572,7 @@ func (v *Verifier) Complete(ctx context.Context, req sdk.CompleteRequest) (sdk.I
 	if iss := q.Get("iss"); iss != "" && !v.cfg.callbackIssuer(iss) {
 		// RFC 9207: the IdP names itself in the callback; another issuer
 		// is a mix-up attack.
-		return sdk.Identity{}, fmt.Errorf("complete: the callback comes from issuer %q, not %q: %w", truncate(iss, 100), v.cfg.Issuer, sdk.ErrInvalidCredentials)
+		return sdk.Identity{}, fmt.Errorf("complete: the callback comes from issuer %q, not %q: %w", sdk.Truncate(iss, 100), v.cfg.Issuer, sdk.ErrInvalidCredentials)
 	}
 	p, err := v.ready(ctx)
 	if err != nil {
@@ -641,7 +640,7 @@ func (v *Verifier) exchangeError(ctx context.Context, err error) error {
 		if re.Response != nil {
 			status = re.Response.StatusCode
 		}
-		code := clean(re.ErrorCode)
+		code := sdk.Printable(re.ErrorCode)
 		switch {
 		case status/100 == 3:
 			v.log.Warn("the identity provider's token endpoint answered a redirect", "status", status)
@@ -661,7 +660,7 @@ func (v *Verifier) exchangeError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("exchanging the code: %w (%w)", sdk.ErrUnavailable, ctx.Err())
 	}
-	return fmt.Errorf("exchanging the code: %w: %s", sdk.ErrUnavailable, netReason(err))
+	return fmt.Errorf("exchanging the code: %w: %s", sdk.ErrUnavailable, sdk.NetReason(err))
 }
 
 // clientRefused reports whether a token endpoint error refuses handoff's
@@ -688,7 +687,7 @@ func (v *Verifier) mergeUserinfo(ctx context.Context, p *idp, token *oauth2.Toke
 		if ctx.Err() != nil {
 			return fmt.Errorf("reading userinfo: %w (%w)", sdk.ErrUnavailable, ctx.Err())
 		}
-		v.log.Warn("the identity provider's userinfo endpoint failed", "err", truncate(netReason(err), 200))
+		v.log.Warn("the identity provider's userinfo endpoint failed", "err", sdk.Truncate(sdk.NetReason(err), 200))
 		return fmt.Errorf("reading userinfo: %w", sdk.ErrUnavailable)
 	}
 	if ui.Subject != sub {
@@ -778,42 +777,10 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// netReason says why a request failed, without the URL's query.
-func netReason(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timed out"
-	}
-	return truncate(err.Error(), 200)
-}
-
-// clean keeps an IdP-supplied text printable and short before it reaches
-// an answer or a log.
-func clean(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	return truncate(s, 100)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
 func quoteList(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
-		q[i] = fmt.Sprintf("%q", truncate(s, 100))
+		q[i] = fmt.Sprintf("%q", sdk.Truncate(s, 100))
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -53,7 +53,7 @@ func (r tenantRule) check(iss string, claims map[string]any) error {
 	case tid == "" || !isGUID(tid):
 		return fmt.Errorf("the ID token has no tenant id (tid) claim: %w", sdk.ErrInvalidCredentials)
 	case iss != strings.Replace(r.template, msTenantTemplate, tid, 1):
-		return fmt.Errorf("the ID token's issuer %q is not its tenant's (tid %s): %w", truncate(iss, 100), tid, sdk.ErrInvalidCredentials)
+		return fmt.Errorf("the ID token's issuer %q is not its tenant's (tid %s): %w", sdk.Truncate(iss, 100), tid, sdk.ErrInvalidCredentials)
 	case r.exclude != "" && strings.EqualFold(tid, r.exclude):
 		return fmt.Errorf("the ID token is from a personal Microsoft account; tenant organizations takes work and school accounts only: %w", sdk.ErrInvalidCredentials)
 	}
