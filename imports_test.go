@@ -13,7 +13,7 @@ import (
 const module = "github.com/handoffd/handoff"
 
 // TestImportRules walks every package's imports (tests included) and
-// fails when one breaks the house rules of DESIGN.md: plugins import only
+// fails when one breaks the house rules (README "Layout"): plugins import only
 // the SDK, tokenstore nothing of ours outside tokenstore, config nothing of
 // ours, the SDK not the host or daemon, and the daemon no plugin.
 //

@@ -17,7 +17,7 @@ func goList(t *testing.T, args ...string) []string {
 	return strings.Fields(string(out))
 }
 
-// TestImportRules enforces DESIGN.md's edges for the plugin contract: the
+// TestImportRules enforces the import edges of the plugin contract: the
 // SDK (and so every plugin) never pulls in the host, the daemon, the store
 // or the config; the example plugin imports nothing of ours but the SDK.
 func TestImportRules(t *testing.T) {
