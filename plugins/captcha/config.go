@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -169,21 +167,5 @@ func (c *Config) Validate() error {
 
 // loadSecret returns the secret key, reading secret_file when set.
 func (c Config) loadSecret() (string, error) {
-	if c.SecretFile == "" {
-		return c.Secret, nil
-	}
-	b, err := os.ReadFile(c.SecretFile)
-	if err != nil {
-		msg := err.Error()
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			msg = pe.Err.Error()
-		}
-		return "", &sdk.ConfigError{Key: "secret_file", Message: "cannot read " + c.SecretFile + ": " + msg}
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", &sdk.ConfigError{Key: "secret_file", Message: c.SecretFile + " is empty"}
-	}
-	return s, nil
+	return sdk.SecretFromFile("secret_file", c.SecretFile, c.Secret)
 }

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -507,23 +505,7 @@ func validDomain(d string) bool {
 // loadSecret returns the client secret, reading client_secret_file when
 // set.
 func (c Config) loadSecret() (string, error) {
-	if c.ClientSecretFile == "" {
-		return c.ClientSecret, nil
-	}
-	b, err := os.ReadFile(c.ClientSecretFile)
-	if err != nil {
-		msg := err.Error()
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			msg = pe.Err.Error()
-		}
-		return "", &sdk.ConfigError{Key: "client_secret_file", Message: "cannot read " + c.ClientSecretFile + ": " + msg}
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", &sdk.ConfigError{Key: "client_secret_file", Message: c.ClientSecretFile + " is empty"}
-	}
-	return s, nil
+	return sdk.SecretFromFile("client_secret_file", c.ClientSecretFile, c.ClientSecret)
 }
 
 // accepted is the set of audiences the native flow takes: client_id and

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -200,4 +202,28 @@ func typeName(t reflect.Type) string {
 		return "an object"
 	}
 	return t.String()
+}
+
+// SecretFromFile returns value, or, when path is set, the content of the
+// file at path with surrounding space trimmed: how a plugin reads a
+// `*_file` config key. A file that cannot be read or is empty is a
+// *ConfigError at key.
+func SecretFromFile(key, path, value string) (string, error) {
+	if path == "" {
+		return value, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		msg := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		return "", &ConfigError{Key: key, Message: "cannot read " + path + ": " + msg}
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", &ConfigError{Key: key, Message: path + " is empty"}
+	}
+	return s, nil
 }
