@@ -43,8 +43,12 @@ type Token struct {
 	// ProviderTokens are the IdP's tokens (ProviderTokens as JSON), sealed
 	// for this token's id; the exchange seals them again for the session.
 	ProviderTokens []byte `json:"providerTokens,omitempty"`
-	IP             string `json:"ip,omitempty"`
-	UserAgent      string `json:"userAgent,omitempty"`
+	// SessionID is the id of the session the token opens, chosen at mint
+	// so the IdP's tokens can be sealed for it then; empty in tokens
+	// minted before it existed, whose session gets a fresh id.
+	SessionID string `json:"sessionId,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
 	// Attempts counts the wrong guesses made at the user's secrets while
 	// this token was live; at MaxAttempts it burns.
 	Attempts int `json:"attempts,omitempty"`

@@ -1,0 +1,84 @@
+// Package kvstore is the token core's Store over ordered byte keys in
+// named buckets: the layout and the atomic steps written once in Go, for
+// any backend that offers transactions over buckets (Buckets). The
+// embedded store (tokenstore/bolt) is this over one bbolt file.
+package kvstore
+
+import (
+	"context"
+	"time"
+)
+
+// Buckets is what a backend provides to kvstore: transactions over ordered
+// byte keys grouped in named buckets, and a sweep of expired keys.
+type Buckets interface {
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction and commits it durably
+	// when fn returns nil. fn may run more than once (a backend may retry
+	// it after a conflict or run it alone after a failed group commit),
+	// so it must not have effects outside the transaction other than
+	// setting variables it also resets.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Sweep deletes up to limit keys whose expiry is before now, using an
+	// expiry index (never a scan of the data), and reports how many went.
+	Sweep(ctx context.Context, now time.Time, limit int) (int, error)
+	// Close releases the store. It is safe to call once.
+	Close() error
+}
+
+// Tx is one transaction. Slices it returns or passes to callbacks are valid
+// only until the transaction ends; values passed to Put or Insert must not
+// be modified by the caller afterwards.
+type Tx interface {
+	// Get returns the value stored under key, or tokenstore.ErrNotFound.
+	Get(bucket string, key []byte) ([]byte, error)
+	// Put stores value under key, replacing any value there. A non-zero
+	// expire enters the key in the expiry index so Sweep removes it after
+	// that instant; a zero expire keeps it until deleted.
+	Put(bucket string, key, value []byte, expire time.Time) error
+	// Insert is Put for an absent key: a present key gives tokenstore.ErrExists and
+	// changes nothing.
+	Insert(bucket string, key, value []byte, expire time.Time) error
+	// Take returns the value under key and deletes it, atomically, or
+	// returns tokenstore.ErrNotFound. Of concurrent Takes of one key, one wins.
+	Take(bucket string, key []byte) ([]byte, error)
+	// Delete removes key and its expiry entry. An absent key is no error.
+	Delete(bucket string, key []byte) error
+	// Scan calls fn with each key that starts with prefix, in ascending
+	// byte order, beginning after the key after (nil: from the first),
+	// until fn returns false.
+	Scan(bucket string, prefix, after []byte, fn func(key, value []byte) bool) error
+}
+
+// The buckets kvstore uses. A backend creates buckets as they are first
+// written; reading a bucket that does not exist yet finds nothing.
+const (
+	bucketMeta           = "meta"            // pepper, signing keys
+	bucketUsers          = "users"           // userId -> user
+	bucketUsersByEmail   = "users_email"     // lower(email) -> userId
+	bucketUsersByPhone   = "users_phone"     // phone -> userId
+	bucketUsersByCreated = "users_created"   // created(8) userId -> ""
+	bucketTokens         = "tokens"          // userId 0 hmac -> token
+	bucketFailures       = "failures"        // no longer written (counts are on the tokens); old keys expire
+	bucketSessions       = "sessions"        // sessionId -> session
+	bucketSessionsByHash = "sessions_hash"   // sha256(secret) -> sessionId
+	bucketUserSessions   = "user_sessions"   // userId 0 created(8) sessionId -> ""
+	bucketIdentities     = "identities"      // provider 0 subject -> identity
+	bucketUserIdentities = "user_identities" // userId 0 provider 0 subject -> ""
+	bucketKeys           = "keys"            // keyId -> API key
+	bucketKeysByHash     = "keys_hash"       // sha256(key) -> keyId
+	bucketKV             = "kv"              // namespace 0 key -> plugin value
+	bucketLimits         = "limits"          // limit key -> window start(8) count(8)
+)
+
+// BucketNames lists every bucket kvstore uses, for backends that prefer to
+// create them up front.
+var BucketNames = []string{
+	bucketMeta, bucketUsers, bucketUsersByEmail, bucketUsersByPhone,
+	bucketUsersByCreated, bucketTokens, bucketFailures, bucketSessions,
+	bucketSessionsByHash, bucketUserSessions, bucketIdentities,
+	bucketUserIdentities, bucketKeys, bucketKeysByHash, bucketKV,
+	bucketLimits,
+}
+
