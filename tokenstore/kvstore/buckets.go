@@ -81,4 +81,3 @@ var BucketNames = []string{
 	bucketUserIdentities, bucketKeys, bucketKeysByHash, bucketKV,
 	bucketLimits,
 }
-
