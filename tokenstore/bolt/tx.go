@@ -24,7 +24,7 @@ const headerLen = 8
 // errBadValue means a stored value is too short to carry its header.
 var errBadValue = errors.New("stored value has no expiry header")
 
-// tx is a tokenstore.Tx over a bbolt transaction.
+// tx is a kvstore.Tx over a bbolt transaction.
 type tx struct {
 	btx *bbolt.Tx
 }
