@@ -53,16 +53,16 @@ type Options struct {
 type Daemon struct {
 	cfg       config.Config
 	openStore OpenStore
-	log     *slog.Logger
-	notice  io.Writer
-	core    *tokenstore.Core // nil until the store opens (see storeOpen)
-	limits  counter
-	store   storeState
-	proxies proxies
-	metrics *metrics
-	audit   *auditor     // nil: audit.sink is off
-	logs    *logThrottle // rate-limits lines a failure repeats (logLimited)
-	handler http.Handler
+	log       *slog.Logger
+	notice    io.Writer
+	core      *tokenstore.Core // nil until the store opens (see storeOpen)
+	limits    counter
+	store     storeState
+	proxies   proxies
+	metrics   *metrics
+	audit     *auditor     // nil: audit.sink is off
+	logs      *logThrottle // rate-limits lines a failure repeats (logLimited)
+	handler   http.Handler
 
 	host     *providers.Host
 	provs    atomic.Pointer[providerSet] // swapped whole by Reload
