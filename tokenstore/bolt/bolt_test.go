@@ -40,14 +40,38 @@ func openBTB(tb testing.TB, opts Options) *buckets {
 	return openTB(tb, opts).b
 }
 
+// dumping is a Store that shows the suites everything in its file.
+type dumping struct{ *Store }
+
+var _ storetest.Dumper = dumping{}
+
+// Dump returns every key of every bucket in the file, the internal ones
+// (the expiry index) included, with its value as stored (behind its
+// expiry header). A bucket's name is the record's kind.
+func (d dumping) Dump(ctx context.Context) ([]storetest.Record, error) {
+	var out []storetest.Record
+	err := d.b.db.View(func(btx *bbolt.Tx) error {
+		out = out[:0]
+		return btx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				out = append(out, storetest.Record{Kind: string(name), Key: bytes.Clone(k), Value: bytes.Clone(v)})
+				return nil
+			})
+		})
+	})
+	return out, err
+}
+
+// openStore opens a fresh store for the suites.
+func openStore(t *testing.T) tokenstore.Store { return dumping{openTB(t, Options{})} }
+
 // TestBuckets runs kvstore's bucket conformance suite on the backend.
 func TestBuckets(t *testing.T) {
 	kvtest.Run(t, func(t *testing.T) kvstore.Buckets { return openBTB(t, Options{}) })
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t,
-		func(t *testing.T) tokenstore.Store { return openTB(t, Options{}) },
+	storetest.Run(t, openStore,
 		storetest.WithReopen(func(t *testing.T) func() tokenstore.Store {
 			path := filepath.Join(t.TempDir(), "handoff.db")
 			return func() tokenstore.Store {
@@ -55,13 +79,13 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
-				return s
+				return dumping{s}
 			}
 		}))
 }
 
 func TestConcurrency(t *testing.T) {
-	storetest.RunConcurrency(t, func(t *testing.T) tokenstore.Store { return openTB(t, Options{}) })
+	storetest.RunConcurrency(t, openStore)
 }
 
 func BenchmarkStore(b *testing.B) {

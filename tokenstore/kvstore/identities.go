@@ -1,7 +1,6 @@
 package kvstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,36 +64,38 @@ func putIdentity(tx Tx, id *tokenstore.Identity) error {
 	return tx.Put(bucketUserIdentities, key(id.UserID, id.Provider, id.Subject), nil, time.Time{})
 }
 
-// SignIn resolves the identity (and mints the token) as
-// tokenstore.SignIn describes. A known identity whose fields are what
-// the provider says again, without a token to mint, is answered from a
-// read transaction: the usual repeat sign-in costs no durable commit.
+// SignIn resolves the identity and mints the token for an active user,
+// as tokenstore.SignIn describes, in one Update. A known identity whose
+// fields are what the provider says again, with no token to mint (none
+// asked, or a blocked user), is answered from a read transaction: the
+// usual repeat sign-in costs no durable commit.
 func (s *Store) SignIn(ctx context.Context, in tokenstore.SignIn) (tokenstore.SignInResult, error) {
-	var res tokenstore.SignInResult
-	if in.Token == nil {
-		same := false
-		err := s.b.View(ctx, func(tx Tx) error {
-			known, err := knownIdentity(tx, in.Identity)
-			if err != nil || known == nil || !sameIdentity(*known, in.Identity) {
-				return err
-			}
-			user, err := getUser(tx, known.UserID)
-			if err != nil {
-				return err
-			}
-			res, same = tokenstore.SignInResult{User: user, Identity: *known}, true
-			return nil
-		})
+	var (
+		res  tokenstore.SignInResult
+		done bool
+	)
+	err := s.b.View(ctx, func(tx Tx) error {
+		known, err := knownIdentity(tx, in.Identity)
+		if err != nil || known == nil || !tokenstore.SameIdentity(*known, in.Identity) {
+			return err
+		}
+		user, err := getUser(tx, known.UserID)
 		if err != nil {
-			return tokenstore.SignInResult{}, err
+			return err
 		}
-		if same {
-			return res, nil
-		}
+		res = tokenstore.SignInResult{User: user, Identity: *known}
+		done = in.Token == nil || !user.Status
+		return nil
+	})
+	if err != nil {
+		return tokenstore.SignInResult{}, err
 	}
-	err := s.b.Update(ctx, func(tx Tx) error {
+	if done {
+		return res, nil
+	}
+	err = s.b.Update(ctx, func(tx Tx) error {
 		var err error
-		if res, err = resolveIdentity(tx, in); err != nil || in.Token == nil {
+		if res, err = resolveIdentity(tx, in); err != nil || in.Token == nil || !res.User.Status {
 			return err
 		}
 		t := *in.Token
@@ -103,6 +104,7 @@ func (s *Store) SignIn(ctx context.Context, in tokenstore.SignIn) (tokenstore.Si
 		if err != nil {
 			return err
 		}
+		res.Minted = true
 		return putToken(tx, t.UserID, t.Hash, raw, t.Expire, in.Keep, in.Now)
 	})
 	if err != nil {
@@ -144,7 +146,7 @@ func resolveIdentity(tx Tx, in tokenstore.SignIn) (tokenstore.SignInResult, erro
 		if err != nil {
 			return tokenstore.SignInResult{}, err
 		}
-		if sameIdentity(*known, id) {
+		if tokenstore.SameIdentity(*known, id) {
 			return tokenstore.SignInResult{User: user, Identity: *known}, nil
 		}
 		return linkTo(tx, user, id, false)
@@ -204,22 +206,6 @@ func markEmailVerified(tx Tx, u *tokenstore.User, email string, now time.Time) e
 	u.EmailVerification = true
 	u.UpdatedAt = now
 	return putUser(tx, *u)
-}
-
-// sameIdentity reports whether the stored identity known already holds
-// what id says. Claims are compared by their JSON, as they are stored; a
-// difference only a round trip makes (a float's last digit) costs one
-// needless write, never a missed one.
-func sameIdentity(known, id tokenstore.Identity) bool {
-	if known.Email != id.Email || known.EmailVerified != id.EmailVerified || known.Phone != id.Phone || known.Name != id.Name {
-		return false
-	}
-	if len(known.Claims) == 0 && len(id.Claims) == 0 {
-		return true
-	}
-	a, errA := json.Marshal(known.Claims)
-	b, errB := json.Marshal(id.Claims)
-	return errA == nil && errB == nil && bytes.Equal(a, b)
 }
 
 // Identities returns the user's identities through the user's identity
