@@ -1,7 +1,3 @@
-// Package kvstore is the token core's Store over ordered byte keys in
-// named buckets: the layout and the atomic steps written once in Go, for
-// any backend that offers transactions over buckets (Buckets). The
-// embedded store (tokenstore/bolt) is this over one bbolt file.
 package kvstore
 
 import (
