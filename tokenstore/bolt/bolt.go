@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,12 +93,19 @@ type Stats struct {
 // Open opens (creating if needed) the store file at path. The parent
 // directory is created with mode 0700 and the file with 0600. A file held
 // by another process gives an error matching ErrLocked after opts.Timeout.
+// A file of kvstore's layout 1 (written before the typed Store) is
+// migrated to layout 2 first (see kvstore.Open).
 func Open(path string, opts Options) (*Store, error) {
 	b, err := openBuckets(path, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Store: kvstore.New(b), b: b}, nil
+	kv, err := kvstore.Open(context.Background(), b)
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("bolt: %s: %w", path, err)
+	}
+	return &Store{Store: kv, b: b}, nil
 }
 
 // Path returns the store file's path.
@@ -183,29 +191,28 @@ func (s *buckets) Update(ctx context.Context, fn func(kvstore.Tx) error) error {
 	return s.submit(ctx, func(btx *bbolt.Tx) error { return fn(&tx{btx: btx}) })
 }
 
-// Sweep deletes up to limit keys (all, when limit <= 0) whose expiry is
-// before now. It walks the expiry index from its oldest entry and stops at
-// the first one not yet due, in transactions of at most 1000 keys.
-func (s *buckets) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
+// Sweep deletes the keys (all, when limit <= 0, else until limit of
+// those counted accepts went) whose expiry is before now. It walks the
+// expiry index from its oldest entry and stops at the first one not yet
+// due, in transactions of at most 1000 keys.
+func (s *buckets) Sweep(ctx context.Context, now time.Time, limit int, counted func(bucket string) bool) (int, error) {
 	due := encodeExpire(now)
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
 	total := 0
-	for limit <= 0 || total < limit {
-		n := sweepChunk
-		if limit > 0 {
-			n = min(n, limit-total)
-		}
-		var swept int
-		err := s.submit(ctx, func(btx *bbolt.Tx) error {
-			var err error
-			swept, err = sweep(btx, due, n)
+	for total < limit {
+		var swept, taken int
+		err := s.submit(ctx, func(btx *bbolt.Tx) (err error) {
+			swept, taken, err = sweep(btx, due, limit-total, sweepChunk, counted)
 			return err
 		})
 		if err != nil {
 			return total, err
 		}
 		total += swept
-		if swept < n {
-			break
+		if taken < sweepChunk && total < limit {
+			break // the index has nothing more that is due
 		}
 	}
 	return total, nil

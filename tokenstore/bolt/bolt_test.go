@@ -47,19 +47,37 @@ var _ storetest.Dumper = dumping{}
 
 // Dump returns every key of every bucket in the file, the internal ones
 // (the expiry index) included, with its value as stored (behind its
-// expiry header). A bucket's name is the record's kind.
+// expiry header). A bucket's name is the record's kind, except in
+// user_data, whose records are "tokens" and "sessions" by the kind byte
+// after their user's id.
 func (d dumping) Dump(ctx context.Context) ([]storetest.Record, error) {
 	var out []storetest.Record
 	err := d.b.db.View(func(btx *bbolt.Tx) error {
 		out = out[:0]
 		return btx.ForEach(func(name []byte, b *bbolt.Bucket) error {
 			return b.ForEach(func(k, v []byte) error {
-				out = append(out, storetest.Record{Kind: string(name), Key: bytes.Clone(k), Value: bytes.Clone(v)})
+				out = append(out, storetest.Record{Kind: recordKind(string(name), k), Key: bytes.Clone(k), Value: bytes.Clone(v)})
 				return nil
 			})
 		})
 	})
 	return out, err
+}
+
+// recordKind names what key in bucket holds, for Dump.
+func recordKind(bucket string, key []byte) string {
+	if bucket != "user_data" {
+		return bucket
+	}
+	if i := bytes.IndexByte(key, 0); i >= 0 && i+1 < len(key) {
+		switch key[i+1] {
+		case 't':
+			return "tokens"
+		case 's':
+			return "sessions"
+		}
+	}
+	return bucket
 }
 
 // openStore opens a fresh store for the suites.
@@ -358,7 +376,7 @@ func TestBatchFailureIsolated(t *testing.T) {
 	if has(t, s, "bad") || has(t, s, "panic") {
 		t.Fatal("writes of a failed Update were committed")
 	}
-	if n, err := s.Sweep(context.Background(), time.Now(), 0); err != nil || n != 0 {
+	if n, err := s.Sweep(context.Background(), time.Now(), 0, nil); err != nil || n != 0 {
 		t.Fatalf("Sweep = %d, %v: the failed Update left an expiry entry", n, err)
 	}
 	if c := s.stats().Commits - before.Commits; c != 1+1+1 { // held, the batch, the sweep
@@ -491,7 +509,7 @@ func TestClose(t *testing.T) {
 	if err := s.View(ctx, func(kvstore.Tx) error { return nil }); !errors.Is(err, tokenstore.ErrClosed) {
 		t.Fatalf("View after Close = %v", err)
 	}
-	if _, err := s.Sweep(ctx, time.Now(), 0); !errors.Is(err, tokenstore.ErrClosed) {
+	if _, err := s.Sweep(ctx, time.Now(), 0, nil); !errors.Is(err, tokenstore.ErrClosed) {
 		t.Fatalf("Sweep after Close = %v", err)
 	}
 }
@@ -536,7 +554,7 @@ func TestExpiryIndex(t *testing.T) {
 	must(t, s.db.Update(func(btx *bbolt.Tx) error {
 		return btx.Bucket([]byte(indexBucket)).Put(indexKey(encodeExpire(now.Add(-time.Hour)), "kv", []byte("live")), nil)
 	}))
-	n, err := s.Sweep(ctx, now.Add(time.Second), 0)
+	n, err := s.Sweep(ctx, now.Add(time.Second), 0, nil)
 	must(t, err)
 	if n != 1 || !has(t, s, "live") || indexLen(t, s) != 0 {
 		t.Fatalf("Sweep = %d (want 1: the key in bucket new), live present %v, index %d", n, has(t, s, "live"), indexLen(t, s))
@@ -557,7 +575,7 @@ func TestSweepChunks(t *testing.T) {
 		return nil
 	}))
 	before := s.stats().Commits
-	got, err := s.Sweep(ctx, time.Now(), 0)
+	got, err := s.Sweep(ctx, time.Now(), 0, nil)
 	must(t, err)
 	if got != n {
 		t.Fatalf("Sweep = %d, want %d", got, n)

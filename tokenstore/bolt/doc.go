@@ -5,7 +5,12 @@
 // under which keys) are tokenstore/kvstore's, written once over ordered
 // keys in named buckets; this package gives them those buckets: Open
 // returns a Store that is kvstore.Store over the file, plus Path and Stats.
-// Everything below is about the buckets.
+// kvstore's doc shows its layout: a user's tokens and sessions under the
+// user, so an exchange rewrites that user's leaf and one entry of the
+// session hash index, about 15 KB written per exchange at 10,000
+// signed-in users where layout 1 wrote 20 KB (BenchmarkExchangeWrites).
+// A file of layout 1 is migrated when Open first meets it. Everything
+// below is about the buckets.
 //
 // # Layout
 //

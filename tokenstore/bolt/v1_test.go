@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/handoffd/handoff/tokenstore"
 )
 
@@ -79,13 +81,29 @@ func credentialHash(t *testing.T, cred string) []byte {
 	return sha256Of(c.Secret)
 }
 
-// TestV1File: a store file written by the v1 core opens unchanged, every
-// record reads back through the typed steps, and the token, session and
-// API key made before work.
+// TestV1File: a store file written by the v1 core (layout 1) is migrated
+// at Open, every record reads back through the typed steps, and the
+// token, session and API key made before work.
 func TestV1File(t *testing.T) {
 	s, f := openV1(t)
 	ctx := context.Background()
 	pepper := v1Pepper(t, s)
+
+	// Open moved layout 1's buckets into layout 2's and marked it.
+	must(t, s.b.db.View(func(btx *bbolt.Tx) error {
+		for _, name := range []string{"tokens", "sessions", "sessions_hash", "user_sessions", "failures"} {
+			if b := btx.Bucket([]byte(name)); b != nil && b.Stats().KeyN != 0 {
+				t.Errorf("layout 1's bucket %s holds %d keys after Open", name, b.Stats().KeyN)
+			}
+		}
+		if v := btx.Bucket([]byte("layout")).Get([]byte("version")); len(v) < headerLen || string(v[headerLen:]) != "2" {
+			t.Errorf("layout version = %q", v)
+		}
+		if n := btx.Bucket([]byte("user_data")).Stats().KeyN; n != 4 {
+			t.Errorf("user_data holds %d keys, want 4 (3 tokens, 1 session)", n)
+		}
+		return nil
+	}))
 
 	alice, err := s.UserByEmail(ctx, "alice@example.com")
 	must(t, err)

@@ -40,8 +40,8 @@ type exchangeLoad struct {
 	store   *Store
 	core    *tokenstore.Core
 	users   []string
-	tokens  []string // secrets, users[i%len] ... see owner
-	owner   []int
+	tokens  []string // the secrets of the pool
+	owner   []int    // tokens[i] is users[owner[i]]'s
 	clients int
 }
 
@@ -94,15 +94,25 @@ func (l *exchangeLoad) run(tb testing.TB, n int, op func(i int) error) {
 
 // exchangeAll exchanges the pool and reports the bytes written, the
 // commits and the time it took.
-func (l *exchangeLoad) exchangeAll(tb testing.TB) (bytes int64, commits uint64, took time.Duration) {
+func (l *exchangeLoad) exchangeAll(tb testing.TB) (w exchangeWrites) {
 	tb.Helper()
 	ctx := context.Background()
-	w0, c0, t0 := writeBytes(), l.store.Stats().Commits, time.Now()
+	w0, c0, s0, t0 := writeBytes(), l.store.Stats().Commits, l.store.b.db.Stats(), time.Now()
 	l.run(tb, len(l.tokens), func(i int) error {
 		_, _, err := l.core.Exchange(ctx, l.users[l.owner[i]], l.tokens[i], tokenstore.Client{})
 		return err
 	})
-	return writeBytes() - w0, l.store.Stats().Commits - c0, time.Since(t0)
+	s1 := l.store.b.db.Stats()
+	return exchangeWrites{bytes: writeBytes() - w0, commits: l.store.Stats().Commits - c0,
+		pages: s1.TxStats.GetPageCount() - s0.TxStats.GetPageCount(), took: time.Since(t0)}
+}
+
+// exchangeWrites is what exchanging a pool cost.
+type exchangeWrites struct {
+	bytes   int64  // written to storage (write_bytes)
+	commits uint64 // commits of the writer
+	pages   int64  // pages bbolt allocated for dirty nodes
+	took    time.Duration
 }
 
 // BenchmarkExchangeWrites measures what handoff bench's exchange scenario
@@ -111,9 +121,10 @@ func (l *exchangeLoad) exchangeAll(tb testing.TB) (bytes int64, commits uint64, 
 func BenchmarkExchangeWrites(b *testing.B) {
 	l := newExchangeLoad(b, 10000, min(max(b.N, 1000), 40000))
 	b.ResetTimer()
-	written, commits, took := l.exchangeAll(b)
+	w := l.exchangeAll(b)
 	n := float64(len(l.tokens))
-	b.ReportMetric(float64(written)/n, "bytes/exchange")
-	b.ReportMetric(n/float64(commits), "exchanges/commit")
-	b.ReportMetric(n/took.Seconds(), "exchanges/s")
+	b.ReportMetric(float64(w.bytes)/n, "bytes/exchange")
+	b.ReportMetric(float64(w.pages)/n, "pages/exchange")
+	b.ReportMetric(n/float64(w.commits), "exchanges/commit")
+	b.ReportMetric(n/w.took.Seconds(), "exchanges/s")
 }

@@ -12,31 +12,41 @@
 // # Layout
 //
 // Values are the JSON of the tokenstore model types (User, Token, Session,
-// Identity, APIKey), as the v1 core wrote them, so a file written before
-// the typed Store opens unchanged. Keys join their parts with a 0 byte;
-// times in keys are 8 bytes of big-endian unix nanoseconds, so keys sort
-// by time:
+// Identity, APIKey). Keys join their parts with a 0 byte; times in keys
+// are 8 bytes of big-endian unix nanoseconds, so keys sort by time. This
+// is layout 2:
 //
-//	users            userId                      -> User
-//	users_email      lower(email)                -> userId
-//	users_phone      phone                       -> userId
-//	users_created    created(8) userId           -> ""
-//	tokens           userId 0 hmac               -> Token (expires with it)
-//	sessions         sessionId                   -> Session (expires with it)
-//	sessions_hash    sha256(secret)              -> sessionId
-//	user_sessions    userId 0 created(8) id      -> ""
-//	identities       provider 0 subject          -> Identity
-//	user_identities  userId 0 provider 0 subject -> ""
-//	keys             keyId                       -> APIKey
-//	keys_hash        sha256(key)                 -> keyId
-//	meta             name                        -> the core's value
-//	kv               namespace 0 key             -> expire(8) value
-//	limits           key                         -> window start(8) count(8)
+//	users            userId                        -> User
+//	users_email      lower(email)                  -> userId
+//	users_phone      phone                         -> userId
+//	users_created    created(8) userId             -> ""
+//	user_data        userId 0 't' hmac             -> Token (expires with it)
+//	user_data        userId 0 's' created(8) id    -> Session (expires with it)
+//	session_keys     sha256(secret)                -> the session's user_data key
+//	identities       provider 0 subject            -> Identity
+//	user_identities  userId 0 provider 0 subject   -> ""
+//	keys             keyId                         -> APIKey
+//	keys_hash        sha256(key)                   -> keyId
+//	meta             name                          -> the core's value
+//	kv               namespace 0 key               -> expire(8) value
+//	limits           key                           -> window start(8) count(8)
+//	layout           "version"                     -> "2"
 //
-// A user's tokens sit under the user, so Mint and Exchange read and
-// rewrite only that user's. Exchange takes the token by its key (of
-// concurrent exchanges one Take wins), then opens the session and evicts
-// through user_sessions, or counts the failure on every token of the user.
+// A user's tokens and sessions sit together under the user in one bucket,
+// so a Mint or an Exchange reads and rewrites the user's few pages there:
+// the exchange takes the token, stores the session next to it and evicts
+// the oldest beyond the cap, all on one leaf as a rule, and adds one entry
+// to session_keys, the only lookup the request does not name the user
+// for (SessionByHash). Of concurrent exchanges of one token, one Take
+// wins. Sweep counts records: a session and its session_keys entry go as
+// one.
+//
+// Layout 1 (the v1 core's) kept tokens in "tokens" (userId 0 hmac),
+// sessions by id in "sessions", with "sessions_hash" (hash -> id) and
+// "user_sessions" (userId 0 created(8) id) beside them: four trees, each
+// written at a random page by every exchange. Open moves such a file to
+// layout 2 in transactions of a bounded number of records, resuming where
+// it stopped if interrupted, and marks it; the values are unchanged.
 //
 // A plugin value carries its own expiry in front of it, so a read hides
 // an expired value before the sweep removes it; every key that expires is

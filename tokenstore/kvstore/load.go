@@ -30,7 +30,7 @@ func (s *Store) Load(ctx context.Context, users []tokenstore.User, sessions []to
 			if err != nil {
 				return err
 			}
-			if err := tx.Put(bucketTokens, tokenKey(t.UserID, t.Hash), raw, t.Expire); err != nil {
+			if err := tx.Put(bucketUserData, tokenKey(t.UserID, t.Hash), raw, t.Expire); err != nil {
 				return err
 			}
 		}

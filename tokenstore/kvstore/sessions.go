@@ -9,34 +9,35 @@ import (
 	"github.com/handoffd/handoff/tokenstore"
 )
 
-// userSessionKey is s's entry in the user's session index: user, then
-// creation time, then id, so the index lists a user's sessions oldest
-// first.
-func userSessionKey(s tokenstore.Session) []byte {
-	return append(append(prefix(s.UserID), timeKey(s.CreatedAt)...), s.ID...)
+// The kinds of a user's records in user_data, after the user's prefix.
+const (
+	kindToken   = 't'
+	kindSession = 's'
+)
+
+// userKindPrefix is where userID's records of kind sit in user_data.
+func userKindPrefix(userID string, kind byte) []byte { return append(prefix(userID), kind) }
+
+// sessionKey is where s lives: under its user, then by creation time and
+// id, so a scan of the user's sessions lists them oldest first.
+func sessionKey(s tokenstore.Session) []byte {
+	return append(append(userKindPrefix(s.UserID, kindSession), timeKey(s.CreatedAt)...), s.ID...)
 }
 
-// userSessionIDs returns the ids in userID's session index, oldest first.
-func userSessionIDs(tx Tx, userID string) ([]string, error) {
-	var ids []string
-	n := len(userID) + 1 + 8
-	err := tx.Scan(bucketUserSessions, prefix(userID), nil, func(k, _ []byte) bool {
-		ids = append(ids, string(k[n:]))
-		return true
-	})
-	return ids, err
+// userSessions returns userID's stored sessions, oldest
+// (CreatedAt, then ID) first.
+func userSessions(tx Tx, userID string) ([]tokenstore.Session, error) {
+	return scanJSON[tokenstore.Session](tx, bucketUserData, userKindPrefix(userID, kindSession))
 }
 
-// putSession stores s with its hash and user indexes, all expiring with
-// it.
+// putSession stores s under its user and its secret's hash, both expiring
+// with it.
 func putSession(tx Tx, s tokenstore.Session) error {
-	if err := putJSON(tx, bucketSessions, []byte(s.ID), s, s.Expire); err != nil {
+	k := sessionKey(s)
+	if err := putJSON(tx, bucketUserData, k, s, s.Expire); err != nil {
 		return err
 	}
-	if err := tx.Put(bucketSessionsByHash, s.Hash, []byte(s.ID), s.Expire); err != nil {
-		return err
-	}
-	return tx.Put(bucketUserSessions, userSessionKey(s), nil, s.Expire)
+	return tx.Put(bucketSessionKeys, s.Hash, k, s.Expire)
 }
 
 // insertSession stores s and evicts the user's oldest sessions beyond
@@ -48,12 +49,12 @@ func insertSession(tx Tx, s tokenstore.Session, maxSessions int) error {
 	if maxSessions < 0 {
 		return nil
 	}
-	ids, err := userSessionIDs(tx, s.UserID)
+	sessions, err := userSessions(tx, s.UserID)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids[:max(0, len(ids)-maxSessions)] {
-		if err := deleteSession(tx, id); err != nil && !errors.Is(err, tokenstore.ErrSessionNotFound) {
+	for _, old := range sessions[:max(0, len(sessions)-maxSessions)] {
+		if err := deleteSession(tx, old); err != nil {
 			return err
 		}
 	}
@@ -78,13 +79,16 @@ func (s *Store) SessionByHash(ctx context.Context, hash []byte) (tokenstore.User
 		sess tokenstore.Session
 	)
 	err := s.b.View(ctx, func(tx Tx) error {
-		id, err := tx.Get(bucketSessionsByHash, hash)
+		k, err := tx.Get(bucketSessionKeys, hash)
 		if errors.Is(err, tokenstore.ErrNotFound) {
 			return tokenstore.ErrSessionNotFound
 		} else if err != nil {
 			return err
 		}
-		if sess, err = getSession(tx, string(id)); err != nil {
+		err = getJSON(tx, bucketUserData, k, &sess)
+		if errors.Is(err, tokenstore.ErrNotFound) {
+			return tokenstore.ErrSessionNotFound
+		} else if err != nil {
 			return err
 		}
 		if subtle.ConstantTimeCompare(sess.Hash, hash) != 1 {
@@ -112,31 +116,19 @@ func (s *Store) Session(ctx context.Context, userID, id string) (tokenstore.Sess
 	return sess, err
 }
 
-// Sessions returns the user's sessions, oldest first, through the user's
-// session index.
+// Sessions returns the user's sessions, oldest first: a scan of the
+// user's sessions in user_data.
 func (s *Store) Sessions(ctx context.Context, userID string) ([]tokenstore.Session, error) {
-	out := []tokenstore.Session{}
-	err := s.b.View(ctx, func(tx Tx) error {
-		ids, err := userSessionIDs(tx, userID)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			sess, err := getSession(tx, id)
-			if errors.Is(err, tokenstore.ErrSessionNotFound) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			out = append(out, sess)
-		}
-		return nil
+	var out []tokenstore.Session
+	err := s.b.View(ctx, func(tx Tx) (err error) {
+		out, err = userSessions(tx, userID)
+		return err
 	})
 	return out, err
 }
 
 // UpdateSession applies change to the user's session id and stores it
-// again with its indexes, under its new expiry, in one Update.
+// again with its hash entry, under its new expiry, in one Update.
 func (s *Store) UpdateSession(ctx context.Context, userID, id string, change func(*tokenstore.Session) error) (tokenstore.Session, error) {
 	var out tokenstore.Session
 	err := s.b.Update(ctx, func(tx Tx) error {
@@ -153,7 +145,7 @@ func (s *Store) UpdateSession(ctx context.Context, userID, id string, change fun
 		}
 		sess.ID, sess.UserID, sess.Hash = old.ID, old.UserID, old.Hash
 		if !sess.CreatedAt.Equal(old.CreatedAt) {
-			if err := tx.Delete(bucketUserSessions, userSessionKey(old)); err != nil {
+			if err := tx.Delete(bucketUserData, sessionKey(old)); err != nil {
 				return err
 			}
 		}
@@ -169,10 +161,11 @@ func (s *Store) UpdateSession(ctx context.Context, userID, id string, change fun
 // DeleteSession deletes the user's session id.
 func (s *Store) DeleteSession(ctx context.Context, userID, id string) error {
 	return s.b.Update(ctx, func(tx Tx) error {
-		if _, err := userSession(tx, userID, id); err != nil {
+		sess, err := userSession(tx, userID, id)
+		if err != nil {
 			return err
 		}
-		return deleteSession(tx, id)
+		return deleteSession(tx, sess)
 	})
 }
 
@@ -186,57 +179,49 @@ func (s *Store) DeleteSessions(ctx context.Context, userID string) (int, error) 
 	return n, err
 }
 
-// getSession reads the session id, or gives ErrSessionNotFound.
-func getSession(tx Tx, id string) (tokenstore.Session, error) {
-	var s tokenstore.Session
-	err := getJSON(tx, bucketSessions, []byte(id), &s)
-	if errors.Is(err, tokenstore.ErrNotFound) {
-		return s, tokenstore.ErrSessionNotFound
-	}
-	return s, err
-}
-
-// userSession is getSession for a session that must be userID's.
+// userSession returns userID's session id, or ErrSessionNotFound: a scan
+// of the user's session keys, which end in their ids.
 func userSession(tx Tx, userID, id string) (tokenstore.Session, error) {
-	s, err := getSession(tx, id)
-	if err == nil && s.UserID != userID {
+	var k []byte
+	err := tx.Scan(bucketUserData, userKindPrefix(userID, kindSession), nil, func(key, _ []byte) bool {
+		if len(key) == len(userID)+2+8+len(id) && string(key[len(userID)+2+8:]) == id {
+			k = clone(key)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return tokenstore.Session{}, err
+	}
+	if k == nil {
 		return tokenstore.Session{}, tokenstore.ErrSessionNotFound
 	}
-	return s, err
+	var s tokenstore.Session
+	if err := getJSON(tx, bucketUserData, k, &s); err != nil {
+		return tokenstore.Session{}, err
+	}
+	return s, nil
 }
 
-// deleteSession deletes the session id and its index entries.
-func deleteSession(tx Tx, id string) error {
-	s, err := getSession(tx, id)
-	if err != nil {
+// deleteSession deletes s and its hash entry.
+func deleteSession(tx Tx, s tokenstore.Session) error {
+	if err := tx.Delete(bucketUserData, sessionKey(s)); err != nil {
 		return err
 	}
-	for _, del := range []struct {
-		bucket string
-		key    []byte
-	}{{bucketSessions, []byte(s.ID)}, {bucketSessionsByHash, s.Hash}, {bucketUserSessions, userSessionKey(s)}} {
-		if err := tx.Delete(del.bucket, del.key); err != nil {
-			return err
-		}
-	}
-	return nil
+	return tx.Delete(bucketSessionKeys, s.Hash)
 }
 
-// deleteUserSessions deletes every session in userID's index and reports
-// how many there were.
+// deleteUserSessions deletes every session of userID and reports how many
+// there were.
 func deleteUserSessions(tx Tx, userID string) (int, error) {
-	keys, err := deletePrefix(tx, bucketUserSessions, prefix(userID))
+	sessions, err := userSessions(tx, userID)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, k := range keys {
-		switch err := deleteSession(tx, string(k[len(userID)+1+8:])); {
-		case err == nil:
-			n++
-		case !errors.Is(err, tokenstore.ErrSessionNotFound):
+	for _, s := range sessions {
+		if err := deleteSession(tx, s); err != nil {
 			return 0, err
 		}
 	}
-	return n, nil
+	return len(sessions), nil
 }

@@ -22,8 +22,9 @@ type Store struct {
 	b Buckets
 }
 
-// New returns the typed store over b. The Store owns b from then on: its
-// Close closes b.
+// New returns the typed store over b, which must hold layout 2 already (a
+// new, empty backend does; Open migrates one of layout 1). The Store owns
+// b from then on: its Close closes b.
 func New(b Buckets) *Store { return &Store{b: b} }
 
 // Buckets returns the backend under the store.
@@ -56,9 +57,16 @@ func (s *Store) Shared() bool {
 	return ok && sh.Shared()
 }
 
-// Sweep is the backend's sweep of its expiry index.
+// Sweep is the backend's sweep of its expiry index, counting records:
+// a session's hash entry goes with it uncounted.
 func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
-	return s.b.Sweep(ctx, now, limit)
+	return s.b.Sweep(ctx, now, limit, isRecord)
+}
+
+// isRecord reports whether a key of bucket is a record of its own, not an
+// index entry of one.
+func isRecord(bucket string) bool {
+	return bucket != bucketSessionKeys && bucket != v1SessionsByHash && bucket != v1UserSessions
 }
 
 // Close closes the backend.

@@ -14,7 +14,9 @@ import (
 )
 
 // tokenKey is where a token lives: under its user, by its keyed hash.
-func tokenKey(userID string, hash []byte) []byte { return key(userID, string(hash)) }
+func tokenKey(userID string, hash []byte) []byte {
+	return append(userKindPrefix(userID, kindToken), hash...)
+}
 
 // Mint stores t for its user, evicting the user's expired tokens and the
 // oldest live ones beyond keep, in one Update.
@@ -38,7 +40,7 @@ func putToken(tx Tx, userID string, hash, raw []byte, expire time.Time, keep int
 	if err := evictTokens(tx, userID, now, keep); err != nil {
 		return err
 	}
-	return tx.Put(bucketTokens, tokenKey(userID, hash), raw, expire)
+	return tx.Put(bucketUserData, tokenKey(userID, hash), raw, expire)
 }
 
 // Exchange takes the token and opens the session, or counts the failure,
@@ -53,7 +55,7 @@ func (s *Store) Exchange(ctx context.Context, x tokenstore.Exchange) (tokenstore
 		if userErr != nil && !errors.Is(userErr, tokenstore.ErrUserNotFound) {
 			return userErr
 		}
-		raw, err := tx.Take(bucketTokens, tokenKey(x.UserID, x.Hash))
+		raw, err := tx.Take(bucketUserData, tokenKey(x.UserID, x.Hash))
 		if err != nil && !errors.Is(err, tokenstore.ErrNotFound) {
 			return err
 		}
@@ -117,20 +119,20 @@ func countFailure(tx Tx, userID string, now time.Time, maxAttempts int) (burned 
 	for _, t := range toks {
 		k := tokenKey(userID, t.Hash)
 		if now.After(t.Expire) {
-			if err := tx.Delete(bucketTokens, k); err != nil {
+			if err := tx.Delete(bucketUserData, k); err != nil {
 				return 0, err
 			}
 			continue
 		}
 		t.Attempts++
 		if t.Attempts >= maxAttempts {
-			if err := tx.Delete(bucketTokens, k); err != nil {
+			if err := tx.Delete(bucketUserData, k); err != nil {
 				return 0, err
 			}
 			burned++
 			continue
 		}
-		if err := putJSON(tx, bucketTokens, k, t, t.Expire); err != nil {
+		if err := putJSON(tx, bucketUserData, k, t, t.Expire); err != nil {
 			return 0, err
 		}
 	}
@@ -147,7 +149,7 @@ func evictTokens(tx Tx, userID string, now time.Time, keep int) error {
 	live := toks[:0]
 	for _, t := range toks {
 		if now.After(t.Expire) {
-			if err := tx.Delete(bucketTokens, tokenKey(userID, t.Hash)); err != nil {
+			if err := tx.Delete(bucketUserData, tokenKey(userID, t.Hash)); err != nil {
 				return err
 			}
 			continue
@@ -161,7 +163,7 @@ func evictTokens(tx Tx, userID string, now time.Time, keep int) error {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 	for _, t := range live[:len(live)-max(keep, 0)] {
-		if err := tx.Delete(bucketTokens, tokenKey(userID, t.Hash)); err != nil {
+		if err := tx.Delete(bucketUserData, tokenKey(userID, t.Hash)); err != nil {
 			return err
 		}
 	}
@@ -170,7 +172,7 @@ func evictTokens(tx Tx, userID string, now time.Time, keep int) error {
 
 // userTokens returns every stored token of userID, expired ones included.
 func userTokens(tx Tx, userID string) ([]tokenstore.Token, error) {
-	return scanJSON[tokenstore.Token](tx, bucketTokens, prefix(userID))
+	return scanJSON[tokenstore.Token](tx, bucketUserData, userKindPrefix(userID, kindToken))
 }
 
 // Tokens returns every stored token of the user.

@@ -160,7 +160,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		for _, del := range []struct {
 			bucket string
 			key    string
-		}{{bucketUsers, u.ID}, {bucketUsersByEmail, u.Email}, {bucketUsersByPhone, u.Phone}, {bucketFailures, u.ID}} {
+		}{{bucketUsers, u.ID}, {bucketUsersByEmail, u.Email}, {bucketUsersByPhone, u.Phone}} {
 			if del.key != "" {
 				if err := tx.Delete(del.bucket, []byte(del.key)); err != nil {
 					return err
@@ -170,10 +170,10 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		if err := tx.Delete(bucketUsersByCreated, createdKey(u)); err != nil {
 			return err
 		}
-		if _, err := deletePrefix(tx, bucketTokens, prefix(u.ID)); err != nil {
+		if _, err := deleteUserSessions(tx, u.ID); err != nil {
 			return err
 		}
-		if _, err := deleteUserSessions(tx, u.ID); err != nil {
+		if _, err := deletePrefix(tx, bucketUserData, prefix(u.ID)); err != nil {
 			return err
 		}
 		return deleteUserIdentities(tx, u.ID)

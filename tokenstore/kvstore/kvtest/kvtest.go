@@ -41,6 +41,7 @@ var tests = []test{
 	{"SweepLimit", testSweepLimit},
 	{"SweepAfterOverwrite", testSweepOverwrite},
 	{"SweepBucketsApart", testSweepBuckets},
+	{"SweepCounted", testSweepCounted},
 	{"Closed", testClosed},
 }
 

@@ -320,7 +320,7 @@ func testUpdateRollback(t *testing.T, s *suite) {
 	wantAbsent(t, st, bucketA, "new")
 	wantValue(t, st, bucketA, "old", "kept")
 	// The rolled-back key left nothing in the expiry index either.
-	n, err := st.Sweep(context.Background(), time.Now(), 0)
+	n, err := st.Sweep(context.Background(), time.Now(), 0, nil)
 	must(t, "Sweep", err)
 	if n != 0 {
 		t.Fatalf("Sweep after a rolled-back Put removed %d keys, want 0", n)
@@ -371,7 +371,7 @@ func putExpiring(t *testing.T, st kvstore.Buckets, bucket, key string, expire ti
 
 func sweep(t *testing.T, st kvstore.Buckets, now time.Time, limit, want int) {
 	t.Helper()
-	n, err := st.Sweep(context.Background(), now, limit)
+	n, err := st.Sweep(context.Background(), now, limit, nil)
 	must(t, "Sweep", err)
 	if n != want {
 		t.Fatalf("Sweep(now %s, limit %d) = %d, want %d", now.Format(time.RFC3339), limit, n, want)
@@ -498,6 +498,35 @@ func testClosed(t *testing.T, s *suite) {
 	wantIs(t, "Update after Close", err, tokenstore.ErrClosed)
 	err = st.View(ctx, func(tx kvstore.Tx) error { return nil })
 	wantIs(t, "View after Close", err, tokenstore.ErrClosed)
-	_, err = st.Sweep(ctx, time.Now(), 0)
+	_, err = st.Sweep(ctx, time.Now(), 0, nil)
 	wantIs(t, "Sweep after Close", err, tokenstore.ErrClosed)
+}
+
+func testSweepCounted(t *testing.T, s *suite) {
+	st := s.store(t)
+	now := startTime()
+	for i := range 3 {
+		putExpiring(t, st, bucketA, fmt.Sprintf("a%d", i), now.Add(-time.Duration(10-2*i)*time.Second))
+		putExpiring(t, st, bucketB, fmt.Sprintf("b%d", i), now.Add(-time.Duration(9-2*i)*time.Second))
+	}
+	onlyA := func(bucket string) bool { return bucket == bucketA }
+	// Oldest first: a0 b0 a1 b1 a2 b2. Two of A's go, and B's keys
+	// between them, uncounted.
+	n, err := st.Sweep(context.Background(), now, 2, onlyA)
+	must(t, "Sweep", err)
+	if n != 2 {
+		t.Fatalf("Sweep(limit 2, counting A) = %d, want 2", n)
+	}
+	for _, k := range []string{"a0", "b0", "a1"} {
+		wantAbsent(t, st, map[byte]string{'a': bucketA, 'b': bucketB}[k[0]], k)
+	}
+	wantValue(t, st, bucketA, "a2", "v:a2")
+	n, err = st.Sweep(context.Background(), now, 0, onlyA)
+	must(t, "Sweep", err)
+	if n != 1 {
+		t.Fatalf("Sweep(no limit, counting A) = %d, want 1", n)
+	}
+	for _, k := range []string{"b1", "b2"} {
+		wantAbsent(t, st, bucketB, k)
+	}
 }
