@@ -8,7 +8,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/handoffd/handoff/tokenstore"
 	"github.com/handoffd/handoff/tokenstore/bolt"
@@ -100,5 +102,26 @@ func TestMigrateResumes(t *testing.T) {
 	}
 	if _, _, err := s.SessionByHash(ctx, sessionHash(t, cred)); !errors.Is(err, tokenstore.ErrSessionNotFound) {
 		t.Fatalf("SessionByHash of the deleted session = %v", err)
+	}
+}
+
+// TestNewerLayout: a file of a layout this code does not know is not
+// opened (nor migrated, nor written).
+func TestNewerLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "handoff.db")
+	s, err := bolt.Open(path, bolt.Options{})
+	must(t, err)
+	must(t, s.Buckets().Update(context.Background(), func(tx kvstore.Tx) error {
+		return tx.Put("layout", []byte("version"), []byte("3"), time.Time{})
+	}))
+	must(t, s.Close())
+	_, err = bolt.Open(path, bolt.Options{})
+	if err == nil || !strings.Contains(err.Error(), `layout "3"`) {
+		t.Fatalf("Open of a layout 3 file = %v", err)
+	}
+	// The failed Open let go of the file.
+	_, err = bolt.Open(path, bolt.Options{Timeout: 100 * time.Millisecond})
+	if errors.Is(err, bolt.ErrLocked) {
+		t.Fatal("a failed Open kept the file locked")
 	}
 }
