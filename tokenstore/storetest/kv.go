@@ -84,7 +84,7 @@ func testKVTTL(t *testing.T, s *suite) {
 	must(t, "Put", kv.Put(e.ctx, "long", []byte("l"), time.Hour))
 	must(t, "Put", kv.Put(e.ctx, "forever", []byte("f"), 0))
 	e.clock.Advance(time.Minute)
-	wantKV(t, e, kv, "short", "s") // at its expiry it still reads
+	wantKV(t, e, kv, "short", "s")    // at its expiry it still reads
 	e.clock.Advance(time.Microsecond) // the stores' precision
 	wantNoKV(t, e, kv, "short")
 	l, err := kv.List(e.ctx, "", "", 0)
