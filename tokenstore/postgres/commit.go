@@ -12,9 +12,6 @@ import (
 )
 
 const (
-	// qReadOnly is Ping's statement: on for a standby and for a server
-	// or database set read-only.
-	qReadOnly = "SELECT current_setting('transaction_read_only')"
 	// qBackend reads the state of the server process that served a lost
 	// connection, if it is still there and ours.
 	qBackend = "SELECT state FROM pg_stat_activity WHERE pid = $1 AND usename = current_user AND pid <> pg_backend_pid()"
