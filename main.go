@@ -34,6 +34,8 @@ import (
 	"github.com/handoffd/handoff/plugins/password"
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/bolt"
+	"github.com/handoffd/handoff/tokenstore/postgres"
 )
 
 // builtins are the verifier kinds inside this binary. Each still runs out
@@ -246,7 +248,7 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	reload := func() (config.Config, error) { return load(fs, *path) } // SIGHUP: the same file, environment and flags
-	d, err := daemon.New(ctx, daemon.Options{Config: cfg, Logger: newLogger(cfg, stderr), Notice: stderr, Builtins: builtins, Reload: reload})
+	d, err := daemon.New(ctx, daemon.Options{Config: cfg, OpenStore: openStore, Logger: newLogger(cfg, stderr), Notice: stderr, Builtins: builtins, Reload: reload})
 	if err != nil {
 		return err
 	}
@@ -281,7 +283,21 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return bench.Main(ctx, args, bench.Options{Builtins: builtins, Executable: exe, Stdout: stdout, Stderr: stderr})
+	return bench.Main(ctx, args, bench.Options{Builtins: builtins, OpenStore: openStore, Executable: exe, Stdout: stdout, Stderr: stderr})
+}
+
+// openStore opens the store cfg.Store names: the embedded bolt file by
+// default, or PostgreSQL, whose tables live in the DSN's search_path (a
+// search_path parameter of the DSN picks a schema; it must exist). It is
+// the one place that knows the backends; the daemon takes what it opens.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokenstore.Store, error) {
+	switch cfg.Store.Driver {
+	case "", "bolt":
+		return bolt.Open(cfg.StorePath(), bolt.Options{Timeout: time.Second})
+	case "postgres":
+		return postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, MaxConns: int32(cfg.Store.MaxConns), Timeout: cfg.Store.Timeout, Logger: log})
+	}
+	return nil, fmt.Errorf("store driver %q is not supported", cfg.Store.Driver)
 }
 
 // withCore opens the configured store for a one-off command.
@@ -295,7 +311,7 @@ func withCore(fs *pflag.FlagSet, path string, fn func(context.Context, config.Co
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	core, err := daemon.OpenCore(ctx, cfg)
+	core, err := daemon.OpenCore(ctx, cfg, openStore)
 	if err != nil {
 		return err
 	}
@@ -425,7 +441,7 @@ func configCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := daemon.CheckStart(context.Background(), daemon.Options{Config: cfg, Builtins: builtins}); err != nil {
+	if err := daemon.CheckStart(context.Background(), daemon.Options{Config: cfg, OpenStore: openStore, Builtins: builtins}); err != nil {
 		return err
 	}
 	if err := daemon.CheckSecretsKeyFile(cfg); err != nil {

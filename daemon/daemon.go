@@ -17,13 +17,19 @@ import (
 	"github.com/handoffd/handoff/providers"
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
-	"github.com/handoffd/handoff/tokenstore/bolt"
-	"github.com/handoffd/handoff/tokenstore/postgres"
 )
+
+// OpenStore opens the store cfg.Store names. The daemon knows no backend:
+// main.go chooses it. An error matching tokenstore.ErrUnavailable is an
+// outage to wait out (a database out of reach): the daemon starts anyway
+// and opens the store in the background; any other fails the start.
+type OpenStore func(ctx context.Context, cfg config.Config, log *slog.Logger) (tokenstore.Store, error)
 
 // Options are what New needs besides the config.
 type Options struct {
 	Config config.Config
+	// OpenStore opens the token core's store (required).
+	OpenStore OpenStore
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Notice receives the one-time message with the first API key (stderr).
@@ -45,17 +51,18 @@ type Options struct {
 
 // Daemon is one running handoff.
 type Daemon struct {
-	cfg     config.Config
-	log     *slog.Logger
-	notice  io.Writer
-	core    *tokenstore.Core // nil until the store opens (see storeOpen)
-	limits  counter
-	store   storeState
-	proxies proxies
-	metrics *metrics
-	audit   *auditor     // nil: audit.sink is off
-	logs    *logThrottle // rate-limits lines a failure repeats (logLimited)
-	handler http.Handler
+	cfg       config.Config
+	openStore OpenStore
+	log       *slog.Logger
+	notice    io.Writer
+	core      *tokenstore.Core // nil until the store opens (see storeOpen)
+	limits    counter
+	store     storeState
+	proxies   proxies
+	metrics   *metrics
+	audit     *auditor     // nil: audit.sink is off
+	logs      *logThrottle // rate-limits lines a failure repeats (logLimited)
+	handler   http.Handler
 
 	host     *providers.Host
 	provs    atomic.Pointer[providerSet] // swapped whole by Reload
@@ -84,7 +91,10 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if err := CheckConfig(ctx, opts.Config, opts.Builtins); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: opts.Config, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), logs: newLogThrottle(logInterval), bg: newBackground(), builtins: opts.Builtins, load: opts.Reload}
+	if opts.OpenStore == nil {
+		return nil, errors.New("daemon: Options.OpenStore is nil")
+	}
+	d := &Daemon{cfg: opts.Config, openStore: opts.OpenStore, log: opts.Logger, notice: opts.Notice, metrics: newMetrics(), logs: newLogThrottle(logInterval), bg: newBackground(), builtins: opts.Builtins, load: opts.Reload}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -98,7 +108,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	d.audit = audit
 	d.store.opened = make(chan struct{})
 	if err := d.connect(ctx); err != nil {
-		if !transientOpenError(d.cfg, err) {
+		if !transientOpenError(err) {
 			d.Close()
 			return nil, err
 		}
@@ -161,21 +171,20 @@ func builtinProves(ctx context.Context, builtins map[string]sdk.Factory) config.
 	}
 }
 
-// OpenCore opens the configured store and the token core on it. Closing
-// core.Store() releases it.
-func OpenCore(ctx context.Context, cfg config.Config) (*tokenstore.Core, error) {
-	return openCore(ctx, cfg, nil, nil)
+// OpenCore opens the configured store with open and the token core on it.
+// Closing core.Store() releases it.
+func OpenCore(ctx context.Context, cfg config.Config, open OpenStore) (*tokenstore.Core, error) {
+	return openCore(ctx, cfg, open, nil, nil)
 }
 
-func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metrics) (*tokenstore.Core, error) {
+func openCore(ctx context.Context, cfg config.Config, open OpenStore, log *slog.Logger, m *metrics) (*tokenstore.Core, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	store, err := openStore(ctx, cfg, log)
+	store, err := open(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	store = instrumentStore(store, m)
 	sealer, err := openSealer(ctx, cfg, store, log)
 	if err != nil {
 		store.Close()
@@ -191,6 +200,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metri
 		Pepper:          []byte(cfg.Tokens.Pepper),
 		Sealer:          sealer,
 		StoreTimeout:    cfg.Store.Timeout,
+		Observe:         m.observeStore,
 	})
 	if errors.Is(err, tokenstore.ErrSealed) || errors.Is(err, tokenstore.ErrSealBroken) {
 		store.Close()
@@ -202,19 +212,6 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metri
 		return nil, fmt.Errorf("open token core: %w", err)
 	}
 	return core, nil
-}
-
-// openStore opens the configured backend. On PostgreSQL the tables live
-// in the DSN's search_path (a search_path parameter of the DSN picks a
-// schema; it must exist).
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokenstore.Store, error) {
-	switch cfg.Store.Driver {
-	case "", "bolt":
-		return bolt.Open(cfg.StorePath(), bolt.Options{Timeout: time.Second})
-	case "postgres":
-		return postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, MaxConns: int32(cfg.Store.MaxConns), Timeout: cfg.Store.Timeout, Logger: log})
-	}
-	return nil, fmt.Errorf("store driver %q is not supported", cfg.Store.Driver)
 }
 
 // BootstrapKey creates an API key with every scope on a store that never
@@ -337,10 +334,7 @@ func (d *Daemon) ping(ctx context.Context) error {
 	if err := d.storeOpen(); err != nil {
 		return err
 	}
-	if p, ok := d.core.Store().(interface{ Ping(context.Context) error }); ok {
-		return p.Ping(ctx)
-	}
-	return d.core.Store().View(ctx, func(tokenstore.Tx) error { return nil })
+	return d.core.Store().Ping(ctx)
 }
 
 // Close releases the store. It is safe to call more than once.

@@ -39,7 +39,7 @@ func newTestServer(t *testing.T, change ...func(*config.Config)) *testServer {
 		c(&cfg)
 	}
 	var notice bytes.Buffer
-	d, err := New(context.Background(), Options{Config: cfg, Notice: &notice, Logger: testLogger})
+	d, err := New(context.Background(), Options{Config: cfg, OpenStore: testOpenStore, Notice: &notice, Logger: testLogger})
 	testLogger = nil
 	if err != nil {
 		t.Fatal(err)

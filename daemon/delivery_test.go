@@ -439,7 +439,7 @@ func TestServeRefusesInBandNonProving(t *testing.T) {
 				echoProvider(t, "captchalike", func(p *config.Provider) { p.Plugin.Env = map[string]string{envNoIdentity: "1"} }),
 			}
 			cfg.Providers[1].Deliver.Via = via
-			d, err := New(context.Background(), Options{Config: cfg})
+			d, err := New(context.Background(), Options{Config: cfg, OpenStore: testOpenStore})
 			if err == nil {
 				d.Close()
 				t.Fatal("the daemon started")

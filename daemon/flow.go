@@ -326,12 +326,26 @@ func (d *Daemon) verifySignIn(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return "", err
 	}
-	user, err := d.resolve(r.Context(), p, id)
+	if ch == channelSMS {
+		// The number's SMS limit is counted before a token is minted.
+		user, err := d.resolve(r.Context(), p, id)
+		if err != nil {
+			return user.ID, err
+		}
+		d.record(d.originOf(r, c), Event{Event: string(evVerifySucceeded), Provider: p.cfg.Name, UserID: user.ID})
+		return user.ID, d.mintAndDeliver(w, r, c, p, user, id.Subject, ch)
+	}
+	// Resolve and mint in one store step: one round trip on PostgreSQL
+	// for a known identity.
+	user, t, secret, err := d.signIn(r.Context(), p, id, &tokenstore.MintRequest{
+		Length: p.linkLength(), Expire: p.cfg.Token.Expire,
+		Provider: p.cfg.Name, ProviderUID: id.Subject, IP: c.ip, UserAgent: r.UserAgent(),
+	})
 	if err != nil {
 		return user.ID, err
 	}
 	d.record(d.originOf(r, c), Event{Event: string(evVerifySucceeded), Provider: p.cfg.Name, UserID: user.ID})
-	return user.ID, d.mintAndDeliver(w, r, c, p, user, id.Subject, ch)
+	return user.ID, d.deliver(w, r, c, p, user, t, secret, ch)
 }
 
 // refuseDelivery is the answer to a sign-in whose secret secretChannel
@@ -365,21 +379,30 @@ func readPayload(r *http.Request) (json.RawMessage, error) {
 }
 
 func (d *Daemon) resolve(ctx context.Context, p *provider, id sdk.Identity) (tokenstore.User, error) {
+	user, _, _, err := d.signIn(ctx, p, id, nil)
+	return user, err
+}
+
+// signIn resolves the identity a provider verified to its user and, when
+// mint is not nil, mints the user's token in the same store step
+// (mint.UserID is filled in). A blocked user is errUserBlocked, and gets
+// no token.
+func (d *Daemon) signIn(ctx context.Context, p *provider, id sdk.Identity, mint *tokenstore.MintRequest) (tokenstore.User, tokenstore.Token, string, error) {
 	if id.Subject == "" {
 		d.log.Error("provider returned an identity without a subject", "provider", p.cfg.Name)
-		return tokenstore.User{}, errServer
+		return tokenstore.User{}, tokenstore.Token{}, "", errServer
 	}
-	user, _, err := d.core.ResolveIdentity(ctx, tokenstore.Identity{
+	res, t, secret, err := d.core.SignIn(ctx, tokenstore.Identity{
 		Provider: p.cfg.Name, Subject: id.Subject, Email: id.Email, EmailVerified: id.EmailVerified,
 		Phone: id.Phone, Name: id.Name, Claims: id.Claims,
-	}, tokenstore.LinkPolicy{Create: p.cfg.Users.Create, LinkByEmail: p.cfg.Users.LinkByEmail})
+	}, tokenstore.LinkPolicy{Create: p.cfg.Users.Create, LinkByEmail: p.cfg.Users.LinkByEmail}, mint)
 	if err != nil {
-		return user, err
+		return res.User, t, "", err
 	}
-	if !user.Status {
-		return user, errUserBlocked
+	if !res.User.Status {
+		return res.User, t, "", errUserBlocked
 	}
-	return user, nil
+	return res.User, t, secret, nil
 }
 
 // mintAndDeliver mints the user's secret for a direct verify and sends it
@@ -397,6 +420,12 @@ func (d *Daemon) mintAndDeliver(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
+	return d.deliver(w, r, c, p, user, t, secret, ch)
+}
+
+// deliver sends a token minted for a direct verify on ch: in the answer's
+// body, or out of band with an empty secret in the answer.
+func (d *Daemon) deliver(w http.ResponseWriter, r *http.Request, c *caller, p *provider, user tokenstore.User, t tokenstore.Token, secret string, ch channel) error {
 	d.record(d.originOf(r, c), Event{Event: string(evTokenMinted), Provider: p.cfg.Name, UserID: user.ID})
 	shown := ""
 	if ch == channelBody {

@@ -47,7 +47,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	cfg.Redirect.Allow = []string{"https://app.example/"}
 	cfg.Providers = []config.Provider{echoProvider(f, "echo", nil)}
 	var notice bytes.Buffer
-	d, err := New(context.Background(), Options{Config: cfg, Notice: &notice, Logger: slog.New(slog.DiscardHandler)})
+	d, err := New(context.Background(), Options{Config: cfg, OpenStore: testOpenStore, Notice: &notice, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}

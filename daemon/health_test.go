@@ -125,7 +125,7 @@ func TestNewFailsOnRequiredProvider(t *testing.T) {
 	cfg := config.Default()
 	cfg.Data = t.TempDir()
 	cfg.Providers = []config.Provider{echoProvider(t, "needed", func(p *config.Provider) { p.Plugin.Path = filepath.Join(t.TempDir(), "gone") })}
-	d, err := New(context.Background(), Options{Config: cfg})
+	d, err := New(context.Background(), Options{Config: cfg, OpenStore: testOpenStore})
 	if err == nil {
 		d.Close()
 		t.Fatal("New served without a required provider")

@@ -74,7 +74,7 @@ func newMetrics() *metrics {
 	m.deliveries = counter("handoff_deliveries_total", "Out-of-band deliveries of a secret by channel (webhook, email, sms) and final result (ok, failed).", "channel", "result")
 	m.limited = counter("handoff_rate_limited_total", "Requests refused by a rate limit (429), by route.", "route")
 	m.providerCalls = histogram("handoff_provider_call_duration_seconds", "Plugin calls by provider, method and result (ok, error).", "provider", "method", "result")
-	m.storeOps = histogram("handoff_store_operation_duration_seconds", "Store operations by operation (view, update, sweep, count, forget) and result (ok, error).", "operation", "result")
+	m.storeOps = histogram("handoff_store_operation_duration_seconds", "Store steps of the token core by operation (mint, exchange, session_by_hash, sign_in, hit, ...) and result (ok, error).", "operation", "result")
 	m.auditEvents = counter("handoff_audit_events_total", "Audit events handed to the audit sink, by event.", "event")
 	m.auditDropped = single("handoff_audit_dropped_total", "Audit events dropped because the sink's buffer was full or the sink failed.")
 	m.auditFailures = single("handoff_audit_sink_failures_total", "Batches the audit sink failed to take (a webhook batch after its last attempt); their events are dropped.")

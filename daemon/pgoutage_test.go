@@ -58,7 +58,7 @@ func newPostgresServer(t *testing.T, down bool, change func(*config.Config)) (*t
 		change(&cfg)
 	}
 	notice := &lockedBuffer{}
-	d, err := New(ctx, Options{Config: cfg, Notice: notice, Logger: testLogger})
+	d, err := New(ctx, Options{Config: cfg, OpenStore: testOpenStore, Notice: notice, Logger: testLogger})
 	testLogger = nil
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestStartBoltUnopenable(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Store.Path = filepath.Join(blocker, "handoff.db") // under a file, not a directory
-	d, err := New(context.Background(), Options{Config: cfg})
+	d, err := New(context.Background(), Options{Config: cfg, OpenStore: testOpenStore})
 	if err == nil {
 		d.Close()
 		t.Fatal("a daemon on a bolt file that cannot be opened")

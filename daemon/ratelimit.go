@@ -21,11 +21,11 @@ type counter interface {
 }
 
 // newCounter picks where the limits are counted: in the store when it is
-// one several daemons share (a tokenstore.Counter: PostgreSQL), so a
+// one several daemons share (PostgreSQL), so a
 // client gets the same limit whichever replica answers; in memory for the
 // embedded store, which one daemon owns.
 func newCounter(core *tokenstore.Core) counter {
-	if _, shared := core.Store().(tokenstore.Counter); shared {
+	if core.Store().Shared() {
 		return storeCounter{core}
 	}
 	return newMemCounter()

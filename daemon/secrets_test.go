@@ -19,7 +19,7 @@ import (
 func start(t *testing.T, cfg config.Config) (*Daemon, string, error) {
 	t.Helper()
 	var notice bytes.Buffer
-	d, err := New(context.Background(), Options{Config: cfg, Notice: &notice})
+	d, err := New(context.Background(), Options{Config: cfg, OpenStore: testOpenStore, Notice: &notice})
 	if err == nil {
 		t.Cleanup(func() { d.Close() })
 	}

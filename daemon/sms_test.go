@@ -268,7 +268,7 @@ func TestSMSPerNumberReplicas(t *testing.T) {
 	if a.key = keyRE.FindString(notice.String()); a.key == "" {
 		t.Fatalf("no bootstrap key in %q", notice)
 	}
-	d, err := New(context.Background(), Options{Config: a.d.cfg, Notice: io.Discard})
+	d, err := New(context.Background(), Options{Config: a.d.cfg, OpenStore: testOpenStore, Notice: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}

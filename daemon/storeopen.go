@@ -13,7 +13,6 @@ import (
 	"github.com/handoffd/handoff/providers"
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
-	"github.com/handoffd/handoff/tokenstore/postgres"
 )
 
 // The backoff between attempts to open a store that could not be reached
@@ -56,7 +55,7 @@ func (d *Daemon) storeOpen() error {
 // connect opens the store and the core on it, and makes the first API key
 // on a new store. On success the daemon serves from them.
 func (d *Daemon) connect(ctx context.Context) error {
-	core, err := openCore(ctx, d.cfg, d.log, d.metrics)
+	core, err := openCore(ctx, d.cfg, d.openStore, d.log, d.metrics)
 	if err != nil {
 		return err
 	}
@@ -82,14 +81,12 @@ func (d *Daemon) connect(ctx context.Context) error {
 }
 
 // transientOpenError reports whether a failure to open the store at
-// start is an outage to wait out (a PostgreSQL server out of reach, not
-// answering or starting up) rather than a mistake to report (a wrong
-// password or database, a bolt file that cannot be opened, a missing key
-// file), which fails the start.
-func transientOpenError(cfg config.Config, err error) bool {
-	return cfg.Store.Driver == "postgres" &&
-		(errors.Is(err, postgres.ErrUnreachable) || errors.Is(err, tokenstore.ErrUnavailable) ||
-			errors.Is(err, context.DeadlineExceeded))
+// start is an outage to wait out (a database out of reach, not answering
+// or starting up: the opener says tokenstore.ErrUnavailable) rather than
+// a mistake to report (a wrong password or database, a bolt file that
+// cannot be opened, a missing key file), which fails the start.
+func transientOpenError(err error) bool {
+	return errors.Is(err, tokenstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // startOpener opens the store in the background after the first attempt

@@ -51,6 +51,9 @@ type Options struct {
 	// StoreTimeout is the deadline of every store call the core makes
 	// (default DefaultStoreTimeout), whatever the caller's context says.
 	StoreTimeout time.Duration
+	// Observe, when set, is told of every store call the core makes: the
+	// step's name, how long it took and its error (nil on success).
+	Observe func(step string, took time.Duration, err error)
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -84,10 +87,9 @@ func (o *Options) setDefaults() {
 
 // Core applies handoff's rules on top of a Store.
 type Core struct {
-	store   Store // backend under the deadline of each call (bounded)
-	backend Store
-	opts    Options
-	pepper  []byte
+	store  Store
+	opts   Options
+	pepper []byte
 
 	signMu sync.RWMutex
 	keys   *keyRing
@@ -109,7 +111,7 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 	if err := checkRange("max_outstanding", opts.MaxOutstanding, 1, MaxMaxOutstanding); err != nil {
 		return nil, err
 	}
-	c := &Core{store: bounded{store, opts.StoreTimeout}, backend: store, opts: opts, pepper: opts.Pepper}
+	c := &Core{store: store, opts: opts, pepper: opts.Pepper}
 	first, err := newSigningKey(c.now())
 	if err != nil {
 		return nil, err
@@ -136,16 +138,23 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 }
 
 // Store returns the store under the core.
-func (c *Core) Store() Store { return c.backend }
+func (c *Core) Store() Store { return c.store }
 
 // Options returns the effective options.
 func (c *Core) Options() Options { return c.opts }
 
-func (c *Core) now() time.Time { return c.opts.Now().UTC() }
+// now is the clock at the precision every store keeps (PostgreSQL's
+// microseconds), so a record reads back as it was written.
+func (c *Core) now() time.Time { return c.opts.Now().UTC().Truncate(time.Microsecond) }
 
 // Sweep removes up to limit expired tokens, sessions and plugin values.
 func (c *Core) Sweep(ctx context.Context, limit int) (int, error) {
-	return c.store.Sweep(ctx, c.now(), limit)
+	var n int
+	err := c.call(ctx, "sweep", func(ctx context.Context) (err error) {
+		n, err = c.store.Sweep(ctx, c.now(), limit)
+		return err
+	})
+	return n, err
 }
 
 // RunSweeper sweeps every interval until ctx ends, in batches so one sweep
@@ -245,48 +254,6 @@ func thousands(n int) string {
 		out = append(out, s[i:i+3]...)
 	}
 	return string(out)
-}
-
-// key joins parts with a 0 byte, the separator no id contains.
-func key(parts ...string) []byte {
-	n := len(parts) - 1
-	for _, p := range parts {
-		n += len(p)
-	}
-	b := make([]byte, 0, n)
-	for i, p := range parts {
-		if i > 0 {
-			b = append(b, 0)
-		}
-		b = append(b, p...)
-	}
-	return b
-}
-
-// prefix is key(parts...) followed by the separator.
-func prefix(parts ...string) []byte { return append(key(parts...), 0) }
-
-// timeKey is t as 8 big-endian bytes, so keys sort by time.
-func timeKey(t time.Time) []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
-}
-
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
-
-func getJSON(tx Tx, bucket string, k []byte, v any) error {
-	raw, err := tx.Get(bucket, k)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(raw, v)
-}
-
-func putJSON(tx Tx, bucket string, k []byte, v any, expire time.Time) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return tx.Put(bucket, k, raw, expire)
 }
 
 func mustJSON(v any) []byte {

@@ -61,7 +61,7 @@ func newSigningKey(now time.Time) (signingKey, error) {
 // rotation made elsewhere.
 func (c *Core) ReloadSigningKeys(ctx context.Context) error {
 	var raw []byte
-	err := c.store.View(ctx, func(tx Tx) (err error) {
+	err := c.meta(ctx, func(tx MetaTx) (err error) {
 		raw, err = c.getSecret(tx, metaSigningKeys)
 		return err
 	})
@@ -117,7 +117,7 @@ func (c *Core) RotateSigningKey(ctx context.Context) (string, error) {
 		return "", err
 	}
 	var raw []byte
-	err = c.store.Update(ctx, func(tx Tx) error {
+	err = c.meta(ctx, func(tx MetaTx) error {
 		var ks signingKeys
 		plain, err := c.getSecret(tx, metaSigningKeys)
 		if err != nil {
@@ -194,21 +194,23 @@ func (c *Core) VerifyJWT(ctx context.Context, token string) (User, Session, erro
 		u User
 		s Session
 	)
-	now := c.now()
-	err = c.store.View(ctx, func(tx Tx) (err error) {
-		if s, err = getSession(tx, claims.SessionID); err != nil {
-			return err
-		}
-		if s.UserID != claims.UserID || now.After(s.Expire) {
-			return ErrSessionNotFound
-		}
-		u, err = getUser(tx, s.UserID)
-		if errors.Is(err, ErrUserNotFound) {
-			return ErrSessionNotFound
-		}
+	err = c.call(ctx, "session", func(ctx context.Context) (err error) {
+		s, err = c.store.Session(ctx, claims.UserID, claims.SessionID)
 		return err
 	})
-	return u, s, err
+	if err == nil && (s.UserID != claims.UserID || c.now().After(s.Expire)) {
+		err = ErrSessionNotFound
+	}
+	if err == nil {
+		err = c.call(ctx, "user", func(ctx context.Context) (err error) { u, err = c.store.User(ctx, s.UserID); return err })
+		if errors.Is(err, ErrUserNotFound) {
+			err = ErrSessionNotFound
+		}
+	}
+	if err != nil {
+		return User{}, Session{}, err
+	}
+	return u, s, nil
 }
 
 func (c *Core) parseJWT(ctx context.Context, token string) (JWTClaims, error) {

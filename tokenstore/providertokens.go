@@ -5,24 +5,33 @@ import (
 	"encoding/json"
 )
 
-// providerTokensPlace names the sealed provider tokens of a record in
-// bucket, for the associated data: tokens sealed for one token or session
-// do not open as another's.
-func providerTokensPlace(bucket string) string { return bucket + ".providerTokens" }
+// The places secrets are sealed for, in the associated data of their
+// seals (see Sealer): the names of the v1 buckets that held them, kept so
+// a store sealed then still opens.
+const (
+	placeMeta     = "meta"
+	placeTokens   = "tokens"
+	placeSessions = "sessions"
+)
 
-// sealProviderTokens seals pt for the record id of bucket. Without a
+// providerTokensPlace names the sealed provider tokens of a record at
+// place, for the associated data: tokens sealed for one session do not
+// open as another's.
+func providerTokensPlace(place string) string { return place + ".providerTokens" }
+
+// sealProviderTokens seals pt for the record id at place. Without a
 // Sealer, or without tokens, it keeps nothing: an IdP's tokens are never
 // stored in plain text.
-func (c *Core) sealProviderTokens(bucket, id string, pt ProviderTokens) []byte {
+func (c *Core) sealProviderTokens(place, id string, pt ProviderTokens) []byte {
 	if c.opts.Sealer == nil || pt.IsZero() {
 		return nil
 	}
-	return c.opts.Sealer.Seal(providerTokensPlace(bucket), []byte(id), mustJSON(pt))
+	return c.opts.Sealer.Seal(providerTokensPlace(place), []byte(id), mustJSON(pt))
 }
 
 // openProviderTokens opens what sealProviderTokens sealed for the record
-// id of bucket.
-func (c *Core) openProviderTokens(bucket, id string, sealed []byte) (ProviderTokens, error) {
+// id at place.
+func (c *Core) openProviderTokens(place, id string, sealed []byte) (ProviderTokens, error) {
 	var pt ProviderTokens
 	if len(sealed) == 0 {
 		return pt, nil
@@ -30,7 +39,7 @@ func (c *Core) openProviderTokens(bucket, id string, sealed []byte) (ProviderTok
 	if c.opts.Sealer == nil {
 		return pt, ErrSealed
 	}
-	plain, _, err := c.opts.Sealer.Open(providerTokensPlace(bucket), []byte(id), sealed)
+	plain, _, err := c.opts.Sealer.Open(providerTokensPlace(place), []byte(id), sealed)
 	if err != nil {
 		return pt, err
 	}
@@ -38,22 +47,11 @@ func (c *Core) openProviderTokens(bucket, id string, sealed []byte) (ProviderTok
 	return pt, err
 }
 
-// resealProviderTokens moves t's provider tokens to the session
-// sessionID. Tokens that do not open are dropped: the session opens
-// without them rather than not at all.
-func (c *Core) resealProviderTokens(t Token, sessionID string) []byte {
-	pt, err := c.openProviderTokens(bucketTokens, t.ID, t.ProviderTokens)
-	if err != nil {
-		return nil
-	}
-	return c.sealProviderTokens(bucketSessions, sessionID, pt)
-}
-
 // ProviderTokens opens the IdP's tokens s carries. A session without them
 // gives the zero ProviderTokens; sealed ones that do not open (another
 // key, or moved from another session) give ErrSealed or ErrSealBroken.
 func (c *Core) ProviderTokens(s Session) (ProviderTokens, error) {
-	return c.openProviderTokens(bucketSessions, s.ID, s.ProviderTokens)
+	return c.openProviderTokens(placeSessions, s.ID, s.ProviderTokens)
 }
 
 // UpdateSession is Appwrite's updateSession on the user's live session:
@@ -62,21 +60,20 @@ func (c *Core) ProviderTokens(s Session) (ProviderTokens, error) {
 // for the session). It returns the session as stored. An unknown, expired
 // or other user's session gives ErrSessionNotFound.
 func (c *Core) UpdateSession(ctx context.Context, userID, sessionID string, refreshed *ProviderTokens) (Session, error) {
-	var s Session
 	now := c.now()
-	err := c.store.Update(ctx, func(tx Tx) (err error) {
-		s, err = getSession(tx, sessionID)
-		if err == nil && (s.UserID != userID || now.After(s.Expire)) {
-			return ErrSessionNotFound
-		}
-		if err != nil {
-			return err
-		}
-		s.UpdatedAt, s.Expire = now, now.Add(c.opts.SessionDuration)
-		if refreshed != nil {
-			s.ProviderTokens = c.sealProviderTokens(bucketSessions, s.ID, *refreshed)
-		}
-		return c.insertSession(tx, s) // the same keys, under the new expiry
+	var s Session
+	err := c.call(ctx, "update_session", func(ctx context.Context) (err error) {
+		s, err = c.store.UpdateSession(ctx, userID, sessionID, func(s *Session) error {
+			if now.After(s.Expire) {
+				return ErrSessionNotFound
+			}
+			s.UpdatedAt, s.Expire = now, now.Add(c.opts.SessionDuration)
+			if refreshed != nil {
+				s.ProviderTokens = c.sealProviderTokens(placeSessions, s.ID, *refreshed)
+			}
+			return nil
+		})
+		return err
 	})
 	return s, err
 }

@@ -1,10 +1,10 @@
 package tokenstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // The meta values that are secrets: sealed when the core has a Sealer.
@@ -15,6 +15,11 @@ const metaPepper = "pepper"
 const metaSealed = "sealed"
 
 var metaSecrets = []string{metaPepper, metaSigningKeys}
+
+// meta runs fn on the store's named values, under the core's deadline.
+func (c *Core) meta(ctx context.Context, fn func(MetaTx) error) error {
+	return c.call(ctx, "meta", func(ctx context.Context) error { return c.store.Meta(ctx, fn) })
+}
 
 // secretsOnce returns the secret meta values named in makers, creating
 // each absent one with its maker, in one transaction. A value written in
@@ -31,14 +36,14 @@ func (c *Core) secretsOnce(ctx context.Context, makers map[string]func() ([]byte
 		fresh[name] = v
 	}
 	var out map[string][]byte
-	err := c.store.Update(ctx, func(tx Tx) error {
+	err := c.meta(ctx, func(tx MetaTx) error {
 		out = make(map[string][]byte, len(makers))
 		migrating, err := c.markSealed(tx)
 		if err != nil {
 			return err
 		}
 		for name := range makers {
-			v, err := tx.Get(bucketMeta, []byte(name))
+			v, err := tx.Get(name)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				out[name] = fresh[name]
@@ -69,8 +74,8 @@ func (c *Core) secretsOnce(ctx context.Context, makers map[string]func() ([]byte
 // plain ones are from before sealing and may be migrated), and marks the
 // store sealed when the core seals. A core without a Sealer on a sealed
 // store gets ErrSealed.
-func (c *Core) markSealed(tx Tx) (never bool, err error) {
-	_, err = tx.Get(bucketMeta, []byte(metaSealed))
+func (c *Core) markSealed(tx MetaTx) (never bool, err error) {
+	_, err = tx.Get(metaSealed)
 	switch {
 	case err == nil && c.opts.Sealer == nil:
 		return false, fmt.Errorf("meta %s: %w", metaSealed, ErrSealed)
@@ -81,12 +86,12 @@ func (c *Core) markSealed(tx Tx) (never bool, err error) {
 	case c.opts.Sealer == nil:
 		return true, nil
 	}
-	return true, tx.Put(bucketMeta, []byte(metaSealed), []byte("1"), time.Time{})
+	return true, tx.Put(metaSealed, []byte("1"))
 }
 
 // getSecret reads the secret meta value name in plain text.
-func (c *Core) getSecret(tx Tx, name string) ([]byte, error) {
-	v, err := tx.Get(bucketMeta, []byte(name))
+func (c *Core) getSecret(tx MetaTx, name string) ([]byte, error) {
+	v, err := tx.Get(name)
 	if err != nil {
 		return nil, err
 	}
@@ -99,13 +104,13 @@ func (c *Core) getSecret(tx Tx, name string) ([]byte, error) {
 func (c *Core) openSecret(name string, v []byte, migrating bool) ([]byte, error) {
 	switch {
 	case !isSealed(v) && (c.opts.Sealer == nil || migrating):
-		return clone(v), nil
+		return bytes.Clone(v), nil
 	case !isSealed(v):
 		return nil, fmt.Errorf("meta %s: %w", name, ErrSealBroken)
 	case c.opts.Sealer == nil:
 		return nil, fmt.Errorf("meta %s: %w", name, ErrSealed)
 	}
-	plain, _, err := c.opts.Sealer.Open(bucketMeta, []byte(name), v)
+	plain, _, err := c.opts.Sealer.Open(placeMeta, []byte(name), v)
 	if err != nil {
 		return nil, fmt.Errorf("meta %s: %w", name, err)
 	}
@@ -114,12 +119,12 @@ func (c *Core) openSecret(name string, v []byte, migrating bool) ([]byte, error)
 
 // putSecret stores the secret meta value name, sealed when the core has a
 // Sealer.
-func (c *Core) putSecret(tx Tx, name string, plain []byte) error {
+func (c *Core) putSecret(tx MetaTx, name string, plain []byte) error {
 	v := plain
 	if c.opts.Sealer != nil {
-		v = c.opts.Sealer.Seal(bucketMeta, []byte(name), plain)
+		v = c.opts.Sealer.Seal(placeMeta, []byte(name), plain)
 	}
-	return tx.Put(bucketMeta, []byte(name), v, time.Time{})
+	return tx.Put(name, v)
 }
 
 // ResealSecrets seals every secret the store holds under the Sealer's
@@ -131,10 +136,10 @@ func (c *Core) ResealSecrets(ctx context.Context) (int, error) {
 		return 0, errors.New("reseal: the core has no secrets key")
 	}
 	var n int
-	err := c.store.Update(ctx, func(tx Tx) error {
+	err := c.meta(ctx, func(tx MetaTx) error {
 		n = 0
 		for _, name := range metaSecrets {
-			v, err := tx.Get(bucketMeta, []byte(name))
+			v, err := tx.Get(name)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				continue
@@ -145,7 +150,7 @@ func (c *Core) ResealSecrets(ctx context.Context) (int, error) {
 				// New sealed every plain secret: this one came later.
 				return fmt.Errorf("meta %s: %w", name, ErrSealBroken)
 			}
-			plain, current, err := c.opts.Sealer.Open(bucketMeta, []byte(name), v)
+			plain, current, err := c.opts.Sealer.Open(placeMeta, []byte(name), v)
 			if err != nil {
 				return fmt.Errorf("meta %s: %w", name, err)
 			}
@@ -166,10 +171,10 @@ func (c *Core) ResealSecrets(ctx context.Context) (int, error) {
 // that does must never be opened with a new key, or every secret is lost.
 func HasSealedSecrets(ctx context.Context, store Store) (bool, error) {
 	found := false
-	err := store.View(ctx, func(tx Tx) error {
+	err := store.Meta(ctx, func(tx MetaTx) error {
 		found = false
 		for _, name := range metaSecrets {
-			v, err := tx.Get(bucketMeta, []byte(name))
+			v, err := tx.Get(name)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				continue
@@ -178,7 +183,7 @@ func HasSealedSecrets(ctx context.Context, store Store) (bool, error) {
 			}
 			found = found || isSealed(v)
 		}
-		_, err := tx.Get(bucketMeta, []byte(metaSealed))
+		_, err := tx.Get(metaSealed)
 		found = found || err == nil
 		if errors.Is(err, ErrNotFound) {
 			return nil

@@ -5,10 +5,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"slices"
 	"strings"
-	"time"
 )
 
 // Credential encodes a session credential as Appwrite does:
@@ -39,40 +37,6 @@ func ParseCredential(s string) (userID, secret string, ok bool) {
 	return v.ID, v.Secret, true
 }
 
-func userSessionKey(s Session) []byte {
-	return append(append(prefix(s.UserID), timeKey(s.CreatedAt)...), s.ID...)
-}
-
-// insertSession stores s with its indexes and evicts the user's oldest
-// sessions beyond MaxSessions.
-func (c *Core) insertSession(tx Tx, s Session) error {
-	if err := tx.Put(bucketSessions, []byte(s.ID), mustJSON(s), s.Expire); err != nil {
-		return err
-	}
-	if err := tx.Put(bucketSessionsByHash, s.Hash, []byte(s.ID), s.Expire); err != nil {
-		return err
-	}
-	if err := tx.Put(bucketUserSessions, userSessionKey(s), nil, s.Expire); err != nil {
-		return err
-	}
-	if c.opts.MaxSessions < 0 {
-		return nil
-	}
-	var ids []string
-	if err := tx.Scan(bucketUserSessions, prefix(s.UserID), nil, func(k, _ []byte) bool {
-		ids = append(ids, string(k[len(s.UserID)+1+8:]))
-		return true
-	}); err != nil {
-		return err
-	}
-	for _, id := range ids[:max(0, len(ids)-c.opts.MaxSessions)] {
-		if err := deleteSession(tx, id); err != nil && !errors.Is(err, ErrSessionNotFound) {
-			return err
-		}
-	}
-	return nil
-}
-
 // CreateSession opens a session for a user without a token (Appwrite's
 // users.createSession, and verifiers that log in directly).
 func (c *Core) CreateSession(ctx context.Context, userID, provider string, cl Client) (Session, string, error) {
@@ -81,18 +45,16 @@ func (c *Core) CreateSession(ctx context.Context, userID, provider string, cl Cl
 
 // CreateProviderSession is CreateSession for a sign-in through provider:
 // the session also carries the identity's subject (uid) and the IdP's
-// tokens, sealed for the session's id.
+// tokens, sealed for the session's id. The user's oldest sessions beyond
+// MaxSessions go in the same step.
 func (c *Core) CreateProviderSession(ctx context.Context, userID, provider, uid string, pt ProviderTokens, cl Client) (Session, string, error) {
 	secret := randomHex(sessionSecretLength)
 	now := c.now()
 	s := Session{ID: NewID(), UserID: userID, Hash: sha256Sum(secret), CreatedAt: now, UpdatedAt: now,
 		Expire: now.Add(c.opts.SessionDuration), Provider: provider, ProviderUID: uid, Factors: []string{provider}, IP: cl.IP, UserAgent: cl.UserAgent}
-	s.ProviderTokens = c.sealProviderTokens(bucketSessions, s.ID, pt)
-	err := c.store.Update(ctx, func(tx Tx) error {
-		if _, err := getUser(tx, userID); err != nil {
-			return err
-		}
-		return c.insertSession(tx, s)
+	s.ProviderTokens = c.sealProviderTokens(placeSessions, s.ID, pt)
+	err := c.call(ctx, "create_session", func(ctx context.Context) error {
+		return c.store.CreateSession(ctx, s, c.opts.MaxSessions)
 	})
 	if err != nil {
 		return Session{}, "", err
@@ -109,150 +71,72 @@ func (c *Core) Authenticate(ctx context.Context, credential string) (User, Sessi
 		return User{}, Session{}, ErrSessionNotFound
 	}
 	hash := sha256Sum(secret)
-	now := c.now()
 	var (
 		u User
 		s Session
 	)
-	err := c.store.View(ctx, func(tx Tx) error {
-		id, err := tx.Get(bucketSessionsByHash, hash)
-		if errors.Is(err, ErrNotFound) {
-			return ErrSessionNotFound
-		} else if err != nil {
-			return err
-		}
-		if s, err = getSession(tx, string(id)); err != nil {
-			return err
-		}
-		if subtle.ConstantTimeCompare(s.Hash, hash) != 1 || s.UserID != userID || now.After(s.Expire) {
-			return ErrSessionNotFound
-		}
-		u, err = getUser(tx, userID)
-		if errors.Is(err, ErrUserNotFound) {
-			return ErrSessionNotFound
-		}
+	err := c.call(ctx, "session_by_hash", func(ctx context.Context) (err error) {
+		u, s, err = c.store.SessionByHash(ctx, hash)
 		return err
 	})
-	return u, s, err
+	if err != nil {
+		return User{}, Session{}, err
+	}
+	if subtle.ConstantTimeCompare(s.Hash, hash) != 1 || s.UserID != userID || u.ID != userID || c.now().After(s.Expire) {
+		return User{}, Session{}, ErrSessionNotFound
+	}
+	return u, s, nil
 }
 
 // SessionByID returns a live session of the user, or ErrSessionNotFound.
 func (c *Core) SessionByID(ctx context.Context, userID, sessionID string) (Session, error) {
 	var s Session
-	now := c.now()
-	err := c.store.View(ctx, func(tx Tx) (err error) {
-		s, err = getSession(tx, sessionID)
-		if err == nil && (s.UserID != userID || now.After(s.Expire)) {
-			return ErrSessionNotFound
-		}
+	err := c.call(ctx, "session", func(ctx context.Context) (err error) {
+		s, err = c.store.Session(ctx, userID, sessionID)
 		return err
 	})
+	if err == nil && (s.UserID != userID || c.now().After(s.Expire)) {
+		return Session{}, ErrSessionNotFound
+	}
 	return s, err
 }
 
 // ListSessions returns the user's live sessions, oldest first.
 func (c *Core) ListSessions(ctx context.Context, userID string) ([]Session, error) {
-	out := []Session{}
-	now := c.now()
-	err := c.store.View(ctx, func(tx Tx) error {
-		out = out[:0]
-		var ids []string
-		if err := tx.Scan(bucketUserSessions, prefix(userID), nil, func(k, _ []byte) bool {
-			ids = append(ids, string(k[len(userID)+1+8:]))
-			return true
-		}); err != nil {
-			return err
-		}
-		for _, id := range ids {
-			s, err := getSession(tx, id)
-			if errors.Is(err, ErrSessionNotFound) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			if !now.After(s.Expire) {
-				out = append(out, s)
-			}
-		}
-		return nil
+	var all []Session
+	err := c.call(ctx, "sessions", func(ctx context.Context) (err error) {
+		all, err = c.store.Sessions(ctx, userID)
+		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	now := c.now()
+	out := []Session{}
+	for _, s := range all {
+		if !now.After(s.Expire) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // DeleteSession deletes one session of the user.
 func (c *Core) DeleteSession(ctx context.Context, userID, sessionID string) error {
-	return c.store.Update(ctx, func(tx Tx) error {
-		s, err := getSession(tx, sessionID)
-		if err != nil {
-			return err
-		}
-		if s.UserID != userID {
-			return ErrSessionNotFound
-		}
-		return deleteSession(tx, sessionID)
+	return c.call(ctx, "delete_session", func(ctx context.Context) error {
+		return c.store.DeleteSession(ctx, userID, sessionID)
 	})
 }
 
 // DeleteSessions deletes every session of the user and returns how many.
 func (c *Core) DeleteSessions(ctx context.Context, userID string) (int, error) {
 	var n int
-	err := c.store.Update(ctx, func(tx Tx) error {
-		n = 0
-		keys, err := deletePrefix(tx, bucketUserSessions, prefix(userID))
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := deleteSession(tx, string(k[len(userID)+1+8:])); err == nil {
-				n++
-			} else if !errors.Is(err, ErrSessionNotFound) {
-				return err
-			}
-		}
-		return nil
+	err := c.call(ctx, "delete_sessions", func(ctx context.Context) (err error) {
+		n, err = c.store.DeleteSessions(ctx, userID)
+		return err
 	})
 	return n, err
 }
 
-func getSession(tx Tx, id string) (Session, error) {
-	var s Session
-	err := getJSON(tx, bucketSessions, []byte(id), &s)
-	if errors.Is(err, ErrNotFound) {
-		return s, ErrSessionNotFound
-	}
-	return s, err
-}
-
-func deleteSession(tx Tx, id string) error {
-	s, err := getSession(tx, id)
-	if err != nil {
-		return err
-	}
-	for _, del := range []struct {
-		bucket string
-		key    []byte
-	}{{bucketSessions, []byte(s.ID)}, {bucketSessionsByHash, s.Hash}, {bucketUserSessions, userSessionKey(s)}} {
-		if err := tx.Delete(del.bucket, del.key); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func deleteUserSessions(tx Tx, userID string) error {
-	keys, err := deletePrefix(tx, bucketUserSessions, prefix(userID))
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := deleteSession(tx, string(k[len(userID)+1+8:])); err != nil && !errors.Is(err, ErrSessionNotFound) {
-			return err
-		}
-	}
-	return nil
-}
-
 // HasFactor reports whether the session was opened with factor f.
 func (s Session) HasFactor(f string) bool { return slices.Contains(s.Factors, f) }
-
-var _ = time.Time{}

@@ -241,9 +241,10 @@ type ExchangeResult struct {
 //     another user holds it) and the identity linked to it (Created).
 //   - Else ErrIdentityUnlinked.
 //
-// Then, with Token set, the token is minted for the resolved user as Mint
-// does with Keep (Token.UserID is set to the user). An error leaves
-// nothing changed.
+// Then, with Token set and the resolved user active (Status true), the
+// token is minted for that user as Mint does with Keep (Token.UserID is
+// set to the user; Minted reports it). A blocked user gets no token. An
+// error leaves nothing changed.
 type SignIn struct {
 	Identity Identity
 	Policy   LinkPolicy
@@ -258,6 +259,7 @@ type SignInResult struct {
 	User     User
 	Identity Identity // as stored
 	Created  bool     // NewUser was created
+	Minted   bool     // Token was stored
 }
 
 // Backend sentinels: a Store returns these (wrapped or not) and callers

@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,170 +115,57 @@ func (c *Core) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		CreatedAt:         now,
 		UpdatedAt:         now,
 	}
-	err := c.store.Update(ctx, func(tx Tx) error { return insertUser(tx, u) })
+	err := c.call(ctx, "create_user", func(ctx context.Context) error { return c.store.CreateUser(ctx, u) })
 	return u, err
 }
-
-func insertUser(tx Tx, u User) error {
-	if err := putUserIndexes(tx, u); err != nil {
-		return err
-	}
-	if err := tx.Insert(bucketUsers, []byte(u.ID), mustJSON(u), time.Time{}); err != nil {
-		return userConflict(err)
-	}
-	return tx.Put(bucketUsersByCreated, createdKey(u), nil, time.Time{})
-}
-
-func putUserIndexes(tx Tx, u User) error {
-	if u.Email != "" {
-		if err := tx.Insert(bucketUsersByEmail, []byte(u.Email), []byte(u.ID), time.Time{}); err != nil {
-			return userConflict(err)
-		}
-	}
-	if u.Phone != "" {
-		if err := tx.Insert(bucketUsersByPhone, []byte(u.Phone), []byte(u.ID), time.Time{}); err != nil {
-			return userConflict(err)
-		}
-	}
-	return nil
-}
-
-func userConflict(err error) error {
-	if errors.Is(err, ErrExists) {
-		return ErrUserExists
-	}
-	return err
-}
-
-func createdKey(u User) []byte { return append(timeKey(u.CreatedAt), u.ID...) }
 
 // GetUser returns the user with id, or ErrUserNotFound.
 func (c *Core) GetUser(ctx context.Context, id string) (User, error) {
 	var u User
-	err := c.store.View(ctx, func(tx Tx) (err error) { u, err = getUser(tx, id); return err })
-	return u, err
-}
-
-func getUser(tx Tx, id string) (User, error) {
-	var u User
-	err := getJSON(tx, bucketUsers, []byte(id), &u)
-	if errors.Is(err, ErrNotFound) {
-		return u, ErrUserNotFound
-	}
+	err := c.call(ctx, "user", func(ctx context.Context) (err error) { u, err = c.store.User(ctx, id); return err })
 	return u, err
 }
 
 // FindUserByEmail returns the user owning email, or ErrUserNotFound.
 func (c *Core) FindUserByEmail(ctx context.Context, email string) (User, error) {
 	var u User
-	err := c.store.View(ctx, func(tx Tx) error {
-		id, err := tx.Get(bucketUsersByEmail, []byte(strings.ToLower(email)))
-		if errors.Is(err, ErrNotFound) {
-			return ErrUserNotFound
-		} else if err != nil {
-			return err
-		}
-		u, err = getUser(tx, string(id))
+	err := c.call(ctx, "user_by_email", func(ctx context.Context) (err error) {
+		u, err = c.store.UserByEmail(ctx, strings.ToLower(email))
 		return err
 	})
 	return u, err
 }
 
 // UpdateUser applies change to the user with id and stores the result,
-// keeping the email and phone indexes in step. A name, email or phone the
-// change sets to text no user may hold gives an ArgumentError.
+// keeping the email and phone unique. A name, email or phone the change
+// sets to text no user may hold gives an ArgumentError. change may run
+// more than once and must have no other effect.
 func (c *Core) UpdateUser(ctx context.Context, id string, change func(*User) error) (User, error) {
 	var out User
-	err := c.store.Update(ctx, func(tx Tx) error {
-		old, err := getUser(tx, id)
-		if err != nil {
-			return err
-		}
-		u := old
-		u.Labels = slices.Clone(old.Labels)
-		if err := change(&u); err != nil {
-			return err
-		}
-		u.ID, u.CreatedAt = old.ID, old.CreatedAt
-		if err := checkUserText(u, old); err != nil {
-			return err
-		}
-		u.Email = strings.ToLower(u.Email)
-		u.UpdatedAt = c.now()
-		if u.Email != old.Email {
-			if err := reindex(tx, bucketUsersByEmail, old.Email, u.Email, u.ID); err != nil {
+	err := c.call(ctx, "update_user", func(ctx context.Context) (err error) {
+		out, err = c.store.UpdateUser(ctx, id, func(u *User) error {
+			old := *u
+			u.Labels = slices.Clone(old.Labels)
+			if err := change(u); err != nil {
 				return err
 			}
-		}
-		if u.Phone != old.Phone {
-			if err := reindex(tx, bucketUsersByPhone, old.Phone, u.Phone, u.ID); err != nil {
+			u.ID, u.CreatedAt = old.ID, old.CreatedAt
+			if err := checkUserText(*u, old); err != nil {
 				return err
 			}
-		}
-		out = u
-		return tx.Put(bucketUsers, []byte(u.ID), mustJSON(u), time.Time{})
+			u.Email = strings.ToLower(u.Email)
+			u.UpdatedAt = c.now()
+			return nil
+		})
+		return err
 	})
 	return out, err
 }
 
-func reindex(tx Tx, bucket, old, new, id string) error {
-	if new != "" {
-		if err := tx.Insert(bucket, []byte(new), []byte(id), time.Time{}); err != nil {
-			return userConflict(err)
-		}
-	}
-	if old != "" {
-		return tx.Delete(bucket, []byte(old))
-	}
-	return nil
-}
-
-// DeleteUser deletes a user with everything it owns: tokens, sessions,
-// identities and its failed-attempt count.
+// DeleteUser deletes a user with everything it owns: tokens, sessions
+// and identities.
 func (c *Core) DeleteUser(ctx context.Context, id string) error {
-	return c.store.Update(ctx, func(tx Tx) error {
-		u, err := getUser(tx, id)
-		if err != nil {
-			return err
-		}
-		for _, del := range []struct {
-			bucket string
-			key    string
-		}{{bucketUsers, u.ID}, {bucketUsersByEmail, u.Email}, {bucketUsersByPhone, u.Phone}, {bucketFailures, u.ID}} {
-			if del.key != "" {
-				if err := tx.Delete(del.bucket, []byte(del.key)); err != nil {
-					return err
-				}
-			}
-		}
-		if err := tx.Delete(bucketUsersByCreated, createdKey(u)); err != nil {
-			return err
-		}
-		if err := deleteTokens(tx, u.ID); err != nil {
-			return err
-		}
-		if err := deleteUserSessions(tx, u.ID); err != nil {
-			return err
-		}
-		return deleteUserIdentities(tx, u.ID)
-	})
-}
-
-// deletePrefix deletes every key under prefix in bucket and returns them.
-func deletePrefix(tx Tx, bucket string, p []byte) ([][]byte, error) {
-	var keys [][]byte
-	if err := tx.Scan(bucket, p, nil, func(k, _ []byte) bool {
-		keys = append(keys, clone(k))
-		return true
-	}); err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if err := tx.Delete(bucket, k); err != nil {
-			return nil, err
-		}
-	}
-	return keys, nil
+	return c.call(ctx, "delete_user", func(ctx context.Context) error { return c.store.DeleteUser(ctx, id) })
 }
 
 // Filter is one equal query: the attribute must equal one of Values.
@@ -360,51 +246,39 @@ func (c *Core) ListUsers(ctx context.Context, q UserQuery) ([]User, int, error) 
 	}
 	page := []User{}
 	total := 0
-	err := c.store.View(ctx, func(tx Tx) error {
-		var after []byte
-		if q.CursorAfter != "" {
-			cu, err := getUser(tx, q.CursorAfter)
-			if errors.Is(err, ErrUserNotFound) {
-				return ErrCursorNotFound
-			} else if err != nil {
-				return err
-			}
-			after = createdKey(cu)
-		}
+	// The total counts the users before the cursor too, so unless it is
+	// skipped the scan starts at the first user and the page at the
+	// cursor.
+	from := ""
+	if q.NoTotal {
+		from = q.CursorAfter
+	}
+	err := c.call(ctx, "scan_users", func(ctx context.Context) error {
+		page, total = page[:0], 0
 		skipped := 0
-		var scanErr error
-		err := tx.Scan(bucketUsersByCreated, nil, nil, func(k, _ []byte) bool {
-			inPage := after == nil || string(k) > string(after)
-			if !inPage && q.NoTotal {
-				return true
-			}
-			u, err := getUser(tx, string(k[8:]))
-			if err != nil {
-				if errors.Is(err, ErrUserNotFound) {
-					return true
-				}
-				scanErr = err
-				return false
-			}
+		inPage := q.CursorAfter == "" || from != ""
+		err := c.store.ScanUsers(ctx, from, func(u User) bool {
+			cursor := !inPage && u.ID == q.CursorAfter
+			inPage = inPage || cursor
 			if !q.matches(u) {
 				return true
 			}
 			if total < MaxListTotal {
 				total++
 			}
-			if inPage && len(page) < q.Limit {
+			if inPage && !cursor && len(page) < q.Limit {
 				if skipped < q.Offset {
 					skipped++
 				} else {
 					page = append(page, u)
 				}
 			}
-			return !(q.NoTotal && len(page) == q.Limit) && !(total == MaxListTotal && len(page) == q.Limit)
+			return !(q.NoTotal && len(page) == q.Limit) && !(inPage && total == MaxListTotal && len(page) == q.Limit)
 		})
-		if err != nil {
-			return err
+		if err == nil && !inPage {
+			return ErrCursorNotFound
 		}
-		return scanErr
+		return err
 	})
 	if q.NoTotal {
 		total = 0

@@ -22,6 +22,8 @@ type Options struct {
 	// Builtins are the binary's built-in plugin kinds (main.go's map), for
 	// the daemon the bench starts. The bench never imports a plugin.
 	Builtins map[string]sdk.Factory
+	// OpenStore opens the self-started daemon's store (main.go's).
+	OpenStore daemon.OpenStore
 	// Executable is the handoff binary: the self-started daemon re-executes
 	// it for its plugins, and --startup runs `<Executable> serve`.
 	Executable string

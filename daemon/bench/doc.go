@@ -10,9 +10,10 @@
 // use. The binary's built-in plugin map comes from main.go (Options), so
 // this package imports no plugin.
 //
-// Four scenarios: mint (POST /v1/users/{id}/tokens with the API key),
+// Five scenarios: mint (POST /v1/users/{id}/tokens with the API key),
 // exchange (POST /v1/account/sessions/token of tokens minted ahead, not
-// measured), flow (POST /v1/providers/{name}/verify through a plugin, then
+// measured), pairs (a mint and the exchange of its secret, one operation:
+// what a sign-in costs the server), flow (POST /v1/providers/{name}/verify through a plugin, then
 // the exchange of the secret it delivered) and account (GET /v1/account
 // with a session). --preload N first puts N signed-in users (a session
 // and an outstanding token each) in the store, through the token core

@@ -12,7 +12,7 @@ import (
 )
 
 // Scenarios are the loads Run can drive.
-var Scenarios = []string{"mint", "exchange", "flow", "account"}
+var Scenarios = []string{"mint", "exchange", "pairs", "flow", "account"}
 
 // Config is one bench run, as the command line gives it.
 type Config struct {
@@ -64,7 +64,7 @@ type Config struct {
 const Usage = `handoff bench: measure a handoff daemon's speed, memory and scale.
 
 Usage:
-  handoff bench [--scenario mint|exchange|flow|account] [--clients 64] [--duration 10s]
+  handoff bench [--scenario mint|exchange|pairs|flow|account] [--clients 64] [--duration 10s]
                 [--warmup 2s] [--preload N] [--json] [--cpuprofile FILE]
                 [--store bolt|postgres --dsn DSN] [--data DIR]
   handoff bench --target URL --key KEY [--project default] [--scenario ...]
@@ -92,7 +92,7 @@ func newFlagSet(c *Config) *pflag.FlagSet {
 	fs.StringVar(&c.Target, "target", "", "base URL of a running daemon (default: start one in-process)")
 	fs.StringVar(&c.Key, "key", "", "API key of the target, with all scopes (required with --target)")
 	fs.StringVar(&c.Project, "project", "default", "project id")
-	fs.StringVar(&c.Scenario, "scenario", "exchange", "mint, exchange, flow or account")
+	fs.StringVar(&c.Scenario, "scenario", "exchange", "mint, exchange, pairs (mint then exchange), flow or account")
 	fs.IntVar(&c.Clients, "clients", 64, "concurrent clients, each with its own keep-alive connection")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured time")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured load before measuring")

@@ -75,6 +75,8 @@ func (e *env) setup(ctx context.Context) (*scenario, error) {
 		return e.setupAccount(ctx)
 	case "flow":
 		return e.setupFlow(ctx)
+	case "pairs":
+		return e.setupPairs(ctx)
 	}
 	return nil, fmt.Errorf("bench: unknown scenario %q", e.cfg.Scenario)
 }
@@ -98,6 +100,41 @@ func (e *env) setupMint(ctx context.Context) (*scenario, error) {
 	return &scenario{name: "mint", steps: []string{"mint"}, notes: notes, op: func(ctx context.Context, steps []time.Duration) error {
 		u := users[next.Add(1)%uint64(len(users))]
 		_, err := e.timed(ctx, "mint", call{method: "POST", path: "/v1/users/" + u + "/tokens", body: []byte(`{}`), withKey: true}, 201, &steps[0])
+		return err
+	}}, nil
+}
+
+// setupPairs: the server mints a token for a user (POST
+// /v1/users/{id}/tokens with the API key) and the client exchanges it at
+// once, one operation: what a sign-in costs the server, without a plugin.
+// Users are taken in turn, preloaded ones when there are enough.
+func (e *env) setupPairs(ctx context.Context) (*scenario, error) {
+	n := max(1000, 16*e.cfg.Clients)
+	users := e.sampleUsers
+	var notes []string
+	if len(users) >= n {
+		notes = append(notes, fmt.Sprintf("pairs for %s preloaded users, spread over the store", thousands(int64(len(users)))))
+	} else {
+		var err error
+		if users, err = e.createUsers(ctx, n, "users"); err != nil {
+			return nil, err
+		}
+	}
+	users = shuffled(users)
+	var next atomic.Uint64
+	return &scenario{name: "pairs", steps: []string{"mint", "exchange"}, notes: notes, op: func(ctx context.Context, steps []time.Duration) error {
+		u := users[next.Add(1)%uint64(len(users))]
+		body, err := e.timed(ctx, "mint", call{method: "POST", path: "/v1/users/" + u + "/tokens", body: []byte(`{}`), withKey: true}, 201, &steps[0])
+		if err != nil {
+			return err
+		}
+		var t struct {
+			Secret string `json:"secret"`
+		}
+		if err := json.Unmarshal(body, &t); err != nil || t.Secret == "" {
+			return &statusError{Step: "mint", Status: 201, Body: "no secret in the answer"}
+		}
+		_, err = e.timed(ctx, "exchange", exchangeCall(u, t.Secret), 201, &steps[1])
 		return err
 	}}, nil
 }

@@ -112,7 +112,7 @@ func startSelf(ctx context.Context, c Config, opts Options, withPassword bool) (
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	logger := slog.New(slog.NewTextHandler(logw(opts), &slog.HandlerOptions{Level: level}))
 	var notice bytes.Buffer
-	d, err := daemon.New(ctx, daemon.Options{Config: cfg, Logger: logger, Notice: &notice, Builtins: opts.Builtins, Executable: opts.Executable})
+	d, err := daemon.New(ctx, daemon.Options{Config: cfg, OpenStore: opts.OpenStore, Logger: logger, Notice: &notice, Builtins: opts.Builtins, Executable: opts.Executable})
 	if err != nil {
 		os.RemoveAll(dir)
 		if drop != nil {

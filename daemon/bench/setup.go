@@ -146,7 +146,7 @@ func (e *env) mint(ctx context.Context, userID string) (string, error) {
 // (what X-Appwrite-Session carries).
 func (e *env) createSession(ctx context.Context, userID string) (string, error) {
 	if e.core != nil {
-		_, cred, err := e.core.CreateSession(ctx, userID, "bench", tokenstore.Client{IP: "127.0.0.1", UserAgent: "handoff-bench"})
+		_, cred, err := e.core.CreateSession(ctx, userID, "bench", benchClient)
 		return cred, err
 	}
 	var s struct {
@@ -155,6 +155,9 @@ func (e *env) createSession(ctx context.Context, userID string) (string, error) 
 	err := e.api.expect(ctx, "create session", call{method: "POST", path: "/v1/users/" + userID + "/sessions", body: []byte(`{}`), withKey: true}, 201, &s)
 	return s.Secret, err
 }
+
+// benchClient is the client the bench's sessions record.
+var benchClient = tokenstore.Client{IP: "127.0.0.1", UserAgent: "handoff-bench"}
 
 // preload puts n live sessions in the store, each of a user of its own
 // with one outstanding token: what a daemon with n signed-in users
@@ -166,6 +169,22 @@ func (e *env) preload(ctx context.Context, n int) (time.Duration, error) {
 	credStep := (n + maxSampleCreds - 1) / maxSampleCreds
 	e.sampleUsers = make([]string, (n+userStep-1)/userStep)
 	e.sampleCreds = make([]string, (n+credStep-1)/credStep)
+	if e.core != nil {
+		if _, ok := e.core.Store().(tokenstore.Loader); ok {
+			err := e.core.LoadSignedIn(ctx, n, "bench", benchClient, func(i int, s tokenstore.SignedIn) {
+				if i%userStep == 0 {
+					e.sampleUsers[i/userStep] = s.UserID
+				}
+				if i%credStep == 0 {
+					e.sampleCreds[i/credStep] = s.Credential
+				}
+				if (i+1)%100000 == 0 {
+					fmt.Fprintf(e.progress, "  preload: %s/%s\n", thousands(int64(i+1)), thousands(int64(n)))
+				}
+			})
+			return e.preloaded(start, n, err)
+		}
+	}
 	err := parallel(ctx, n, e.workers(), "preload", e.progress, func(ctx context.Context, i int) error {
 		id, err := e.createUser(ctx)
 		if err != nil {
@@ -186,6 +205,11 @@ func (e *env) preload(ctx context.Context, n int) (time.Duration, error) {
 		}
 		return nil
 	})
+	return e.preloaded(start, n, err)
+}
+
+// preloaded reports a preload of n users that began at start.
+func (e *env) preloaded(start time.Time, n int, err error) (time.Duration, error) {
 	took := time.Since(start)
 	if err == nil {
 		fmt.Fprintf(e.progress, "preload: done in %s (%s users/s)\n", took.Round(100*time.Millisecond), thousands(int64(float64(n)/took.Seconds())))

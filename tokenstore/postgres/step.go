@@ -83,8 +83,11 @@ func (t *txn) commit() error {
 	if t.err != nil {
 		return t.err
 	}
-	if !t.write || !t.begun {
+	if !t.write || !t.begun || t.committing {
 		return t.send()
+	}
+	if t.batch == nil {
+		t.batch = &pgx.Batch{}
 	}
 	t.batch.Queue(qCommit)
 	t.committing = true

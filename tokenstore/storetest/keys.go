@@ -54,7 +54,7 @@ func testKeyCreate(t *testing.T, s *suite) {
 		t.Fatalf("ListKeys = %+v", keys)
 	}
 	if r, ok := findBytes(e.dump(), []byte(strings.TrimPrefix(secret, tokenstore.KeyPrefix))); ok {
-		t.Fatalf("the API key is stored in clear in bucket %s", r.bucket)
+		t.Fatalf("the API key is stored in clear in bucket %s", r.Kind)
 	}
 }
 

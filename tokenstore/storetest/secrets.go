@@ -46,7 +46,7 @@ func NewSealer(t testing.TB, n int) (*tokenstore.Sealer, [][]byte) {
 func Secrets(t *testing.T, st tokenstore.Store, sealer *tokenstore.Sealer) [][]byte {
 	t.Helper()
 	open := func(name string) []byte {
-		raw, err := get(t, st, "meta", []byte(name))
+		raw, err := metaGet(st, name)
 		must(t, "Get meta "+name, err)
 		if sealer == nil {
 			return raw
@@ -79,7 +79,7 @@ func wantNoSecret(t *testing.T, e *env, needles [][]byte) {
 	t.Helper()
 	for _, n := range needles {
 		if r, ok := findBytes(e.dump(), n); ok {
-			t.Fatalf("a secret is readable without the key, in %s/%q", r.bucket, r.key)
+			t.Fatalf("a secret is readable without the key, in %s/%q", r.Kind, r.Key)
 		}
 	}
 }
@@ -122,45 +122,45 @@ func testSecretsTampered(t *testing.T, s *suite) {
 	sealer, _ := NewSealer(t, 1)
 	cases := []struct {
 		name   string
-		change func(tx tokenstore.Tx) error
+		change func(tx tokenstore.MetaTx) error
 		want   error
 		reload bool // the signing keys changed: a running core's reload fails too
 	}{
-		{"bit flipped", func(tx tokenstore.Tx) error {
-			v, err := tx.Get("meta", []byte("pepper"))
+		{"bit flipped", func(tx tokenstore.MetaTx) error {
+			v, err := tx.Get("pepper")
 			if err != nil {
 				return err
 			}
 			v = bytes.Clone(v)
 			v[len(v)-20] ^= 1
-			return tx.Put("meta", []byte("pepper"), v, time.Time{})
+			return tx.Put("pepper", v)
 		}, tokenstore.ErrSealBroken, false},
-		{"key id changed", func(tx tokenstore.Tx) error {
-			v, err := tx.Get("meta", []byte("pepper"))
+		{"key id changed", func(tx tokenstore.MetaTx) error {
+			v, err := tx.Get("pepper")
 			if err != nil {
 				return err
 			}
 			v = bytes.Clone(v)
 			v[5] ^= 1
-			return tx.Put("meta", []byte("pepper"), v, time.Time{})
+			return tx.Put("pepper", v)
 		}, tokenstore.ErrSealed, false},
-		{"pepper moved to the signing keys", func(tx tokenstore.Tx) error {
-			v, err := tx.Get("meta", []byte("pepper"))
+		{"pepper moved to the signing keys", func(tx tokenstore.MetaTx) error {
+			v, err := tx.Get("pepper")
 			if err != nil {
 				return err
 			}
-			return tx.Put("meta", []byte("signing_keys"), bytes.Clone(v), time.Time{})
+			return tx.Put("signing_keys", bytes.Clone(v))
 		}, tokenstore.ErrSealBroken, true},
-		{"signing keys replaced by plain ones", func(tx tokenstore.Tx) error {
+		{"signing keys replaced by plain ones", func(tx tokenstore.MetaTx) error {
 			seed := make([]byte, ed25519.SeedSize)
 			plain := fmt.Sprintf(`{"current":"evil","keys":[{"kid":"evil","seed":%q,"created":"2026-01-01T00:00:00Z"}]}`, base64.StdEncoding.EncodeToString(seed))
-			return tx.Put("meta", []byte("signing_keys"), []byte(plain), time.Time{})
+			return tx.Put("signing_keys", []byte(plain))
 		}, tokenstore.ErrSealBroken, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := s.env(t, tokenstore.Options{Sealer: sealer})
-			update(t, e.store, tc.change)
+			must(t, "tamper", e.store.Meta(e.ctx, tc.change))
 			_, err := tokenstore.New(e.ctx, e.store, tokenstore.Options{Sealer: sealer})
 			wantIs(t, "New after tampering", err, tc.want)
 			if tc.reload {
@@ -217,7 +217,7 @@ func testSecretsMigrate(t *testing.T, s *suite) {
 	sess, _ := plain.session("u1")
 	jwt, err := plain.core.IssueJWT(sess, 0)
 	must(t, "IssueJWT", err)
-	pepper, err := get(t, plain.store, "meta", []byte("pepper"))
+	pepper, err := metaGet(plain.store, "pepper")
 	must(t, "Get pepper", err)
 	if len(pepper) != 32 {
 		t.Fatalf("plain pepper of %d bytes", len(pepper))
@@ -252,20 +252,27 @@ func testSecretsMigrate(t *testing.T, s *suite) {
 	wantIs(t, "New without the key after the migration", err, tokenstore.ErrSealed)
 }
 
-// readCounter counts the transactions run on a Store.
+// readCounter counts the Meta steps run on a Store (the signing keys
+// are read in one).
 type readCounter struct {
 	tokenstore.Store
 	n atomic.Int64
 }
 
-func (r *readCounter) View(ctx context.Context, fn func(tokenstore.Tx) error) error {
+func (r *readCounter) Meta(ctx context.Context, fn func(tokenstore.MetaTx) error) error {
 	r.n.Add(1)
-	return r.Store.View(ctx, fn)
+	return r.Store.Meta(ctx, fn)
 }
 
-func (r *readCounter) Update(ctx context.Context, fn func(tokenstore.Tx) error) error {
-	r.n.Add(1)
-	return r.Store.Update(ctx, fn)
+// metaGet reads the store's named value name.
+func metaGet(st tokenstore.Store, name string) ([]byte, error) {
+	var v []byte
+	err := st.Meta(context.Background(), func(tx tokenstore.MetaTx) (err error) {
+		v, err = tx.Get(name)
+		v = bytes.Clone(v)
+		return err
+	})
+	return v, err
 }
 
 // testUnknownKidReads: JWTs with kids the core does not know, from many

@@ -256,7 +256,7 @@ func testUserDelete(t *testing.T, s *suite) {
 	e.wantSessions(doomed, nil)
 	// Nothing anywhere still names the user.
 	if r, ok := findBytes(e.dump(), []byte(doomed)); ok {
-		t.Fatalf("bucket %s still holds %q -> %q", r.bucket, r.key, r.value)
+		t.Fatalf("bucket %s still holds %q -> %q", r.Kind, r.Key, r.Value)
 	}
 	e.wantAuth(keepCred, true)
 	wantIs(t, "DeleteUser again", e.core.DeleteUser(e.ctx, doomed), tokenstore.ErrUserNotFound)
