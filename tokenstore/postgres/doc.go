@@ -42,10 +42,10 @@
 //	    INDEX (expire)
 //
 // A Go "" is NULL where a unique index must skip it (a user's email and
-// phone) and '' elsewhere; a nil slice or map is NULL and an empty one
-// '{}', so every record reads back as it was written. The tables carry a
-// handoff_ prefix so they can share a schema (public) with an
-// application's own, including another tool's schema_migrations.
+// phone) and the empty string elsewhere; a nil slice or map is NULL and
+// an empty one '{}', so every record reads back as it was written. The
+// tables carry a handoff_ prefix so they can share a schema (public) with
+// an application's own, including another tool's schema_migrations.
 //
 // Migrations are SQL files embedded in the binary and numbered
 // (0001_init.sql, 0002_tables.sql, ...). Open applies the missing ones in
