@@ -27,6 +27,9 @@ const (
 	// AfterCommit: they reach the server, which runs them; its answer
 	// (up to ReadyForQuery) is dropped, then the connection is cut.
 	AfterCommit
+	// WithCommit: they are sent on to the server and the connection is
+	// cut at once, while the server may still be running them.
+	WithCommit
 )
 
 // Proxy relays connections to a target address.
@@ -166,6 +169,9 @@ func (p *Proxy) relay(src, dst net.Conn, tr *turn, toServer bool) {
 				p.cuts++
 			}
 			p.mu.Unlock()
+			if cut == WithCommit {
+				_, _ = dst.Write(buf[:n])
+			}
 			if cut == AfterCommit {
 				// The server answers once it has run the COMMIT; the
 				// other direction drops that answer and then cuts.
