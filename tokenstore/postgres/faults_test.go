@@ -18,23 +18,34 @@ import (
 // Faults between the store and its server, put there by a loopback proxy:
 // a stall, and a connection cut at the COMMIT of an exchange.
 
-// proxied opens a store through a pgproxy in front of the test database,
-// and the token core on it with the store deadline timeout.
-func proxied(t *testing.T, timeout time.Duration) (*pgproxy.Proxy, *Store, *tokenstore.Core) {
+// proxiedStore opens a store with opts on a fresh schema, through a
+// pgproxy in front of the test database.
+func proxiedStore(t *testing.T, opts Options) (*pgproxy.Proxy, *Store) {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(testDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := pgproxy.New(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
-	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, p.Addr(), cfg.Database)
+	opts.DSN = fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, p.Addr(), cfg.Database)
+	opts.Schema = freshSchema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := Open(ctx, Options{DSN: dsn, Schema: freshSchema(t), MaxConns: 4, Timeout: timeout})
+	s, err := Open(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	return p, s
+}
+
+// proxied opens a store through a pgproxy in front of the test database,
+// and the token core on it with the store deadline timeout.
+func proxied(t *testing.T, timeout time.Duration) (*pgproxy.Proxy, *Store, *tokenstore.Core) {
+	t.Helper()
+	p, s := proxiedStore(t, Options{MaxConns: 4, Timeout: timeout})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	c, err := tokenstore.New(ctx, s, tokenstore.Options{StoreTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)

@@ -328,9 +328,10 @@ type Stats struct {
 	Steps uint64
 	// RoundTrips counts the round trips those steps made to the server.
 	RoundTrips uint64
-	// ConnRetries counts steps run again after their connection broke
-	// before they could commit.
-	ConnRetries uint64
+	// Retries counts steps run again after their connection broke
+	// before they could commit. No step is ever run again for a
+	// serialization failure: they run at READ COMMITTED (see doc.go).
+	Retries uint64
 	// CommitUnknowns counts writes whose outcome was unknown (see
 	// tokenstore.ErrCommitUnknown).
 	CommitUnknowns uint64
@@ -346,7 +347,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		Steps:          s.steps.Load(),
 		RoundTrips:     s.roundTrips.Load(),
-		ConnRetries:    s.connRetries.Load(),
+		Retries:        s.connRetries.Load(),
 		CommitUnknowns: s.unknowns.Load(),
 		TotalConns:     ps.TotalConns(),
 		IdleConns:      ps.IdleConns(),

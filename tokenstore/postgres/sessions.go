@@ -36,7 +36,7 @@ const (
 	qSessionLock   = qSession + " FOR NO KEY UPDATE"
 	qSessions      = "SELECT " + sessionColumns + " FROM handoff_sessions WHERE user_id = $1 ORDER BY created_at, id"
 	qSessionUpdate = "UPDATE handoff_sessions SET created_at = $4, updated_at = $5, expire = $6, provider = $7, " +
-		"provider_uid = $8, provider_tokens = $9, factors = $10, ip = $11, user_agent = $12 WHERE id = $1 AND user_id = $2"
+		"provider_uid = $8, provider_tokens = $9, factors = $10, ip = $11, user_agent = $12 WHERE id = $1 AND user_id = $2 AND hash = $3"
 	qSessionDelete  = "DELETE FROM handoff_sessions WHERE id = $2 AND user_id = $1"
 	qSessionsDelete = "DELETE FROM handoff_sessions WHERE user_id = $1"
 )

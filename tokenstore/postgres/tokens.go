@@ -109,7 +109,7 @@ func tokenArgs(t tokenstore.Token) []any {
 // eviction (a token of the same hash that went is inserted anew). stored
 // reports whether the user existed and the token was stored.
 func queueMint(t *txn, tok tokenstore.Token, keep int, now time.Time, stored *bool) {
-	t.queue(qTokensEvict, tok.UserID, now, max(keep, 0))
+	t.queue(qTokensEvict, tok.UserID, sqlNow(now), max(keep, 0))
 	t.queue(qTokenInsert, tokenArgs(tok)...).Exec(func(tag pgconn.CommandTag) error {
 		*stored = tag.RowsAffected() == 1
 		return nil
@@ -143,7 +143,7 @@ func (s *Store) Exchange(ctx context.Context, x tokenstore.Exchange) (tokenstore
 		res = tokenstore.ExchangeResult{}
 		sess := x.Session
 		t.queue(qLockUser, x.UserID)
-		t.queue(qExchange, x.UserID, x.Hash, x.Now, x.MaxAttempts,
+		t.queue(qExchange, x.UserID, x.Hash, sqlNow(x.Now), x.MaxAttempts,
 			sess.ID, sess.Hash, sess.CreatedAt, sess.UpdatedAt, sess.Expire,
 			sess.Provider, sess.ProviderUID, sess.ProviderTokens, sess.Factors, sess.IP, sess.UserAgent,
 		).QueryRow(func(row pgx.Row) error {
@@ -203,4 +203,16 @@ func (s *Store) Tokens(ctx context.Context, userID string) ([]tokenstore.Token, 
 		return nil
 	})
 	return out, err
+}
+
+// sqlNow is now as the statements compare it with a stored instant, which
+// has microseconds: rounded up, so "expire < now" holds exactly when now
+// is after expire, also when now has nanoseconds (PostgreSQL would drop
+// them, and an instant 1ns after the expiry would still be live).
+func sqlNow(now time.Time) time.Time {
+	up := now.Truncate(time.Microsecond)
+	if up.Before(now) {
+		up = up.Add(time.Microsecond)
+	}
+	return up
 }

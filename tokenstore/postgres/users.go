@@ -24,7 +24,7 @@ const (
 	// qUserByEmail goes through the unique index on lower(email).
 	qUserByEmail = "SELECT " + userColumns + " FROM handoff_users WHERE lower(email) = lower($1)"
 	qUserUpdate  = "UPDATE handoff_users SET name = $2, email = $3, phone = $4, email_verification = $5, " +
-		"phone_verification = $6, status = $7, labels = $8, prefs = $9, extra = $10, updated_at = $12, accessed_at = $13 " +
+		"phone_verification = $6, status = $7, labels = $8, prefs = $9, extra = $10, created_at = $11, updated_at = $12, accessed_at = $13 " +
 		"WHERE id = $1"
 	// qUserDelete takes the user's tokens, sessions and identities with
 	// it (ON DELETE CASCADE).

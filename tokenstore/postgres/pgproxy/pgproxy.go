@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -39,7 +40,18 @@ type Proxy struct {
 	thaw   *sync.Cond
 	cut    Cut
 	cuts   int // connections cut at COMMIT so far
+
+	flights atomic.Uint64 // see Flights
 }
+
+// Flights counts the round trips the clients made: a flight is bytes a
+// client sends after the server last spoke on that connection (or first),
+// so a client that pipelines its statements and waits once for their
+// answers makes one, whatever number of messages it sent.
+func (p *Proxy) Flights() uint64 { return p.flights.Load() }
+
+// turn records, per connection, whether the server spoke last.
+type turn struct{ serverSpoke atomic.Bool }
 
 // New starts a proxy to target on a free loopback port. It stops at the
 // end of the test.
@@ -118,15 +130,17 @@ func (p *Proxy) serve(ln net.Listener) {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
-			go p.relay(c, up, true)
-			go p.relay(up, c, false)
+			tr := &turn{}
+			tr.serverSpoke.Store(true)
+			go p.relay(c, up, tr, true)
+			go p.relay(up, c, tr, false)
 		}
 	}()
 }
 
 // relay copies from src to dst, chunk by chunk, holding chunks while
 // frozen. Client to server (toServer), it watches for the COMMIT.
-func (p *Proxy) relay(src, dst net.Conn, toServer bool) {
+func (p *Proxy) relay(src, dst net.Conn, tr *turn, toServer bool) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
@@ -152,6 +166,11 @@ func (p *Proxy) relay(src, dst net.Conn, toServer bool) {
 				_, _ = io.Copy(io.Discard, dst)
 				dst.Close()
 				return
+			}
+			if toServer && tr.serverSpoke.Swap(false) {
+				p.flights.Add(1)
+			} else if !toServer {
+				tr.serverSpoke.Store(true)
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				src.Close()
