@@ -126,5 +126,80 @@
 // the server does not answer is tokenstore.ErrUnavailable. Connections
 // carry TCP keepalives and TCP_USER_TIMEOUT, so one whose peer went
 // silent is dropped by the kernel within seconds. Ping serves readiness
-// checks: it fails on a server that answers but takes no writes.
+// checks: it fails on a server that answers but takes no writes.//
+// # Identities, API keys, plugin values, limits and the sweep
+//
+// (identities.go, keys.go, kv.go, limits.go, sweep.go)
+//
+//	Identity, Identities  SELECT by primary key / by (user_id, provider, subject)
+//	LinkIdentity          1  INSERT ... ON CONFLICT (provider, subject) DO UPDATE,
+//	                         created_at kept; the foreign key refuses an unknown user
+//	SignIn, known         1  BEGIN; find identity+user FOR NO KEY UPDATE; UPDATE the
+//	                         identity if its fields changed; Mint's eviction; Mint's
+//	                         INSERT; COMMIT
+//	SignIn, first         +2 BEGIN+reads (linked yet? email owner FOR NO KEY UPDATE,
+//	                         phone held?); INSERTs of user, identity, token+COMMIT
+//	CreateKey             1  INSERT (first: one statement that inserts the
+//	                         bootstrapped marker into handoff_meta only while no key
+//	                         is held, and the key only with it)
+//	KeyByHash, Keys       1  SELECT (unique hash index / primary key order)
+//	DeleteKey             1  DELETE ... RETURNING (first: and the marker, same statement)
+//	KVGet, KVList         1  SELECT of live rows; KVList as an index range of the prefix
+//	KVPut, KVDelete       1  upsert / DELETE
+//	KVUpdate              2  BEGIN+lock-or-create the row; write+COMMIT
+//	KVAdd                 1  INSERT ... ON CONFLICT DO UPDATE ... RETURNING
+//	Hit, ForgetHits       1  upsert on handoff_limits ... RETURNING count / DELETE
+//	Sweep                 1  per batch: DELETE of the ctids a SELECT ... FOR UPDATE
+//	                         SKIP LOCKED found through the expiry index
+//
+// A known identity's sign-in is one pipelined batch, but the statements
+// after the first cannot take the user's id as a parameter: it is not
+// known when the batch is sent. The first statement therefore leaves it
+// in transaction-local settings (set_config(..., true)), which the later
+// ones read: the identity's update, and Mint's own eviction and INSERT,
+// whose user parameter falls back to the setting. An unknown identity, or
+// a blocked user, leaves no setting and the later statements do nothing;
+// the settings end with the transaction.
+//
+// A first sign-in is a READ COMMITTED transaction whose INSERTs are plain:
+// two first sign-ins of one identity both find it unknown, and the second
+// to insert the identity (or a user with the same email or phone) waits
+// for the first, then fails on the unique index, having changed nothing.
+// SignIn then runs once more from the start, finds the identity the winner
+// linked and resolves to the winner's user. No SERIALIZABLE retry loop is
+// needed: the unique indexes are the arbiter.
+//
+// KVUpdate takes the row with INSERT ... ON CONFLICT DO UPDATE, which
+// either creates it (empty, already expired, so it reads as absent) or
+// locks the existing one, so two updates of an absent key queue on one
+// row like updates of a present one. KVAdd's WHERE leaves a live value
+// that is not a counter untouched, and a sum past int64 fails the
+// statement: both are ErrInvalidArgument with nothing changed.
+//
+// # Data from v1
+//
+// handoff v1 kept every record in one table, handoff_kv(bucket, key,
+// value, expire), as JSON of the tokenstore model types in the token
+// core's buckets (see tokenstore/kvstore). Open converts such a database
+// into the tables above in the migration's own transaction, under its
+// advisory lock (migrate_v1.go): replicas that start together convert it
+// once, the others wait and find nothing left to do, and a conversion that
+// fails leaves the database as it was, v1 data and all. Records are read a
+// thousand at a time and stored with the steps' own INSERTs; the buckets
+// that were only indexes (users_email, sessions_hash, ...) are left
+// behind, since the tables' indexes replace them. The pepper and the
+// signing keys move as they are: sealed or not, they open with the same
+// keys. Tokens, sessions, API keys and plugin values keep their secrets,
+// so a token minted before the upgrade still exchanges and a session
+// still authenticates; only a v1 token's IdP tokens are dropped (v1 sealed
+// them for the token, v2 seals them for the session it opens, and the
+// store never holds the key to seal them again), so such a token opens a
+// session of its provider without them.
+//
+// handoff_kv is then renamed handoff_kv_v1 and kept, not dropped, so the
+// data can be looked at or the upgrade rolled back (with a v1 binary and a
+// restored backup); drop it once satisfied. A database that never held v1
+// data (handoff_kv empty) loses the empty table instead. Stop the v1
+// daemons before starting v2 ones: a v1 daemon still running would write
+// to a table that is no longer there, and fail.
 package postgres

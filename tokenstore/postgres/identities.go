@@ -240,7 +240,7 @@ func (st *Store) signInKnown(ctx context.Context, in tokenstore.SignIn) (res tok
 		if in.Token != nil {
 			args := tokenArgs(*in.Token)
 			args[0] = nil // the user is signInMinter's
-			t.queue(qSignInEvict, nil, in.Now, max(in.Keep, 0))
+			t.queue(qSignInEvict, nil, sqlNow(in.Now), max(in.Keep, 0))
 			t.queue(qSignInMint, args...).Exec(func(tag pgconn.CommandTag) error {
 				res.Minted = tag.RowsAffected() == 1
 				return nil
