@@ -106,6 +106,16 @@ func TestCoreRoundTrips(t *testing.T) {
 			_, err := c.SessionByID(ctx, uid, sess.ID)
 			return err
 		})
+		cost("sign-in of a known identity, with a token", func() error {
+			// The first round's sign-in links the identity (more round
+			// trips, not measured); the second finds it.
+			id := tokenstore.Identity{Provider: "oidc", Subject: "subject-1", Email: "rt@example.com", EmailVerified: true}
+			res, _, _, err := c.SignIn(ctx, id, tokenstore.LinkPolicy{Create: true}, &tokenstore.MintRequest{})
+			if err == nil && (!res.Minted || res.Created == measured) {
+				err = fmt.Errorf("sign-in: minted %v, created %v", res.Minted, res.Created)
+			}
+			return err
+		})
 		cost("create session", func() error {
 			_, _, err := c.CreateSession(ctx, uid, "test", tokenstore.Client{})
 			return err
