@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -96,7 +97,7 @@ var v1Buckets = []v1Bucket{
 	{"kv", func(b *pgx.Batch, key, value []byte, _ *time.Time) error {
 		ns, k, ok := bytes.Cut(key, []byte{0})
 		if !ok || len(value) < 8 {
-			return fmt.Errorf("kv key %q: not a v1 plugin value", key)
+			return errors.New("not a v1 plugin value (namespace, key, expiry header)")
 		}
 		var expire time.Time
 		if n := binary.BigEndian.Uint64(value); n != 0 {
@@ -123,7 +124,7 @@ func v1JSON[T any](insert func(*pgx.Batch, T)) func(*pgx.Batch, []byte, []byte, 
 	return func(b *pgx.Batch, key, value []byte, _ *time.Time) error {
 		var rec T
 		if err := json.Unmarshal(value, &rec); err != nil {
-			return fmt.Errorf("key %q: %w", key, err)
+			return err
 		}
 		insert(b, rec)
 		return nil
@@ -177,7 +178,7 @@ func convertV1Bucket(ctx context.Context, tx pgx.Tx, bk v1Bucket) (int, error) {
 		key, value []byte
 		expire     *time.Time
 	}
-	total := 0
+	total, read := 0, 0
 	after := []byte{}
 	for {
 		rows, err := tx.Query(ctx, qV1Page, bk.name, after)
@@ -193,11 +194,14 @@ func convertV1Bucket(ctx context.Context, tx pgx.Tx, bk v1Bucket) (int, error) {
 			return total, err
 		}
 		b := &pgx.Batch{}
-		for _, r := range page {
+		for i, r := range page {
+			// The error names the record by its place, not its key: a
+			// key may hold a plugin's secret, and no log should.
 			if err := bk.convert(b, r.key, r.value, r.expire); err != nil {
-				return total, err
+				return total, fmt.Errorf("record %d in key order: %w", read+i+1, err)
 			}
 		}
+		read += len(page)
 		if b.Len() > 0 {
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return total, err

@@ -273,6 +273,31 @@ func TestMigrateV1Replicas(t *testing.T) {
 	}
 }
 
+// TestMigrateV1Broken: a v1 record that cannot be converted fails Open and
+// leaves the database as it was, v1 data, schema version and all, without
+// naming the record's key.
+func TestMigrateV1Broken(t *testing.T) {
+	schema := loadV1(t)
+	conn := admin(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema, "handoff_kv"}.Sanitize()+
+		" (bucket, key, value) VALUES ('users', 'zz-secret-key', '{not json')"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(ctx, Options{DSN: testDSN(t), Schema: schema})
+	if err == nil || !strings.Contains(err.Error(), "v1 bucket users") || strings.Contains(err.Error(), "zz-secret-key") {
+		t.Fatalf("Open of a broken v1 database = %v; want the bucket named, not the key", err)
+	}
+	got := counts(t, schema)
+	if got["handoff_kv"] != 33 || got["handoff_kv_v1"] != -1 || got["handoff_users"] != -1 {
+		t.Fatalf("after a failed conversion: %v; want the v1 tables only", got)
+	}
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+pgx.Identifier{schema, "handoff_schema_migrations"}.Sanitize()).Scan(&version); err != nil || version != 1 {
+		t.Fatalf("schema version after a failed conversion = %d, %v; want 1", version, err)
+	}
+}
+
 // TestMigrateV1Fresh: a database that never held v1 data keeps no
 // handoff_kv of any name.
 func TestMigrateV1Fresh(t *testing.T) {
