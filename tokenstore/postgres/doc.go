@@ -105,7 +105,7 @@
 //	                   qSessionEvict; COMMIT
 //	SessionByHash   1  SELECT the session JOIN its user, by the hash index
 //	Session         1  SELECT by primary key and user
-//	SignIn (known)  1  BEGIN; find and lock the identity and its user; the
+//	SignIn (known)  1  BEGIN; find the identity and lock its user; the
 //	                   identity's update; the mint's two statements; COMMIT
 //	                   (identities.go). A first sign-in costs two more.
 //	CreateUser      1  INSERT; a unique violation is ErrUserExists
