@@ -163,3 +163,51 @@ func TestSignInKnownOneRoundTrip(t *testing.T) {
 		t.Fatalf("a sign-in of another identity minted for this user: %d tokens", len(toks))
 	}
 }
+
+// TestSignInRacesDeleteUser signs in a known identity while its user is
+// deleted, from two replicas: every step succeeds (no deadlock between
+// the sign-in's locks and the deletion's cascade), a sign-in after the
+// deletion creates a user anew, and no token outlives its user.
+func TestSignInRacesDeleteUser(t *testing.T) {
+	schema := freshSchema(t)
+	a, b := openSchema(t, schema, Options{}), openSchema(t, schema, Options{})
+	ctx := context.Background()
+	policy := tokenstore.LinkPolicy{Create: true}
+	for round := range 10 {
+		subject := fmt.Sprintf("del-%d", round)
+		first, err := a.SignIn(ctx, signInStep(subject, "", policy, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Go(func() {
+				st := a
+				if i%2 == 1 {
+					st = b
+				}
+				if i == 3 {
+					if err := st.DeleteUser(ctx, first.User.ID); err != nil {
+						t.Errorf("DeleteUser: %v", err)
+					}
+					return
+				}
+				if _, err := st.SignIn(ctx, signInStep(subject, "", policy, true)); err != nil {
+					t.Errorf("SignIn: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		var orphans, users int
+		if err := a.pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM handoff_tokens t WHERE NOT EXISTS (SELECT 1 FROM handoff_users u WHERE u.id = t.user_id)), "+
+			"(SELECT count(*) FROM handoff_users u JOIN handoff_identities i ON i.user_id = u.id WHERE i.subject = $1)", subject).Scan(&orphans, &users); err != nil {
+			t.Fatal(err)
+		}
+		if orphans != 0 || users > 1 {
+			t.Fatalf("round %d: %d tokens without a user, %d users of the identity", round, orphans, users)
+		}
+	}
+}
