@@ -57,12 +57,30 @@
 //
 // # Migration from v1
 //
-// Version 1 kept every record as JSON in one key-value table, handoff_kv
-// (0001_init.sql). At Open, under the migrations' advisory lock, a
-// database that holds v1 data there has it converted into the v2 tables,
-// and handoff_kv is then renamed handoff_kv_v1: kept, not dropped, so a
-// rollback to a v1 build (or an operator) still finds it; drop it once the
-// v2 daemons serve. See migrate_v1.go.
+// handoff v1 kept every record in one table, handoff_kv(bucket, key,
+// value, expire), as JSON of the tokenstore model types in the token
+// core's buckets (see tokenstore/kvstore). Open converts such a database
+// into the tables above in the migration's own transaction, under its
+// advisory lock (migrate_v1.go): replicas that start together convert it
+// once, the others wait and find nothing left to do, and a conversion that
+// fails leaves the database as it was, v1 data and all. Records are read a
+// thousand at a time and stored with the steps' own INSERTs; the buckets
+// that were only indexes (users_email, sessions_hash, ...) are left
+// behind, since the tables' indexes replace them. The pepper and the
+// signing keys move as they are: sealed or not, they open with the same
+// keys. Tokens, sessions, API keys and plugin values keep their secrets,
+// so a token minted before the upgrade still exchanges and a session
+// still authenticates; only a v1 token's IdP tokens are dropped (v1 sealed
+// them for the token, v2 seals them for the session it opens, and the
+// store never holds the key to seal them again), so such a token opens a
+// session of its provider without them.
+//
+// handoff_kv is then renamed handoff_kv_v1 and kept, not dropped, so the
+// data can be looked at or the upgrade rolled back (with a v1 binary and a
+// restored backup); drop it once satisfied. A database that never held v1
+// data (handoff_kv empty) loses the empty table instead. Stop the v1
+// daemons before starting v2 ones: a v1 daemon still running would write
+// to a table that is no longer there, and fail.
 //
 // # Steps and their statements
 //
@@ -87,7 +105,7 @@
 //	                   qSessionEvict; COMMIT
 //	SessionByHash   1  SELECT the session JOIN its user, by the hash index
 //	Session         1  SELECT by primary key and user
-//	SignIn (known)  1  BEGIN; find and lock the identity and its user; the
+//	SignIn (known)  1  BEGIN; find the identity and lock its user; the
 //	                   identity's update; the mint's two statements; COMMIT
 //	                   (identities.go). A first sign-in costs two more.
 //	CreateUser      1  INSERT; a unique violation is ErrUserExists
@@ -159,6 +177,43 @@
 // index, FOR UPDATE SKIP LOCKED, so replicas can sweep at once without
 // deleting (or counting) a row twice or waiting on each other or on a
 // step.
+//
+// # Sign-in, API keys and plugin values
+//
+// The steps of identities.go, keys.go and kv.go that need more than a
+// statement to keep their promise.
+//
+// A known identity's sign-in is one pipelined batch, but the statements
+// after the first cannot take the user's id as a parameter: it is not
+// known when the batch is sent. The first statement therefore leaves it
+// in transaction-local settings (set_config(..., true)), which the later
+// ones read: the identity's update, and Mint's own eviction and INSERT,
+// whose user parameter falls back to the setting. An unknown identity
+// leaves no setting and the later statements do nothing, even if a
+// concurrent first sign-in links the identity meanwhile; a blocked user
+// leaves none for the mint. The settings end with the transaction.
+//
+// A first sign-in is a READ COMMITTED transaction whose INSERTs are plain:
+// two first sign-ins of one identity both find it unknown, and the second
+// to insert the identity (or a user with the same email or phone) waits
+// for the first, then fails on the unique index, having changed nothing.
+// SignIn then runs once more from the start, finds the identity the winner
+// linked and resolves to the winner's user. No SERIALIZABLE retry loop is
+// needed: the unique indexes are the arbiter.
+//
+// CreateKey with first stores the key in one statement whose CTE inserts
+// the bootstrapped marker into handoff_meta (ON CONFLICT DO NOTHING) only
+// while no key is held, and the key only with the marker: of daemons that
+// start together on an empty database, one inserts the marker and the
+// others wait on its index entry, find it and store nothing. DeleteKey
+// with first deletes the marker in the statement that deletes the key.
+//
+// KVUpdate takes the row with INSERT ... ON CONFLICT DO UPDATE, which
+// either creates it (empty, already expired, so it reads as absent) or
+// locks the existing one, so two updates of an absent key queue on one
+// row like updates of a present one. KVAdd's WHERE leaves a live value
+// that is not a counter untouched, and a sum past int64 fails the
+// statement: both are ErrInvalidArgument with nothing changed.
 //
 // # Connections and faults
 //

@@ -33,7 +33,9 @@ const (
 )
 
 // A known identity's sign-in is one round trip: BEGIN, then qSignInKnown,
-// which finds the identity and its user and locks both rows, then the
+// which finds the identity and locks its user's row (the user first, as
+// every step of a user does, so a racing DeleteUser queues instead of
+// deadlocking), then the
 // identity's update, the mint's eviction and INSERT, then COMMIT, all in
 // one pipelined batch. The statements after the first cannot take the
 // user's id as a parameter (it is not known when the batch is sent), so
@@ -52,7 +54,7 @@ const (
 		"set_config('handoff.signin_mint', CASE WHEN x.active THEN x.uid ELSE '' END, true), x.* FROM (" +
 		"SELECT u.id AS uid, u.status AS active, " + userColumnsOf + ", " + identityColumnsOf +
 		" FROM handoff_identities i JOIN handoff_users u ON u.id = i.user_id WHERE i.provider = $1 AND i.subject = $2" +
-		" FOR NO KEY UPDATE) x"
+		" FOR NO KEY UPDATE OF u) x"
 	// qSignInUpdate writes the identity's fields when they differ from
 	// what the provider says now (claims compared as jsonb, a NULL as
 	// empty) and returns the identity as stored then.
@@ -240,7 +242,7 @@ func (st *Store) signInKnown(ctx context.Context, in tokenstore.SignIn) (res tok
 		if in.Token != nil {
 			args := tokenArgs(*in.Token)
 			args[0] = nil // the user is signInMinter's
-			t.queue(qSignInEvict, nil, in.Now, max(in.Keep, 0))
+			t.queue(qSignInEvict, nil, sqlNow(in.Now), max(in.Keep, 0))
 			t.queue(qSignInMint, args...).Exec(func(tag pgconn.CommandTag) error {
 				res.Minted = tag.RowsAffected() == 1
 				return nil

@@ -66,7 +66,7 @@ func (st *Store) KVGet(ctx context.Context, ns, key string, now time.Time) ([]by
 	found := false
 	err := st.read(ctx, "kv get", func(t *txn) error {
 		found = false
-		t.queue(qKVGet, ns, key, now).QueryRow(func(row pgx.Row) error {
+		t.queue(qKVGet, ns, key, sqlNow(now)).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&v)
 			found = err == nil
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -108,7 +108,7 @@ func (st *Store) KVList(ctx context.Context, ns, prefix, after string, limit int
 	if limit > 0 {
 		lim = limit
 	}
-	sql, args := qKVListNoUpper, []any{ns, after, prefix, now, lim}
+	sql, args := qKVListNoUpper, []any{ns, after, prefix, sqlNow(now), lim}
 	if end, ok := textPrefixEnd(prefix); ok {
 		sql, args = qKVList, append(args, end)
 	}
@@ -143,7 +143,7 @@ func (st *Store) KVUpdate(ctx context.Context, ns, key string, now, expire time.
 			raw  []byte
 			live bool
 		)
-		t.queue(qKVLock, ns, key, now).QueryRow(func(row pgx.Row) error { return row.Scan(&raw, &live) })
+		t.queue(qKVLock, ns, key, sqlNow(now)).QueryRow(func(row pgx.Row) error { return row.Scan(&raw, &live) })
 		if err := t.send(); err != nil {
 			return err
 		}
@@ -172,7 +172,7 @@ func (st *Store) KVAdd(ctx context.Context, ns, key string, delta int64, now, ex
 	)
 	err := st.write(ctx, "kv add", func(t *txn) error {
 		added = false
-		t.queue(qKVAdd, ns, key, delta, now, expireArg(expire)).QueryRow(func(row pgx.Row) error {
+		t.queue(qKVAdd, ns, key, delta, sqlNow(now), expireArg(expire)).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&raw)
 			added = err == nil
 			var pgErr *pgconn.PgError

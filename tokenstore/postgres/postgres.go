@@ -185,7 +185,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, connectError(addr, cfg.ConnConfig.User, password, err)
 	}
-	from, to, err := migrate(ctx, pool, opts.Schema)
+	from, to, err := migrate(ctx, pool, opts.Schema, log)
 	if err != nil {
 		pool.Close()
 		switch {

@@ -47,7 +47,7 @@ func (st *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, erro
 			}
 			var deleted int64
 			err := st.write(ctx, "sweep "+table, func(t *txn) error {
-				t.queue(qSweep[table], now, n).Exec(func(tag pgconn.CommandTag) error {
+				t.queue(qSweep[table], sqlNow(now), n).Exec(func(tag pgconn.CommandTag) error {
 					deleted = tag.RowsAffected()
 					return nil
 				})
