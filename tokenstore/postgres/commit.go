@@ -32,8 +32,10 @@ const (
 // connection close runs what it received, then exits); then it is
 // terminated, which ends whatever it holds: a transaction it was inside is
 // rolled back, bytes still on their way meet a closed socket, and a
-// COMMIT that ran stays committed. The outcome is final once the process
-// is gone. If this cannot be settled in time the error is plain
+// COMMIT that ran stays committed. (pgx itself, on the broken connection,
+// sends the server a cancel request, which may abort the step before its
+// COMMIT runs: one more way for the outcome to go either way.) The
+// outcome is final once the process is gone. If this cannot be settled in time the error is plain
 // ErrUnavailable: the caller must not read back.
 //
 // The process is found by its pid and our role. A pid is reused only

@@ -220,3 +220,36 @@ func TestConnectErrorNotNow(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitCutRace cuts an exchange's connection as its COMMIT leaves,
+// while the server may still be running the step (and pgx's own cancel
+// request, sent when a connection breaks, races it): the outcome may go
+// either way, but the answer must match it for good. A session means the
+// secret is spent; ErrUnavailable means nothing committed, and nothing
+// does later either: the secret still exchanges.
+func TestCommitCutRace(t *testing.T) {
+	p, s, c := proxied(t, 2*time.Second)
+	ctx := context.Background()
+	userID, _ := mintFor(t, c)
+	outcomes := map[bool]int{}
+	for range 12 {
+		_, secret, err := c.Mint(ctx, tokenstore.MintRequest{UserID: userID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.CutAtCommit(pgproxy.WithCommit)
+		_, _, err = c.Exchange(ctx, userID, secret, tokenstore.Client{})
+		switch {
+		case err == nil:
+		case errors.Is(err, tokenstore.ErrUnavailable):
+			time.Sleep(50 * time.Millisecond) // a late COMMIT would land by now
+			if _, _, err := c.Exchange(ctx, userID, secret, tokenstore.Client{}); err != nil {
+				t.Fatalf("the secret of an exchange answered as not committed: %v", err)
+			}
+		default:
+			t.Fatalf("exchange cut with its COMMIT: %v", err)
+		}
+		outcomes[err == nil]++
+	}
+	t.Logf("committed %d, not committed %d; stats %+v", outcomes[true], outcomes[false], s.Stats())
+}

@@ -128,16 +128,7 @@ func (s *Store) SessionByHash(ctx context.Context, hash []byte) (tokenstore.User
 
 // queueSession queues a statement that reads one session into sess.
 func queueSession(t *txn, sql string, sess *tokenstore.Session, found *bool, args ...any) {
-	t.queue(sql, args...).QueryRow(func(row pgx.Row) error {
-		var r sessionRow
-		err := row.Scan(r.dest()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			*found = false
-			return nil
-		}
-		*sess, *found = r.session(), err == nil
-		return err
-	})
+	queueOne(t, sess, found, scanSession, sql, args...)
 }
 
 // Session implements tokenstore.Store: one SELECT by primary key.
@@ -163,20 +154,17 @@ func (s *Store) Session(ctx context.Context, userID, id string) (tokenstore.Sess
 func (s *Store) Sessions(ctx context.Context, userID string) ([]tokenstore.Session, error) {
 	var out []tokenstore.Session
 	err := s.read(ctx, "sessions", func(t *txn) error {
-		out = out[:0]
-		t.queue(qSessions, userID).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var r sessionRow
-				if err := rows.Scan(r.dest()...); err != nil {
-					return err
-				}
-				out = append(out, r.session())
-			}
-			return rows.Err()
-		})
+		queueRows(t, &out, scanSession, qSessions, userID)
 		return nil
 	})
 	return out, err
+}
+
+// scanSession reads a row of sessionColumns.
+func scanSession(row pgx.Row) (tokenstore.Session, error) {
+	var r sessionRow
+	err := row.Scan(r.dest()...)
+	return r.session(), err
 }
 
 // UpdateSession implements tokenstore.Store: the session's row is read

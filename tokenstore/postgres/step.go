@@ -58,6 +58,36 @@ func (t *txn) queue(sql string, args ...any) *pgx.QueuedQuery {
 	return t.batch.Queue(sql, args...)
 }
 
+// queueRows queues a statement whose rows become the records in *out,
+// each scanned by scan.
+func queueRows[T any](t *txn, out *[]T, scan func(pgx.Row) (T, error), sql string, args ...any) {
+	t.queue(sql, args...).Query(func(rows pgx.Rows) error {
+		*out = (*out)[:0]
+		for rows.Next() {
+			r, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			*out = append(*out, r)
+		}
+		return rows.Err()
+	})
+}
+
+// queueOne queues a statement that reads at most one record into *out,
+// scanned by scan, and reports in *found whether there was one.
+func queueOne[T any](t *txn, out *T, found *bool, scan func(pgx.Row) (T, error), sql string, args ...any) {
+	t.queue(sql, args...).QueryRow(func(row pgx.Row) error {
+		r, err := scan(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			*found = false
+			return nil
+		}
+		*out, *found = r, err == nil
+		return err
+	})
+}
+
 // send runs what is queued in one round trip and calls the statements'
 // callbacks. Once a send failed the step is dead and every later send
 // returns that error.

@@ -189,20 +189,17 @@ func (s *Store) Exchange(ctx context.Context, x tokenstore.Exchange) (tokenstore
 func (s *Store) Tokens(ctx context.Context, userID string) ([]tokenstore.Token, error) {
 	var out []tokenstore.Token
 	err := s.read(ctx, "tokens", func(t *txn) error {
-		out = out[:0]
-		t.queue(qTokens, userID).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var r tokenRow
-				if err := rows.Scan(r.dest()...); err != nil {
-					return err
-				}
-				out = append(out, r.token())
-			}
-			return rows.Err()
-		})
+		queueRows(t, &out, scanToken, qTokens, userID)
 		return nil
 	})
 	return out, err
+}
+
+// scanToken reads a row of tokenColumns.
+func scanToken(row pgx.Row) (tokenstore.Token, error) {
+	var r tokenRow
+	err := row.Scan(r.dest()...)
+	return r.token(), err
 }
 
 // sqlNow is now as the statements compare it with a stored instant, which

@@ -78,18 +78,16 @@ func userArgs(u tokenstore.User) []any {
 		u.Labels, u.Prefs, u.Extra, u.CreatedAt, u.UpdatedAt, nullTime(u.AccessedAt)}
 }
 
+// scanUser reads a row of userColumns.
+func scanUser(row pgx.Row) (tokenstore.User, error) {
+	var r userRow
+	err := row.Scan(r.dest()...)
+	return r.user(), err
+}
+
 // queueUser queues a statement that reads one user into u, setting found.
 func queueUser(t *txn, sql string, u *tokenstore.User, found *bool, args ...any) {
-	t.queue(sql, args...).QueryRow(func(row pgx.Row) error {
-		var r userRow
-		err := row.Scan(r.dest()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			*found = false
-			return nil
-		}
-		*u, *found = r.user(), err == nil
-		return err
-	})
+	queueOne(t, u, found, scanUser, sql, args...)
 }
 
 // CreateUser implements tokenstore.Store: one INSERT, whose unique
@@ -213,23 +211,11 @@ func (s *Store) ScanUsers(ctx context.Context, after string, fn func(tokenstore.
 	for {
 		var page []tokenstore.User
 		err := s.read(ctx, "scan users", func(t *txn) error {
-			page = page[:0]
-			var q *pgx.QueuedQuery
 			if cursor == "" {
-				q = t.queue(qUserFirstPage, scanPage)
+				queueRows(t, &page, scanUser, qUserFirstPage, scanPage)
 			} else {
-				q = t.queue(qUserPage, at, cursor, scanPage)
+				queueRows(t, &page, scanUser, qUserPage, at, cursor, scanPage)
 			}
-			q.Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var r userRow
-					if err := rows.Scan(r.dest()...); err != nil {
-						return err
-					}
-					page = append(page, r.user())
-				}
-				return rows.Err()
-			})
 			return nil
 		})
 		if err != nil {
