@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,12 +14,14 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/kvstore"
 )
 
 // Interface guards.
 var (
 	_ tokenstore.Store = (*Store)(nil)
-	_ tokenstore.Tx    = (*tx)(nil)
+	_ kvstore.Buckets  = (*buckets)(nil)
+	_ kvstore.Tx       = (*tx)(nil)
 )
 
 // ErrLocked means the store file is held by another process (or another
@@ -49,9 +52,16 @@ type Options struct {
 	MaxBatch int
 }
 
-// Store is a tokenstore.Store in one bbolt file. It is safe for concurrent
-// use.
+// Store is a tokenstore.Store in one bbolt file: kvstore's steps over the
+// file's buckets. It is safe for concurrent use.
 type Store struct {
+	*kvstore.Store
+	b *buckets
+}
+
+// buckets is the kvstore.Buckets of one bbolt file, with its group-commit
+// writer and its health.
+type buckets struct {
 	db       *bbolt.DB
 	path     string
 	maxBatch int
@@ -83,7 +93,30 @@ type Stats struct {
 // Open opens (creating if needed) the store file at path. The parent
 // directory is created with mode 0700 and the file with 0600. A file held
 // by another process gives an error matching ErrLocked after opts.Timeout.
+// A file of kvstore's layout 1 (written before the typed Store) is
+// migrated to layout 2 first (see kvstore.Open).
 func Open(path string, opts Options) (*Store, error) {
+	b, err := openBuckets(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := kvstore.Open(context.Background(), b)
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("bolt: %s: %w", path, err)
+	}
+	return &Store{Store: kv, b: b}, nil
+}
+
+// Path returns the store file's path.
+func (s *Store) Path() string { return s.b.path }
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats { return s.b.stats() }
+
+// openBuckets opens the file as Open does, without the typed store on
+// top.
+func openBuckets(path string, opts Options) (*buckets, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
@@ -105,7 +138,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	err = db.Update(func(btx *bbolt.Tx) error {
-		for _, name := range append([]string{indexBucket}, tokenstore.Buckets...) {
+		for _, name := range append([]string{indexBucket}, kvstore.BucketNames...) {
 			if _, err := btx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("create bucket %q: %w", name, err)
 			}
@@ -116,7 +149,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
-	s := &Store{
+	s := &buckets{
 		db:       db,
 		path:     path,
 		maxBatch: opts.MaxBatch,
@@ -128,17 +161,14 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Path returns the store file's path.
-func (s *Store) Path() string { return s.path }
-
-// Stats returns the writer's counters.
-func (s *Store) Stats() Stats {
+// stats returns the writer's counters.
+func (s *buckets) stats() Stats {
 	return Stats{Commits: s.commits.Load(), Updates: s.updates.Load()}
 }
 
 // View runs fn in a read-only bbolt transaction. Readers run concurrently
 // with each other and with the writer.
-func (s *Store) View(ctx context.Context, fn func(tokenstore.Tx) error) error {
+func (s *buckets) View(ctx context.Context, fn func(kvstore.Tx) error) error {
 	if s.closed.Load() {
 		return tokenstore.ErrClosed
 	}
@@ -157,33 +187,32 @@ func (s *Store) View(ctx context.Context, fn func(tokenstore.Tx) error) error {
 // durably (or fn's error, which discards fn's writes). A ctx that ends
 // before the writer takes the call returns ctx.Err() and fn never runs.
 // fn runs on the writer goroutine: it must not call Update itself.
-func (s *Store) Update(ctx context.Context, fn func(tokenstore.Tx) error) error {
+func (s *buckets) Update(ctx context.Context, fn func(kvstore.Tx) error) error {
 	return s.submit(ctx, func(btx *bbolt.Tx) error { return fn(&tx{btx: btx}) })
 }
 
-// Sweep deletes up to limit keys (all, when limit <= 0) whose expiry is
-// before now. It walks the expiry index from its oldest entry and stops at
-// the first one not yet due, in transactions of at most 1000 keys.
-func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
+// Sweep deletes the keys (all, when limit <= 0, else until limit of
+// those counted accepts went) whose expiry is before now. It walks the
+// expiry index from its oldest entry and stops at the first one not yet
+// due, in transactions of at most 1000 keys.
+func (s *buckets) Sweep(ctx context.Context, now time.Time, limit int, counted func(bucket string) bool) (int, error) {
 	due := encodeExpire(now)
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
 	total := 0
-	for limit <= 0 || total < limit {
-		n := sweepChunk
-		if limit > 0 {
-			n = min(n, limit-total)
-		}
-		var swept int
-		err := s.submit(ctx, func(btx *bbolt.Tx) error {
-			var err error
-			swept, err = sweep(btx, due, n)
+	for total < limit {
+		var swept, taken int
+		err := s.submit(ctx, func(btx *bbolt.Tx) (err error) {
+			swept, taken, err = sweep(btx, due, limit-total, sweepChunk, counted)
 			return err
 		})
 		if err != nil {
 			return total, err
 		}
 		total += swept
-		if swept < n {
-			break
+		if taken < sweepChunk && total < limit {
+			break // the index has nothing more that is due
 		}
 	}
 	return total, nil
@@ -191,7 +220,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error
 
 // Close stops the writer (calls still queued get tokenstore.ErrClosed) and
 // closes the file. Calling it again returns the first call's result.
-func (s *Store) Close() error {
+func (s *buckets) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.stop)

@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/kvstore"
+	"github.com/handoffd/handoff/tokenstore/kvstore/kvtest"
 	"github.com/handoffd/handoff/tokenstore/storetest"
 )
 
@@ -31,9 +33,63 @@ func openTB(tb testing.TB, opts Options) *Store {
 	return s
 }
 
+// openBTB opens a fresh store as openTB does and returns its buckets, for
+// the tests of the backend under kvstore.
+func openBTB(tb testing.TB, opts Options) *buckets {
+	tb.Helper()
+	return openTB(tb, opts).b
+}
+
+// dumping is a Store that shows the suites everything in its file.
+type dumping struct{ *Store }
+
+var _ storetest.Dumper = dumping{}
+
+// Dump returns every key of every bucket in the file, the internal ones
+// (the expiry index) included, with its value as stored (behind its
+// expiry header). A bucket's name is the record's kind, except in
+// user_data, whose records are "tokens" and "sessions" by the kind byte
+// after their user's id.
+func (d dumping) Dump(ctx context.Context) ([]storetest.Record, error) {
+	var out []storetest.Record
+	err := d.b.db.View(func(btx *bbolt.Tx) error {
+		out = out[:0]
+		return btx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				out = append(out, storetest.Record{Kind: recordKind(string(name), k), Key: bytes.Clone(k), Value: bytes.Clone(v)})
+				return nil
+			})
+		})
+	})
+	return out, err
+}
+
+// recordKind names what key in bucket holds, for Dump.
+func recordKind(bucket string, key []byte) string {
+	if bucket != "user_data" {
+		return bucket
+	}
+	if i := bytes.IndexByte(key, 0); i >= 0 && i+1 < len(key) {
+		switch key[i+1] {
+		case 't':
+			return "tokens"
+		case 's':
+			return "sessions"
+		}
+	}
+	return bucket
+}
+
+// openStore opens a fresh store for the suites.
+func openStore(t *testing.T) tokenstore.Store { return dumping{openTB(t, Options{})} }
+
+// TestBuckets runs kvstore's bucket conformance suite on the backend.
+func TestBuckets(t *testing.T) {
+	kvtest.Run(t, func(t *testing.T) kvstore.Buckets { return openBTB(t, Options{}) })
+}
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t,
-		func(t *testing.T) tokenstore.Store { return openTB(t, Options{}) },
+	storetest.Run(t, openStore,
 		storetest.WithReopen(func(t *testing.T) func() tokenstore.Store {
 			path := filepath.Join(t.TempDir(), "handoff.db")
 			return func() tokenstore.Store {
@@ -41,13 +97,13 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
-				return s
+				return dumping{s}
 			}
 		}))
 }
 
 func TestConcurrency(t *testing.T) {
-	storetest.RunConcurrency(t, func(t *testing.T) tokenstore.Store { return openTB(t, Options{}) })
+	storetest.RunConcurrency(t, openStore)
 }
 
 func BenchmarkStore(b *testing.B) {
@@ -118,7 +174,7 @@ func TestOpenCreates(t *testing.T) {
 			t.Errorf("%s has mode %s, want %s", tc.path, fi.Mode(), tc.mode)
 		}
 	}
-	if s.db.NoSync {
+	if s.b.db.NoSync {
 		t.Error("a store opened with default options does not sync its commits")
 	}
 	_, err = Open(dir, Options{}) // a directory is no store file
@@ -136,14 +192,14 @@ func must(t testing.TB, err error) {
 
 // hold parks the writer inside an Update until release is called, and
 // returns once the writer is parked. done reports the held Update's result.
-func hold(t *testing.T, s *Store) (release func(), done <-chan error) {
+func hold(t *testing.T, s *buckets) (release func(), done <-chan error) {
 	t.Helper()
 	entered := make(chan struct{})
 	gate := make(chan struct{})
 	errc := make(chan error, 1)
 	var once sync.Once
 	go func() {
-		errc <- s.Update(context.Background(), func(tokenstore.Tx) error {
+		errc <- s.Update(context.Background(), func(kvstore.Tx) error {
 			once.Do(func() { close(entered) })
 			<-gate
 			return nil
@@ -157,7 +213,7 @@ func hold(t *testing.T, s *Store) (release func(), done <-chan error) {
 }
 
 // waitQueued waits until n calls wait in the writer's queue.
-func waitQueued(t *testing.T, s *Store, n int) {
+func waitQueued(t *testing.T, s *buckets, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(s.queue) < n {
@@ -168,13 +224,13 @@ func waitQueued(t *testing.T, s *Store, n int) {
 	}
 }
 
-func put(key string) func(tokenstore.Tx) error {
-	return func(tx tokenstore.Tx) error { return tx.Put("kv", []byte(key), []byte("v"), time.Time{}) }
+func put(key string) func(kvstore.Tx) error {
+	return func(tx kvstore.Tx) error { return tx.Put("kv", []byte(key), []byte("v"), time.Time{}) }
 }
 
-func has(t *testing.T, s *Store, key string) bool {
+func has(t *testing.T, s *buckets, key string) bool {
 	t.Helper()
-	err := s.View(context.Background(), func(tx tokenstore.Tx) error {
+	err := s.View(context.Background(), func(tx kvstore.Tx) error {
 		_, err := tx.Get("kv", []byte(key))
 		return err
 	})
@@ -185,8 +241,8 @@ func has(t *testing.T, s *Store, key string) bool {
 }
 
 func TestGroupCommit(t *testing.T) {
-	s := openTB(t, Options{})
-	before := s.Stats()
+	s := openBTB(t, Options{})
+	before := s.stats()
 	release, held := hold(t, s)
 	const n = 64
 	var wg sync.WaitGroup
@@ -206,15 +262,15 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatalf("key of Update %d missing", i)
 		}
 	}
-	got := s.Stats()
+	got := s.stats()
 	if c, u := got.Commits-before.Commits, got.Updates-before.Updates; c != 2 || u != n+1 {
 		t.Fatalf("%d Updates queued behind a held one took %d commits for %d updates, want 2 for %d", n, c, u, n+1)
 	}
 }
 
 func TestGroupCommitUnderLoad(t *testing.T) {
-	s := openTB(t, Options{})
-	before := s.Stats()
+	s := openBTB(t, Options{})
+	before := s.stats()
 	const workers, each = 64, 10
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -231,7 +287,7 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	got := s.Stats()
+	got := s.stats()
 	commits, updates := got.Commits-before.Commits, got.Updates-before.Updates
 	t.Logf("%d updates from %d goroutines in %d commits (%.1f per commit)", updates, workers, commits, float64(updates)/float64(commits))
 	if updates != workers*each || commits > updates/4 {
@@ -240,8 +296,8 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 }
 
 func TestMaxBatch(t *testing.T) {
-	s := openTB(t, Options{MaxBatch: 8})
-	before := s.Stats()
+	s := openBTB(t, Options{MaxBatch: 8})
+	before := s.stats()
 	release, held := hold(t, s)
 	var wg sync.WaitGroup
 	for i := range 64 {
@@ -255,14 +311,14 @@ func TestMaxBatch(t *testing.T) {
 	release()
 	wg.Wait()
 	must(t, <-held)
-	if c := s.Stats().Commits - before.Commits; c < 1+64/8 {
+	if c := s.stats().Commits - before.Commits; c < 1+64/8 {
 		t.Fatalf("64 updates with MaxBatch 8 took %d commits, want at least %d", c, 1+64/8)
 	}
 }
 
 func TestBatchFailureIsolated(t *testing.T) {
-	s := openTB(t, Options{})
-	before := s.Stats()
+	s := openBTB(t, Options{})
+	before := s.stats()
 	errBoom := errors.New("boom")
 	release, held := hold(t, s)
 	const good = 40
@@ -277,7 +333,7 @@ func TestBatchFailureIsolated(t *testing.T) {
 		wg.Go(func() { errs[i] = s.Update(context.Background(), put(fmt.Sprintf("good%d", i))) })
 		if i == good/2 {
 			wg.Go(func() {
-				failErr = s.Update(context.Background(), func(tx tokenstore.Tx) error {
+				failErr = s.Update(context.Background(), func(tx kvstore.Tx) error {
 					failRuns.Add(1)
 					if err := tx.Put("kv", []byte("bad"), []byte("v"), time.Now().Add(-time.Hour)); err != nil {
 						return err
@@ -287,7 +343,7 @@ func TestBatchFailureIsolated(t *testing.T) {
 			})
 			wg.Go(func() {
 				defer func() { panicked = recover() }()
-				_ = s.Update(context.Background(), func(tx tokenstore.Tx) error {
+				_ = s.Update(context.Background(), func(tx kvstore.Tx) error {
 					if err := tx.Put("kv", []byte("panic"), []byte("v"), time.Time{}); err != nil {
 						return err
 					}
@@ -320,10 +376,10 @@ func TestBatchFailureIsolated(t *testing.T) {
 	if has(t, s, "bad") || has(t, s, "panic") {
 		t.Fatal("writes of a failed Update were committed")
 	}
-	if n, err := s.Sweep(context.Background(), time.Now(), 0); err != nil || n != 0 {
+	if n, err := s.Sweep(context.Background(), time.Now(), 0, nil); err != nil || n != 0 {
 		t.Fatalf("Sweep = %d, %v: the failed Update left an expiry entry", n, err)
 	}
-	if c := s.Stats().Commits - before.Commits; c != 1+1+1 { // held, the batch, the sweep
+	if c := s.stats().Commits - before.Commits; c != 1+1+1 { // held, the batch, the sweep
 		t.Fatalf("took %d commits, want 3", c)
 	}
 	// The writer goes on after a panic.
@@ -331,14 +387,14 @@ func TestBatchFailureIsolated(t *testing.T) {
 }
 
 func TestBatchInsertConflict(t *testing.T) {
-	s := openTB(t, Options{})
+	s := openBTB(t, Options{})
 	release, _ := hold(t, s)
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = s.Update(context.Background(), func(tx tokenstore.Tx) error {
+			errs[i] = s.Update(context.Background(), func(tx kvstore.Tx) error {
 				return tx.Insert("kv", []byte("k"), []byte(fmt.Sprint(i)), time.Time{})
 			})
 		})
@@ -358,7 +414,7 @@ func TestBatchInsertConflict(t *testing.T) {
 		}
 	}
 	var v string
-	must(t, s.View(context.Background(), func(tx tokenstore.Tx) error {
+	must(t, s.View(context.Background(), func(tx kvstore.Tx) error {
 		b, err := tx.Get("kv", []byte("k"))
 		v = string(b)
 		return err
@@ -370,11 +426,11 @@ func TestBatchInsertConflict(t *testing.T) {
 
 func TestUpdateContext(t *testing.T) {
 	t.Run("cancelled before", func(t *testing.T) {
-		s := openTB(t, Options{})
+		s := openBTB(t, Options{})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		ran := false
-		err := s.Update(ctx, func(tokenstore.Tx) error { ran = true; return nil })
+		err := s.Update(ctx, func(kvstore.Tx) error { ran = true; return nil })
 		if !errors.Is(err, context.Canceled) || ran {
 			t.Fatalf("Update = %v, ran %v; want context.Canceled without running", err, ran)
 		}
@@ -392,14 +448,14 @@ func TestUpdateContext(t *testing.T) {
 		}, context.DeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := openTB(t, Options{})
+			s := openBTB(t, Options{})
 			release, _ := hold(t, s)
 			ctx, cancel := tc.ctx()
 			defer cancel()
 			var ran atomic.Bool
 			errc := make(chan error, 1)
 			go func() {
-				errc <- s.Update(ctx, func(tokenstore.Tx) error { ran.Store(true); return nil })
+				errc <- s.Update(ctx, func(kvstore.Tx) error { ran.Store(true); return nil })
 			}()
 			waitQueued(t, s, 1)
 			if tc.want == context.Canceled {
@@ -423,7 +479,7 @@ func TestUpdateContext(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	s := openTB(t, Options{})
+	s := openBTB(t, Options{})
 	release, held := hold(t, s)
 	const n = 5
 	errs := make(chan error, n)
@@ -450,16 +506,16 @@ func TestClose(t *testing.T) {
 	if err := s.Update(ctx, put("x")); !errors.Is(err, tokenstore.ErrClosed) {
 		t.Fatalf("Update after Close = %v", err)
 	}
-	if err := s.View(ctx, func(tokenstore.Tx) error { return nil }); !errors.Is(err, tokenstore.ErrClosed) {
+	if err := s.View(ctx, func(kvstore.Tx) error { return nil }); !errors.Is(err, tokenstore.ErrClosed) {
 		t.Fatalf("View after Close = %v", err)
 	}
-	if _, err := s.Sweep(ctx, time.Now(), 0); !errors.Is(err, tokenstore.ErrClosed) {
+	if _, err := s.Sweep(ctx, time.Now(), 0, nil); !errors.Is(err, tokenstore.ErrClosed) {
 		t.Fatalf("Sweep after Close = %v", err)
 	}
 }
 
 // indexLen counts the entries of the expiry index.
-func indexLen(t *testing.T, s *Store) int {
+func indexLen(t *testing.T, s *buckets) int {
 	t.Helper()
 	n := 0
 	must(t, s.db.View(func(btx *bbolt.Tx) error {
@@ -470,10 +526,10 @@ func indexLen(t *testing.T, s *Store) int {
 }
 
 func TestExpiryIndex(t *testing.T) {
-	s := openTB(t, Options{})
+	s := openBTB(t, Options{})
 	ctx := context.Background()
 	now := time.Now()
-	step := func(name string, fn func(tx tokenstore.Tx) error, want int) {
+	step := func(name string, fn func(tx kvstore.Tx) error, want int) {
 		t.Helper()
 		must(t, s.Update(ctx, fn))
 		if n := indexLen(t, s); n != want {
@@ -481,24 +537,24 @@ func TestExpiryIndex(t *testing.T) {
 		}
 	}
 	k := []byte("k")
-	step("Put without expiry", func(tx tokenstore.Tx) error { return tx.Put("kv", k, nil, time.Time{}) }, 0)
-	step("Put with expiry", func(tx tokenstore.Tx) error { return tx.Put("kv", k, nil, now) }, 1)
-	step("Put with the same expiry", func(tx tokenstore.Tx) error { return tx.Put("kv", k, nil, now) }, 1)
-	step("Put with a new expiry", func(tx tokenstore.Tx) error { return tx.Put("kv", k, nil, now.Add(time.Hour)) }, 1)
-	step("Put without expiry", func(tx tokenstore.Tx) error { return tx.Put("kv", k, nil, time.Time{}) }, 0)
-	step("Put with expiry", func(tx tokenstore.Tx) error { return tx.Put("kv", k, nil, now) }, 1)
-	step("Delete", func(tx tokenstore.Tx) error { return tx.Delete("kv", k) }, 0)
-	step("Insert with expiry", func(tx tokenstore.Tx) error { return tx.Insert("kv", k, nil, now) }, 1)
-	step("Take", func(tx tokenstore.Tx) error { _, err := tx.Take("kv", k); return err }, 0)
-	step("Put in a new bucket", func(tx tokenstore.Tx) error { return tx.Put("new", k, nil, now) }, 1)
+	step("Put without expiry", func(tx kvstore.Tx) error { return tx.Put("kv", k, nil, time.Time{}) }, 0)
+	step("Put with expiry", func(tx kvstore.Tx) error { return tx.Put("kv", k, nil, now) }, 1)
+	step("Put with the same expiry", func(tx kvstore.Tx) error { return tx.Put("kv", k, nil, now) }, 1)
+	step("Put with a new expiry", func(tx kvstore.Tx) error { return tx.Put("kv", k, nil, now.Add(time.Hour)) }, 1)
+	step("Put without expiry", func(tx kvstore.Tx) error { return tx.Put("kv", k, nil, time.Time{}) }, 0)
+	step("Put with expiry", func(tx kvstore.Tx) error { return tx.Put("kv", k, nil, now) }, 1)
+	step("Delete", func(tx kvstore.Tx) error { return tx.Delete("kv", k) }, 0)
+	step("Insert with expiry", func(tx kvstore.Tx) error { return tx.Insert("kv", k, nil, now) }, 1)
+	step("Take", func(tx kvstore.Tx) error { _, err := tx.Take("kv", k); return err }, 0)
+	step("Put in a new bucket", func(tx kvstore.Tx) error { return tx.Put("new", k, nil, now) }, 1)
 
 	// A stale entry (pointing at a key whose header says otherwise) is
 	// dropped by Sweep without touching the live key.
-	must(t, s.Update(ctx, func(tx tokenstore.Tx) error { return tx.Put("kv", []byte("live"), []byte("v"), time.Time{}) }))
+	must(t, s.Update(ctx, func(tx kvstore.Tx) error { return tx.Put("kv", []byte("live"), []byte("v"), time.Time{}) }))
 	must(t, s.db.Update(func(btx *bbolt.Tx) error {
 		return btx.Bucket([]byte(indexBucket)).Put(indexKey(encodeExpire(now.Add(-time.Hour)), "kv", []byte("live")), nil)
 	}))
-	n, err := s.Sweep(ctx, now.Add(time.Second), 0)
+	n, err := s.Sweep(ctx, now.Add(time.Second), 0, nil)
 	must(t, err)
 	if n != 1 || !has(t, s, "live") || indexLen(t, s) != 0 {
 		t.Fatalf("Sweep = %d (want 1: the key in bucket new), live present %v, index %d", n, has(t, s, "live"), indexLen(t, s))
@@ -506,11 +562,11 @@ func TestExpiryIndex(t *testing.T) {
 }
 
 func TestSweepChunks(t *testing.T) {
-	s := openTB(t, Options{})
+	s := openBTB(t, Options{})
 	ctx := context.Background()
 	past := time.Now().Add(-time.Hour)
 	const n = 2*sweepChunk + 500
-	must(t, s.Update(ctx, func(tx tokenstore.Tx) error {
+	must(t, s.Update(ctx, func(tx kvstore.Tx) error {
 		for i := range n {
 			if err := tx.Put("kv", fmt.Appendf(nil, "%05d", i), nil, past); err != nil {
 				return err
@@ -518,13 +574,13 @@ func TestSweepChunks(t *testing.T) {
 		}
 		return nil
 	}))
-	before := s.Stats().Commits
-	got, err := s.Sweep(ctx, time.Now(), 0)
+	before := s.stats().Commits
+	got, err := s.Sweep(ctx, time.Now(), 0, nil)
 	must(t, err)
 	if got != n {
 		t.Fatalf("Sweep = %d, want %d", got, n)
 	}
-	if c := s.Stats().Commits - before; c != 3 {
+	if c := s.stats().Commits - before; c != 3 {
 		t.Fatalf("Sweep of %d keys took %d transactions, want 3 of at most %d", n, c, sweepChunk)
 	}
 	if indexLen(t, s) != 0 {
@@ -533,13 +589,13 @@ func TestSweepChunks(t *testing.T) {
 }
 
 func TestBucketNames(t *testing.T) {
-	s := openTB(t, Options{})
+	s := openBTB(t, Options{})
 	for _, name := range []string{"", indexBucket, "a\x00b"} {
-		err := s.Update(context.Background(), func(tx tokenstore.Tx) error { return tx.Put(name, []byte("k"), nil, time.Time{}) })
+		err := s.Update(context.Background(), func(tx kvstore.Tx) error { return tx.Put(name, []byte("k"), nil, time.Time{}) })
 		if err == nil {
 			t.Errorf("Put in bucket %q succeeded", name)
 		}
-		err = s.View(context.Background(), func(tx tokenstore.Tx) error { _, err := tx.Get(name, []byte("k")); return err })
+		err = s.View(context.Background(), func(tx kvstore.Tx) error { _, err := tx.Get(name, []byte("k")); return err })
 		if err == nil || errors.Is(err, tokenstore.ErrNotFound) {
 			t.Errorf("Get in bucket %q = %v, want an invalid-name error", name, err)
 		}
@@ -568,8 +624,8 @@ func TestEncodeExpire(t *testing.T) {
 }
 
 func TestReadsAndDeletesCreateNoBucket(t *testing.T) {
-	s := openTB(t, Options{})
-	err := s.Update(context.Background(), func(tx tokenstore.Tx) error {
+	s := openBTB(t, Options{})
+	err := s.Update(context.Background(), func(tx kvstore.Tx) error {
 		if err := tx.Delete("unseen", []byte("k")); err != nil {
 			return err
 		}

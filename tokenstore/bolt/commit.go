@@ -38,7 +38,7 @@ func (p *panicError) Error() string {
 }
 
 // submit queues fn for the writer and waits for its outcome.
-func (s *Store) submit(ctx context.Context, fn func(*bbolt.Tx) error) error {
+func (s *buckets) submit(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	if s.closed.Load() {
 		return tokenstore.ErrClosed
 	}
@@ -78,7 +78,7 @@ func (s *Store) submit(ctx context.Context, fn func(*bbolt.Tx) error) error {
 
 // writer is the one goroutine that writes: it takes the first waiting
 // call, drains whatever queued behind it, and commits them together.
-func (s *Store) writer() {
+func (s *buckets) writer() {
 	defer close(s.loopDone)
 	batch := make([]*call, 0, s.maxBatch)
 	for {
@@ -114,7 +114,7 @@ func (s *Store) writer() {
 }
 
 // take appends c to batch unless its caller has gone or its ctx has ended.
-func (s *Store) take(batch []*call, c *call) []*call {
+func (s *buckets) take(batch []*call, c *call) []*call {
 	if !c.state.CompareAndSwap(callQueued, callTaken) {
 		return batch // abandoned by its caller
 	}
@@ -126,7 +126,7 @@ func (s *Store) take(batch []*call, c *call) []*call {
 }
 
 // drainClosed answers every queued call with ErrClosed.
-func (s *Store) drainClosed() {
+func (s *buckets) drainClosed() {
 	for {
 		select {
 		case c := <-s.queue:
@@ -145,7 +145,7 @@ func (s *Store) drainClosed() {
 // A commit that fails (a full or failing disk) fails every call of its
 // batch with ErrUnavailable and leaves the writer ready for the next one:
 // bbolt has rolled it back, so nothing of it was written.
-func (s *Store) run(batch []*call) {
+func (s *buckets) run(batch []*call) {
 	var failed []*call
 	for len(batch) > 0 {
 		failIdx := -1
@@ -192,7 +192,7 @@ func (s *Store) run(batch []*call) {
 // update runs fn in a write transaction of its own and commits it. fnErr
 // is fn's error (the transaction is rolled back); err is a failed begin or
 // commit, as writeFailed returns it.
-func (s *Store) update(fn func(*bbolt.Tx) error) (fnErr, err error) {
+func (s *buckets) update(fn func(*bbolt.Tx) error) (fnErr, err error) {
 	btx, err := s.db.Begin(true)
 	if err != nil {
 		return nil, s.writeFailed("begin", err)

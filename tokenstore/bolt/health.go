@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/kvstore"
 )
 
 // probeBucket holds the one key Ping rewrites while writes fail. Like
@@ -51,7 +52,7 @@ type health struct {
 // failing disk: bbolt rolls a failed commit back, so nothing of it counts
 // and trying again later is right, and bbolt flattens the errno of a failed
 // file grow into text, so matching errnos alone would miss those.
-func (s *Store) writeFailed(op string, err error) error {
+func (s *buckets) writeFailed(op string, err error) error {
 	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
 		return tokenstore.ErrClosed
 	}
@@ -64,7 +65,7 @@ func (s *Store) writeFailed(op string, err error) error {
 }
 
 // wroteOK records a commit that succeeded.
-func (s *Store) wroteOK() {
+func (s *buckets) wroteOK() {
 	if !s.health.failing.Load() {
 		return
 	}
@@ -82,9 +83,9 @@ func (s *Store) wroteOK() {
 // returns even with no traffic to try it: it writes and syncs probeSize
 // bytes to a file beside the store (removed again), then commits a tiny
 // write to the store itself.
-func (s *Store) Ping(ctx context.Context) error {
+func (s *buckets) Ping(ctx context.Context) error {
 	if !s.health.failing.Load() {
-		return s.View(ctx, func(tokenstore.Tx) error { return nil })
+		return s.View(ctx, func(kvstore.Tx) error { return nil })
 	}
 	s.health.mu.Lock()
 	if time.Since(s.health.probed) < probeInterval {
@@ -102,7 +103,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // probeDisk writes and syncs probeSize bytes to a new file beside the
 // store and removes it: the disk has room and takes writes again.
-func (s *Store) probeDisk() error {
+func (s *buckets) probeDisk() error {
 	f, err := os.CreateTemp(filepath.Dir(s.path), filepath.Base(s.path)+".probe-*")
 	if err != nil {
 		return err

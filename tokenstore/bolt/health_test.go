@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/kvstore"
 	"github.com/handoffd/handoff/tokenstore/storetest"
 )
 
@@ -25,14 +26,15 @@ import (
 func TestDiskFull(t *testing.T) {
 	dir := storetest.MountTmpfs(t, 1<<20)
 	path := filepath.Join(dir, "handoff.db")
-	s, err := Open(path, Options{})
+	st, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { _ = st.Close() })
+	s := st.b
 	ctx := context.Background()
 	put := func(i int) error {
-		return s.Update(ctx, func(tx tokenstore.Tx) error {
+		return s.Update(ctx, func(tx kvstore.Tx) error {
 			return tx.Put("kv", fmt.Appendf(nil, "k%05d", i), make([]byte, 2000), time.Time{})
 		})
 	}
@@ -70,11 +72,11 @@ func TestDiskFull(t *testing.T) {
 			t.Fatalf("concurrent write on a full disk: %v", err)
 		}
 	}
-	if err := s.Ping(ctx); !errors.Is(err, tokenstore.ErrUnavailable) {
+	if err := st.Ping(ctx); !errors.Is(err, tokenstore.ErrUnavailable) {
 		t.Fatalf("Ping on a full disk: %v", err)
 	}
 	// Reads still work.
-	if err := s.View(ctx, func(tx tokenstore.Tx) error { _, err := tx.Get("kv", []byte("k00000")); return err }); err != nil {
+	if err := s.View(ctx, func(tx kvstore.Tx) error { _, err := tx.Get("kv", []byte("k00000")); return err }); err != nil {
 		t.Fatalf("read on a full disk: %v", err)
 	}
 
@@ -101,7 +103,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer s2.Close()
-	checkStore(t, s2.db, committed)
+	checkStore(t, s2.b.db, committed)
 }
 
 // checkStore runs bbolt's consistency check and counts the kv values
@@ -158,7 +160,7 @@ func TestWriteFailedMapping(t *testing.T) {
 		{"closed", bbolt.ErrDatabaseNotOpen, tokenstore.ErrClosed, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := openTB(t, Options{})
+			s := openBTB(t, Options{})
 			err := s.writeFailed("commit", tc.err)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("writeFailed(%v) = %v, want it to match %v", tc.err, err, tc.want)
@@ -184,15 +186,15 @@ func TestWriteFailedMapping(t *testing.T) {
 // (no fsync per readiness probe); a failing one's probes at most once per
 // probeInterval, however often it is asked.
 func TestPingProbesOnlyWhileFailing(t *testing.T) {
-	s := openTB(t, Options{})
+	s := openBTB(t, Options{})
 	ctx := context.Background()
-	before := s.Stats().Commits
+	before := s.stats().Commits
 	for range 100 {
 		if err := s.Ping(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := s.Stats().Commits - before; n != 0 {
+	if n := s.stats().Commits - before; n != 0 {
 		t.Fatalf("healthy Ping committed %d times", n)
 	}
 	// Fail as a disk would, then ask many times within one interval:
@@ -206,7 +208,7 @@ func TestPingProbesOnlyWhileFailing(t *testing.T) {
 			t.Fatalf("Ping within the interval: %v, want %v", err, want)
 		}
 	}
-	if n := s.Stats().Commits - before; n != 0 {
+	if n := s.stats().Commits - before; n != 0 {
 		t.Fatalf("Ping within the interval committed %d times", n)
 	}
 }

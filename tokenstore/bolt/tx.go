@@ -24,7 +24,7 @@ const headerLen = 8
 // errBadValue means a stored value is too short to carry its header.
 var errBadValue = errors.New("stored value has no expiry header")
 
-// tx is a tokenstore.Tx over a bbolt transaction.
+// tx is a kvstore.Tx over a bbolt transaction.
 type tx struct {
 	btx *bbolt.Tx
 }
@@ -257,22 +257,28 @@ func (t *tx) Scan(bucket string, prefix, after []byte, fn func(key, value []byte
 	return nil
 }
 
-// sweep deletes up to limit keys whose expiry is before due, and their
-// index entries, reading nothing but the due part of the index.
-func sweep(btx *bbolt.Tx, due uint64, limit int) (int, error) {
+// sweep deletes keys whose expiry is before due, and their index entries,
+// reading nothing but the due part of the index: at most maxEntries
+// entries, and none once want keys of the buckets counted accepts (nil:
+// all) went. It reports how many of those went and how many entries it
+// took.
+func sweep(btx *bbolt.Tx, due uint64, want, maxEntries int, counted func(string) bool) (n, taken int, err error) {
 	idx := btx.Bucket([]byte(indexBucket))
 	var entries [][]byte
 	c := idx.Cursor()
-	for k, _ := c.First(); k != nil && len(entries) < limit; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(entries) < maxEntries; k, _ = c.Next() {
 		if len(k) < headerLen || binary.BigEndian.Uint64(k) >= due {
 			break
 		}
 		entries = append(entries, bytes.Clone(k))
 	}
-	n := 0
 	for _, k := range entries {
+		if n >= want {
+			break
+		}
+		taken++
 		if err := idx.Delete(k); err != nil {
-			return n, fmt.Errorf("bolt: sweep: %w", err)
+			return n, taken, fmt.Errorf("bolt: sweep: %w", err)
 		}
 		e, bucket, key, ok := splitIndexKey(k)
 		if !ok {
@@ -286,10 +292,12 @@ func sweep(btx *bbolt.Tx, due uint64, limit int) (int, error) {
 		// should be none) never deletes a live key.
 		if v := b.Get(key); len(v) >= headerLen && binary.BigEndian.Uint64(v) == e {
 			if err := b.Delete(key); err != nil {
-				return n, fmt.Errorf("bolt: sweep %s: %w", bucket, err)
+				return n, taken, fmt.Errorf("bolt: sweep %s: %w", bucket, err)
 			}
-			n++
+			if counted == nil || counted(string(bucket)) {
+				n++
+			}
 		}
 	}
-	return n, nil
+	return n, taken, nil
 }

@@ -1,7 +1,3 @@
-// Package kvstore is the token core's Store over ordered byte keys in
-// named buckets: the layout and the atomic steps written once in Go, for
-// any backend that offers transactions over buckets (Buckets). The
-// embedded store (tokenstore/bolt) is this over one bbolt file.
 package kvstore
 
 import (
@@ -20,9 +16,12 @@ type Buckets interface {
 	// so it must not have effects outside the transaction other than
 	// setting variables it also resets.
 	Update(ctx context.Context, fn func(Tx) error) error
-	// Sweep deletes up to limit keys whose expiry is before now, using an
-	// expiry index (never a scan of the data), and reports how many went.
-	Sweep(ctx context.Context, now time.Time, limit int) (int, error)
+	// Sweep deletes keys whose expiry is before now, oldest expiry first,
+	// using an expiry index (never a scan of the data). It counts the
+	// keys of the buckets counted accepts (nil: every key), stops once
+	// limit of those went (limit <= 0: none), and reports how many did:
+	// a record and its index entries go as one.
+	Sweep(ctx context.Context, now time.Time, limit int, counted func(bucket string) bool) (int, error)
 	// Close releases the store. It is safe to call once.
 	Close() error
 }
@@ -51,33 +50,41 @@ type Tx interface {
 	Scan(bucket string, prefix, after []byte, fn func(key, value []byte) bool) error
 }
 
-// The buckets kvstore uses. A backend creates buckets as they are first
-// written; reading a bucket that does not exist yet finds nothing.
+// The buckets kvstore uses (layout 2; see doc.go). A backend creates
+// buckets as they are first written; reading a bucket that does not exist
+// yet finds nothing.
 const (
 	bucketMeta           = "meta"            // pepper, signing keys
 	bucketUsers          = "users"           // userId -> user
 	bucketUsersByEmail   = "users_email"     // lower(email) -> userId
 	bucketUsersByPhone   = "users_phone"     // phone -> userId
 	bucketUsersByCreated = "users_created"   // created(8) userId -> ""
-	bucketTokens         = "tokens"          // userId 0 hmac -> token
-	bucketFailures       = "failures"        // no longer written (counts are on the tokens); old keys expire
-	bucketSessions       = "sessions"        // sessionId -> session
-	bucketSessionsByHash = "sessions_hash"   // sha256(secret) -> sessionId
-	bucketUserSessions   = "user_sessions"   // userId 0 created(8) sessionId -> ""
+	bucketUserData       = "user_data"       // userId 0 't' hmac -> token; userId 0 's' created(8) sessionId -> session
+	bucketSessionKeys    = "session_keys"    // sha256(secret) -> the session's user_data key
 	bucketIdentities     = "identities"      // provider 0 subject -> identity
 	bucketUserIdentities = "user_identities" // userId 0 provider 0 subject -> ""
 	bucketKeys           = "keys"            // keyId -> API key
 	bucketKeysByHash     = "keys_hash"       // sha256(key) -> keyId
 	bucketKV             = "kv"              // namespace 0 key -> plugin value
 	bucketLimits         = "limits"          // limit key -> window start(8) count(8)
+	bucketLayout         = "layout"          // "version" -> the layout's version
+)
+
+// The buckets of layout 1 that layout 2 replaced: Open moves their records
+// into user_data and session_keys and empties them.
+const (
+	v1Tokens         = "tokens"        // userId 0 hmac -> token
+	v1Failures       = "failures"      // no longer written in layout 1 either; old keys expire
+	v1Sessions       = "sessions"      // sessionId -> session
+	v1SessionsByHash = "sessions_hash" // sha256(secret) -> sessionId
+	v1UserSessions   = "user_sessions" // userId 0 created(8) sessionId -> ""
 )
 
 // BucketNames lists every bucket kvstore uses, for backends that prefer to
 // create them up front.
 var BucketNames = []string{
 	bucketMeta, bucketUsers, bucketUsersByEmail, bucketUsersByPhone,
-	bucketUsersByCreated, bucketTokens, bucketFailures, bucketSessions,
-	bucketSessionsByHash, bucketUserSessions, bucketIdentities,
-	bucketUserIdentities, bucketKeys, bucketKeysByHash, bucketKV,
-	bucketLimits,
+	bucketUsersByCreated, bucketUserData, bucketSessionKeys,
+	bucketIdentities, bucketUserIdentities, bucketKeys, bucketKeysByHash,
+	bucketKV, bucketLimits, bucketLayout,
 }

@@ -298,6 +298,26 @@ func TestMigrateV1Broken(t *testing.T) {
 	}
 }
 
+// TestMigrateV1Orphans: v1 records of a user that is gone (which v1 never
+// left, but a hand-edited database might) are skipped, not fatal.
+func TestMigrateV1Orphans(t *testing.T) {
+	schema := loadV1(t)
+	conn := admin(t)
+	ctx := context.Background()
+	const at = `"createdAt":"2026-12-01T10:00:00Z","updatedAt":"2026-12-01T10:00:00Z"`
+	if _, err := conn.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema, "handoff_kv"}.Sanitize()+" (bucket, key, value) VALUES "+
+		`('tokens', 'ghost-t', '{"id":"t","userId":"ghost","hash":"AAAA","expire":"2027-12-01T10:00:00Z",`+at+`}'), `+
+		`('sessions', 'ghost-s', '{"id":"s","userId":"ghost","hash":"AAAA","expire":"2027-12-01T10:00:00Z","provider":"x",`+at+`}'), `+
+		`('identities', 'ghost-i', '{"provider":"x","subject":"y","userId":"ghost",`+at+`}')`); err != nil {
+		t.Fatal(err)
+	}
+	openSchema(t, schema, Options{})
+	got := counts(t, schema)
+	if got["handoff_tokens"] != 2 || got["handoff_sessions"] != 2 || got["handoff_identities"] != 2 || got["handoff_kv_v1"] != 35 {
+		t.Fatalf("after converting records of a missing user: %v", got)
+	}
+}
+
 // TestMigrateV1Fresh: a database that never held v1 data keeps no
 // handoff_kv of any name.
 func TestMigrateV1Fresh(t *testing.T) {

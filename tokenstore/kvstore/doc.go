@@ -1,0 +1,54 @@
+// Package kvstore is the token core's Store over ordered byte keys in
+// named buckets: the layout and the atomic steps written once in Go, for
+// any backend that offers transactions over buckets (Buckets). The
+// embedded store (tokenstore/bolt) is this over one bbolt file.
+//
+// New(b) returns a tokenstore.Store whose every step is one transaction of
+// b: a View for a read, an Update for a write. The rules a step applies
+// arrive as its parameters (keep, MaxAttempts, MaxSessions, now), so this
+// package holds no policy of its own; tokenstore/storetest checks it, and
+// kvtest checks a backend's transactions.
+//
+// # Layout
+//
+// Values are the JSON of the tokenstore model types (User, Token, Session,
+// Identity, APIKey). Keys join their parts with a 0 byte; times in keys
+// are 8 bytes of big-endian unix nanoseconds, so keys sort by time. This
+// is layout 2:
+//
+//	users            userId                        -> User
+//	users_email      lower(email)                  -> userId
+//	users_phone      phone                         -> userId
+//	users_created    created(8) userId             -> ""
+//	user_data        userId 0 't' hmac             -> Token (expires with it)
+//	user_data        userId 0 's' created(8) id    -> Session (expires with it)
+//	session_keys     sha256(secret)                -> the session's user_data key
+//	identities       provider 0 subject            -> Identity
+//	user_identities  userId 0 provider 0 subject   -> ""
+//	keys             keyId                         -> APIKey
+//	keys_hash        sha256(key)                   -> keyId
+//	meta             name                          -> the core's value
+//	kv               namespace 0 key               -> expire(8) value
+//	limits           key                           -> window start(8) count(8)
+//	layout           "version"                     -> "2"
+//
+// A user's tokens and sessions sit together under the user in one bucket,
+// so a Mint or an Exchange reads and rewrites the user's few pages there:
+// the exchange takes the token, stores the session next to it and evicts
+// the oldest beyond the cap, all on one leaf as a rule, and adds one entry
+// to session_keys, the only lookup the request does not name the user
+// for (SessionByHash). Of concurrent exchanges of one token, one Take
+// wins. Sweep counts records: a session and its session_keys entry go as
+// one.
+//
+// Layout 1 (the v1 core's) kept tokens in "tokens" (userId 0 hmac),
+// sessions by id in "sessions", with "sessions_hash" (hash -> id) and
+// "user_sessions" (userId 0 created(8) id) beside them: four trees, each
+// written at a random page by every exchange. Open moves such a file to
+// layout 2 in transactions of a bounded number of records, resuming where
+// it stopped if interrupted, and marks it; the values are unchanged.
+//
+// A plugin value carries its own expiry in front of it, so a read hides
+// an expired value before the sweep removes it; every key that expires is
+// also given its expiry on Put, for the backend's expiry index.
+package kvstore
