@@ -12,9 +12,6 @@ import (
 )
 
 const (
-	// qReadOnly is Ping's statement: on for a standby and for a server
-	// or database set read-only.
-	qReadOnly = "SELECT current_setting('transaction_read_only')"
 	// qBackend reads the state of the server process that served a lost
 	// connection, if it is still there and ours.
 	qBackend = "SELECT state FROM pg_stat_activity WHERE pid = $1 AND usename = current_user AND pid <> pg_backend_pid()"
@@ -22,21 +19,27 @@ const (
 	qTerminate = "SELECT pg_terminate_backend($1)"
 )
 
-// commitUnknown settles what can be settled about a transaction whose
-// COMMIT was sent and never answered (err): it makes sure the transaction
-// can no longer commit later, then reports tokenstore.ErrCommitUnknown,
-// after which a read sees the final outcome. Until then the server
-// process of the lost connection (pid) may still be running the COMMIT,
-// or may not have received it yet and receive it when a partition heals.
-// So, on another connection and under the store's own timeout: a process
-// gone or idle has finished (committed or rolled back); one still inside
-// the transaction is terminated, which rolls it back; one running a
-// statement (the COMMIT) is waited for. A COMMIT in flight gets a fifth
-// of the timeout to arrive before the transaction is ended. If this cannot be settled in time
-// the error is plain ErrUnavailable: the caller must not read back.
+// commitUnknown settles what can be settled about a step whose COMMIT
+// was sent and never answered (err): it makes sure the step can no longer
+// commit later, then reports tokenstore.ErrCommitUnknown, after which a
+// read sees the final outcome. A step travels whole in one round trip
+// (BEGIN, its statements, COMMIT), so until then the server process of
+// the lost connection (pid) may not have received any of it yet, and
+// receive it when a partition heals; or be running it; or be done. Its
+// state cannot tell "not yet" from "done" (idle either way), so, on
+// another connection and under the store's own timeout, the process is
+// given a fifth of the timeout to finish by itself (a server that saw the
+// connection close runs what it received, then exits); then it is
+// terminated, which ends whatever it holds: a transaction it was inside is
+// rolled back, bytes still on their way meet a closed socket, and a
+// COMMIT that ran stays committed. (pgx itself, on the broken connection,
+// sends the server a cancel request, which may abort the step before its
+// COMMIT runs: one more way for the outcome to go either way.) The
+// outcome is final once the process is gone. If this cannot be settled in time the error is plain
+// ErrUnavailable: the caller must not read back.
 //
 // The process is found by its pid and our role. A pid is reused only
-// after the process exits, which would mean the transaction had ended.
+// after the process exits, which would mean the step had ended.
 func (s *Store) commitUnknown(ctx context.Context, pid uint32, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
@@ -48,7 +51,7 @@ func (s *Store) commitUnknown(ctx context.Context, pid uint32, err error) error 
 	return fmt.Errorf("%w: %w", tokenstore.ErrCommitUnknown, err)
 }
 
-// fence returns once the server process pid is gone, idle, or terminated.
+// fence returns once the server process pid is gone.
 func (s *Store) fence(ctx context.Context, pid uint32) error {
 	grace := time.Now().Add(s.timeout / 5)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
@@ -61,16 +64,11 @@ func (s *Store) fence(ctx context.Context, pid uint32) error {
 			return err
 		case state == nil:
 			return errors.New("its state is not visible")
-		case *state == "idle":
-			return nil // between transactions: the COMMIT has run
-		case *state == "idle in transaction", *state == "idle in transaction (aborted)":
-			// The COMMIT has not arrived. It may be on its way (the
-			// connection broke as the server got it), so it has a
-			// moment to land; then the transaction is ended before it
-			// can.
-			if time.Now().Before(grace) {
-				break
-			}
+		case *state == "active":
+			// Running a statement of the step, perhaps its COMMIT: it
+			// ends by itself, or is terminated after the grace.
+		}
+		if !time.Now().Before(grace) {
 			if _, err := s.pool.Exec(ctx, qTerminate, int32(pid)); err != nil {
 				return fmt.Errorf("terminate: %w", err)
 			}

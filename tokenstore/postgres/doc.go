@@ -1,130 +1,244 @@
 // Package postgres is the scale-out tokenstore.Store: the token core's
-// buckets and keys in one PostgreSQL table, reached through a pgx pool, so
-// that several handoff daemons behind a load balancer share tokens,
-// sessions, rate-limit counters and plugin values.
+// records in typed PostgreSQL tables, reached through a pgx pool, so that
+// several handoff daemons behind a load balancer share users, tokens,
+// sessions, rate-limit counters and plugin values. Each step of the Store
+// is one atomic step on the server, and the hot ones (mint, exchange,
+// authenticate, the sign-in of a known identity) cost one round trip.
 //
 // # Schema
 //
-// Every bucket lives in one table (migrations/0001_init.sql):
+// Schema v2 (migrations/0002_tables.sql), one table per kind of record.
+// Ids are text COLLATE "C", so ORDER BY id is Go's byte order; times are
+// timestamptz (microseconds: the core truncates the times it makes to
+// match). Every row a user owns goes with the user (ON DELETE CASCADE).
 //
-//	handoff_kv(bucket text COLLATE "C", key bytea, value bytea NOT NULL,
-//	           expire timestamptz NULL, PRIMARY KEY (bucket, key))
-//	handoff_kv_expire ON handoff_kv (expire) WHERE expire IS NOT NULL
+//	handoff_users(id PK, name, email NULL, phone NULL, email_verification,
+//	    phone_verification, status, labels text[], prefs jsonb, extra jsonb,
+//	    created_at, updated_at, accessed_at NULL)
+//	    UNIQUE (lower(email)) WHERE email IS NOT NULL
+//	    UNIQUE (phone) WHERE phone IS NOT NULL
+//	    INDEX (created_at, id)                      ScanUsers' keyset pages
+//	handoff_tokens(user_id FK, hash bytea, id, session_id NULL, created_at,
+//	    expire, provider, provider_uid, provider_tokens bytea NULL, ip,
+//	    user_agent, attempts, PRIMARY KEY (user_id, hash))
+//	    INDEX (expire)
+//	handoff_sessions(id PK, user_id FK, hash bytea UNIQUE, created_at,
+//	    updated_at, expire, provider, provider_uid, provider_tokens NULL,
+//	    factors text[], ip, user_agent)
+//	    INDEX (user_id, created_at, id)             a user's sessions, oldest first
+//	    INDEX (expire)
+//	handoff_identities(provider, subject, user_id FK, email, email_verified,
+//	    phone, name, claims jsonb, created_at, updated_at,
+//	    PRIMARY KEY (provider, subject))
+//	    INDEX (user_id, provider, subject)
+//	handoff_api_keys(id PK, name, scopes text[], hash bytea UNIQUE,
+//	    created_at, expire NULL)
+//	handoff_meta(name PK, value bytea)            pepper and signing keys, sealed
+//	                                              by the core; markers
+//	handoff_plugin_kv(namespace, key, value bytea, expire NULL,
+//	    PRIMARY KEY (namespace, key))
+//	    INDEX (expire) WHERE expire IS NOT NULL
+//	handoff_limits(key PK, window_start, count, expire)
+//	    INDEX (expire)
 //
-// bytea compares bytewise (memcmp, then length), which is the order the
-// Store contract asks Scan for; the primary key serves Get, Take, Put,
-// Delete and the range reads of Scan, and the partial expiry index holds
-// only the keys that expire, so Sweep never reads the others. The tables
-// carry a handoff_ prefix so they can share a schema (public) with an
-// application's own, including another tool's schema_migrations.
+// A Go "" is NULL where a unique index must skip it (a user's email and
+// phone) and the empty string elsewhere; a nil slice or map is NULL and
+// an empty one '{}', so every record reads back as it was written. The
+// tables carry a handoff_ prefix so they can share a schema (public) with
+// an application's own, including another tool's schema_migrations.
 //
 // Migrations are SQL files embedded in the binary and numbered
-// (0001_init.sql, ...). Open applies the missing ones in a single
-// transaction holding pg_advisory_xact_lock, so replicas that start
-// together do not race: one migrates, the others wait and find nothing
-// left to do. handoff_schema_migrations records each version; a database
-// at a version this build does not know makes Open fail with
+// (0001_init.sql, 0002_tables.sql, ...). Open applies the missing ones in
+// a single transaction holding pg_advisory_xact_lock, so replicas that
+// start together do not race: one migrates, the others wait and find
+// nothing left to do. handoff_schema_migrations records each version; a
+// database at a version this build does not know makes Open fail with
 // ErrSchemaTooNew rather than run against a schema it does not understand.
 //
-// # Atomicity
+// # Migration from v1
 //
-// Update runs fn in a SERIALIZABLE transaction. The core's rules are
-// read-modify-write: the failure counter (Get, then Put), the session cap
-// (Scan a user's sessions, then Delete the oldest), unique indexes
-// (Insert), "the user exists, so give it a session". The embedded store
-// runs one writer at a time, so each of them is trivially atomic there;
-// PostgreSQL's serializable snapshot isolation gives the same guarantee
-// here, that the committed transactions have the effect of some serial
-// order, without a global lock. REPEATABLE READ would not: it catches two
-// writers of one key (Put is an upsert, so even two inserts), but not a
-// decision taken on one key and written to another. Two logins of one user
-// that each scan nine sessions would both add a tenth; a login racing the
-// deletion of its user would leave a session behind, one that
-// authenticates again if a user with the same custom id is created later.
+// handoff v1 kept every record in one table, handoff_kv(bucket, key,
+// value, expire), as JSON of the tokenstore model types in the token
+// core's buckets (see tokenstore/kvstore). Open converts such a database
+// into the tables above in the migration's own transaction, under its
+// advisory lock (migrate_v1.go): replicas that start together convert it
+// once, the others wait and find nothing left to do, and a conversion that
+// fails leaves the database as it was, v1 data and all. Records are read a
+// few thousand at a time and copied in (COPY), the rows that name a user
+// through a temporary table that drops any whose user is gone; the buckets
+// that were only indexes (users_email, sessions_hash, ...) are left
+// behind, since the tables' indexes replace them. Replicas wait for the
+// conversion, which holds the migration lock: on a loaded two-core test
+// machine it stored about 5000 records a second. The pepper and the
+// signing keys move as they are: sealed or not, they open with the same
+// keys. Tokens, sessions, API keys and plugin values keep their secrets,
+// so a token minted before the upgrade still exchanges and a session
+// still authenticates; only a v1 token's IdP tokens are dropped (v1 sealed
+// them for the token, v2 seals them for the session it opens, and the
+// store never holds the key to seal them again), so such a token opens a
+// session of its provider without them.
 //
-// SERIALIZABLE has a cost beyond retries: PostgreSQL tracks the range a
-// Scan reads by index page, so transactions that scan and insert keys
-// sharing a page conflict though their keys differ. The session-cap scan
-// of Exchange does this for users whose ids sort close together (ids are
-// time-ordered, so users created together log in on one page): with 64
-// concurrent exchanges of 256 consecutive users, about a third of them run
-// twice; with users in no particular order, a few in a hundred.
+// handoff_kv is then renamed handoff_kv_v1 and kept, not dropped, so the
+// data can be looked at or the upgrade rolled back (with a v1 binary and a
+// restored backup); drop it once satisfied. A database that never held v1
+// data (handoff_kv empty) loses the empty table instead. Stop the v1
+// daemons before starting v2 ones: a v1 daemon still running would write
+// to a table that is no longer there, and fail.
 //
-// The price of SERIALIZABLE is that PostgreSQL aborts a transaction that
-// could break the serial order (SQLSTATE 40001; 40P01 for a deadlock). The
-// Store contract lets fn run more than once, so Update rolls back and runs
-// fn again after a short jittered backoff, for up to ten seconds; Stats
-// counts the retries. A failure that fn swallows still stops the commit:
-// the transaction is dead after its first failed statement and Update
-// never commits it.
+// # Steps and their statements
 //
-// Of concurrent Takes of one key, the first DELETE ... RETURNING locks the
-// row; the others wait for it and, once it commits, fail with 40001 and on
-// their retry find the key gone: exactly one wins, across any number of
-// daemons.
+// A step is a pgx batch sent at once: in a write step BEGIN ISOLATION
+// LEVEL READ COMMITTED goes with its first statement and COMMIT with its
+// last, so a step that needs no answer in between is one round trip
+// (step.go). The steps and what serves them (round trips measured by
+// TestCoreRoundTrips, by the store and on the wire):
 //
-// Rows that many writers fight over (a user's failure counter under a
-// brute-force attempt, a rate-limit counter, one token exchanged by many
-// clients) would make plain retries a herd: N writers read the row, the
-// first commits, N-1 fail, all retry at once, and N writers cost about N²/2
-// attempts. So a writer whose write lost a row to a concurrent writer waits
-// for a session advisory lock on that row before its next BEGIN; the losers
-// then go one at a time, each with a snapshot taken after its predecessor
-// committed. The lock is released with the COMMIT (same round trip) or by
-// the background rollback, never left on a pooled connection; writers that
-// have not lost take no lock and pay nothing.
+//	Mint            1  BEGIN; lock the user's row (qLockUser); delete its
+//	                   expired tokens and oldest live ones beyond keep
+//	                   (qTokensEvict); INSERT … ON CONFLICT the token, only
+//	                   if the user exists (qTokenInsert); COMMIT
+//	Exchange        1  BEGIN; qLockUser; qExchange: DELETE … RETURNING the
+//	                   token, INSERT the session when it was live and below
+//	                   MaxAttempts, else count the failure on the user's
+//	                   other tokens (DELETE the expired and the burned,
+//	                   UPDATE attempts+1), all data-modifying CTEs of one
+//	                   statement that also answers why; delete the sessions
+//	                   beyond MaxSessions (qSessionEvict); COMMIT
+//	CreateSession   1  BEGIN; qLockUser; INSERT (qSessionInsert);
+//	                   qSessionEvict; COMMIT
+//	SessionByHash   1  SELECT the session JOIN its user, by the hash index
+//	Session         1  SELECT by primary key and user
+//	SignIn (known)  1  BEGIN; find the identity and lock its user; the
+//	                   identity's update; the mint's two statements; COMMIT
+//	                   (identities.go). A first sign-in costs two more.
+//	CreateUser      1  INSERT; a unique violation is ErrUserExists
+//	User, UserByEmail, Sessions, Tokens, Identities, KeyByHash, KVGet:
+//	                1  one SELECT each
+//	UpdateUser      2  SELECT … FOR NO KEY UPDATE; change runs; UPDATE+COMMIT
+//	UpdateSession   2  the same, on the session's row
+//	KVUpdate        2  the same, on the key's row (created when absent)
+//	Meta            2  pg_advisory_xact_lock and every named value; fn
+//	                   runs; the changed values (upserts)+COMMIT
+//	DeleteUser, DeleteSession(s), KVPut, KVDelete, KVAdd, Hit, ForgetHits:
+//	                1  one statement each
+//	ScanUsers       1 a page of 256 users, keyset on (created_at, id)
+//	Sweep           1 a batch of up to 1000 rows a statement, per table
 //
-// View runs fn in a REPEATABLE READ READ ONLY transaction: one snapshot
-// for all of fn's reads, no predicate locks, never a retry.
+// Statements are prepared once per connection by pgx's statement cache:
+// the first use of a statement on a connection costs a round trip more
+// (pgx describes it), after which it is one Bind and Execute. The pool
+// keeps MinConns connections open, so they stay warm.
 //
-// Sweep deletes expired rows in batches through the expiry index, each
-// batch one statement with FOR UPDATE SKIP LOCKED, so replicas can sweep
-// at once without deleting (or counting) a row twice or waiting on each
-// other.
+// # Isolation
 //
-// Count and Forget (tokenstore.Counter) keep the route limits' counters
-// that all replicas share, each in one statement outside any transaction:
-// an INSERT ... ON CONFLICT DO UPDATE ... RETURNING under the row's lock,
-// and a DELETE. The few live limit rows are bumped by many requests at
-// once; in serializable transactions they conflicted and retried.
+// Every step runs at READ COMMITTED and none is ever retried for a
+// serialization failure. Each statement of a step sees what committed
+// before that statement began, and rows are changed under row locks; the
+// rules of the Store then hold for these reasons:
 //
-// # Round trips
+//   - One winner per token. The exchange takes its token with DELETE …
+//     RETURNING: of concurrent exchanges of one token, one deletes the
+//     row; the others wait for its lock and, once the winner commits,
+//     find the row gone (READ COMMITTED re-checks a row it waited for)
+//     and fail as a wrong secret. The user's row lock below already puts
+//     them one after the other; the DELETE would make one win without it.
+//   - The caps and the failure count. A step that decides from a user's
+//     other rows (the token cap of Mint, the session cap of Exchange and
+//     CreateSession, the failure count over the user's tokens, a mint of
+//     SignIn) first locks the user's row (SELECT … FOR NO KEY UPDATE) in
+//     a statement of its own. Every such step of one user thus runs after
+//     the ones before it have committed, and its following statements,
+//     each with a snapshot taken after the lock was granted, see all they
+//     wrote: two exchanges that each find nine sessions cannot both add a
+//     tenth, and a failure is counted on every token a mint made before
+//     it. The eviction runs as a statement after the INSERT, so it sees
+//     the new session too. FOR NO KEY UPDATE blocks neither reads nor the
+//     foreign-key checks (FOR KEY SHARE) of inserts: only the user's other
+//     locking steps, and its deletion, wait; users do not wait on each
+//     other.
+//   - Deletion of a user. DeleteUser's DELETE waits for the user's row
+//     lock, so a step in flight finishes first and its rows go with the
+//     cascade; a step that comes after it finds no user: its INSERTs are
+//     conditioned on the user existing (INSERT … SELECT … WHERE EXISTS), so
+//     it stores nothing and answers ErrUserNotFound, and the foreign keys
+//     would refuse a row of a missing user anyway.
+//   - Meta has no row to lock before the first pepper exists, so it takes
+//     a transaction advisory lock: of replicas that start at once on an
+//     empty database, the first makes the pepper and the others then read
+//     it (TestMetaOneCreator).
+//   - The unique indexes (a user's id, lower(email), phone; a session's
+//     hash; an identity; an API key's hash) decide between concurrent
+//     creators: the loser's INSERT fails and the step answers
+//     ErrUserExists or ErrExists.
 //
-// A request's latency on PostgreSQL is mostly round trips, so a
-// transaction is pipelined: BEGIN travels with the first statement, Put and
-// Delete (whose only answer is success) wait to travel with the next
-// statement that needs an answer or with COMMIT, and every Tx call is one
-// statement. A read-only transaction, and one that failed, is ended by a
-// ROLLBACK in the background, off the caller's path. The core's hot paths
-// cost (TestCoreRoundTrips):
+// SERIALIZABLE (v1) gave these rules without the locks, at the price of
+// retries that grew with contention; REPEATABLE READ would not give them
+// at all (a decision taken on one row and written to another). Row locks
+// make contention a queue instead.
 //
-//	Mint          2  BEGIN+get user; put token+COMMIT
-//	Exchange      4  BEGIN+get user; take token; session writes+cap scan; COMMIT
-//	              5  when it evicts the oldest session (one more get)
-//	Authenticate  3  BEGIN+get by hash; get session; get user (+ROLLBACK later)
-//	KV put        1  BEGIN+put+COMMIT
+// Sweep deletes expired rows in batches through each table's expiry
+// index, FOR UPDATE SKIP LOCKED, so replicas can sweep at once without
+// deleting (or counting) a row twice or waiting on each other or on a
+// step.
 //
-// Statements are prepared once per connection (pgx's statement cache) and
-// the pool keeps MinConns connections open, so no request pays for a
-// connection set-up after a quiet period.
+// # Sign-in, API keys and plugin values
+//
+// The steps of identities.go, keys.go and kv.go that need more than a
+// statement to keep their promise.
+//
+// A known identity's sign-in is one pipelined batch, but the statements
+// after the first cannot take the user's id as a parameter: it is not
+// known when the batch is sent. The first statement therefore leaves it
+// in transaction-local settings (set_config(..., true)), which the later
+// ones read: the identity's update, and Mint's own eviction and INSERT,
+// whose user parameter falls back to the setting. An unknown identity
+// leaves no setting and the later statements do nothing, even if a
+// concurrent first sign-in links the identity meanwhile; a blocked user
+// leaves none for the mint. The settings end with the transaction.
+//
+// A first sign-in is a READ COMMITTED transaction whose INSERTs are plain:
+// two first sign-ins of one identity both find it unknown, and the second
+// to insert the identity (or a user with the same email or phone) waits
+// for the first, then fails on the unique index, having changed nothing.
+// SignIn then runs once more from the start, finds the identity the winner
+// linked and resolves to the winner's user. No SERIALIZABLE retry loop is
+// needed: the unique indexes are the arbiter.
+//
+// CreateKey with first stores the key in one statement whose CTE inserts
+// the bootstrapped marker into handoff_meta (ON CONFLICT DO NOTHING) only
+// while no key is held, and the key only with the marker: of daemons that
+// start together on an empty database, one inserts the marker and the
+// others wait on its index entry, find it and store nothing. DeleteKey
+// with first deletes the marker in the statement that deletes the key.
+//
+// KVUpdate takes the row with INSERT ... ON CONFLICT DO UPDATE, which
+// either creates it (empty, already expired, so it reads as absent) or
+// locks the existing one, so two updates of an absent key queue on one
+// row like updates of a present one. KVAdd's WHERE leaves a live value
+// that is not a counter untouched, and a sum past int64 fails the
+// statement: both are ErrInvalidArgument with nothing changed.
+//
+// # Connections and faults
 //
 // Connect directly or through a pooler in session mode: a transaction-mode
-// pooler (PgBouncer's pool_mode=transaction) would move the contended-row
-// lock, the search_path of Options.Schema and the idle-transaction timeout
+// pooler (PgBouncer's pool_mode=transaction) would move the search_path of
+// Options.Schema, the statement cache and the idle-transaction timeout
 // between server connections. The pgx pool already keeps a daemon's
 // connections few and warm.
 //
-// Connection loss is reported as an error (wrapped, with the operation
-// named); the pool replaces broken connections by itself, and an Update
-// whose connection broke before COMMIT was sent runs again on a new one.
-// A connection broken, or a deadline passed, after COMMIT was sent leaves
-// the outcome unknown: the store then makes sure that transaction can no
-// longer commit (the server process that ran it is gone, idle, or
-// terminated, on another connection) and returns
-// tokenstore.ErrCommitUnknown, after which a read sees the outcome (the
-// core's Exchange reads its session back). A deadline that passes while
-// the server does not answer is tokenstore.ErrUnavailable. Connections
-// carry TCP keepalives and TCP_USER_TIMEOUT, so one whose peer went
-// silent is dropped by the kernel within seconds. Ping serves readiness
-// checks: it fails on a server that answers but takes no writes.
+// A server that cannot be reached, or stops answering before the caller's
+// deadline, gives an error matching tokenstore.ErrUnavailable; the pool
+// replaces broken connections by itself, and a step whose connection broke
+// before its COMMIT could have been sent runs again on a new one (up to
+// three times; Stats.Retries). A connection broken, or a deadline passed,
+// after the COMMIT was sent leaves the outcome unknown: the store then
+// makes sure that step can no longer commit (the server process that ran
+// it is gone, on its own or terminated from another connection; see
+// commit.go) and returns tokenstore.ErrCommitUnknown, after which a read
+// sees the outcome (the core's Exchange reads its session back). If that
+// cannot be made sure in time, the error is plain ErrUnavailable.
+// Connections carry TCP keepalives and TCP_USER_TIMEOUT, so one whose peer
+// went silent is dropped by the kernel within seconds. Ping serves
+// readiness checks: it fails on a server that answers but takes no
+// writes.
 package postgres

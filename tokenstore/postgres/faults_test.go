@@ -18,23 +18,34 @@ import (
 // Faults between the store and its server, put there by a loopback proxy:
 // a stall, and a connection cut at the COMMIT of an exchange.
 
-// proxied opens a store through a pgproxy in front of the test database,
-// and the token core on it with the store deadline timeout.
-func proxied(t *testing.T, timeout time.Duration) (*pgproxy.Proxy, *Store, *tokenstore.Core) {
+// proxiedStore opens a store with opts on a fresh schema, through a
+// pgproxy in front of the test database.
+func proxiedStore(t *testing.T, opts Options) (*pgproxy.Proxy, *Store) {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(testDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := pgproxy.New(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
-	dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, p.Addr(), cfg.Database)
+	opts.DSN = fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, p.Addr(), cfg.Database)
+	opts.Schema = freshSchema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := Open(ctx, Options{DSN: dsn, Schema: freshSchema(t), MaxConns: 4, Timeout: timeout})
+	s, err := Open(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	return p, s
+}
+
+// proxied opens a store through a pgproxy in front of the test database,
+// and the token core on it with the store deadline timeout.
+func proxied(t *testing.T, timeout time.Duration) (*pgproxy.Proxy, *Store, *tokenstore.Core) {
+	t.Helper()
+	p, s := proxiedStore(t, Options{MaxConns: 4, Timeout: timeout})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	c, err := tokenstore.New(ctx, s, tokenstore.Options{StoreTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
@@ -208,4 +219,37 @@ func TestConnectErrorNotNow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCommitCutRace cuts an exchange's connection as its COMMIT leaves,
+// while the server may still be running the step (and pgx's own cancel
+// request, sent when a connection breaks, races it): the outcome may go
+// either way, but the answer must match it for good. A session means the
+// secret is spent; ErrUnavailable means nothing committed, and nothing
+// does later either: the secret still exchanges.
+func TestCommitCutRace(t *testing.T) {
+	p, s, c := proxied(t, 2*time.Second)
+	ctx := context.Background()
+	userID, _ := mintFor(t, c)
+	outcomes := map[bool]int{}
+	for range 12 {
+		_, secret, err := c.Mint(ctx, tokenstore.MintRequest{UserID: userID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.CutAtCommit(pgproxy.WithCommit)
+		_, _, err = c.Exchange(ctx, userID, secret, tokenstore.Client{})
+		switch {
+		case err == nil:
+		case errors.Is(err, tokenstore.ErrUnavailable):
+			time.Sleep(50 * time.Millisecond) // a late COMMIT would land by now
+			if _, _, err := c.Exchange(ctx, userID, secret, tokenstore.Client{}); err != nil {
+				t.Fatalf("the secret of an exchange answered as not committed: %v", err)
+			}
+		default:
+			t.Fatalf("exchange cut with its COMMIT: %v", err)
+		}
+		outcomes[err == nil]++
+	}
+	t.Logf("committed %d, not committed %d; stats %+v", outcomes[true], outcomes[false], s.Stats())
 }

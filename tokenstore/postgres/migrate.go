@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"log/slog"
 	"path"
 	"sort"
 	"strconv"
@@ -69,8 +70,9 @@ func SchemaVersion() int {
 // transaction. A transaction-scoped advisory lock serialises replicas that
 // start together: the first applies what is missing, the others wait for it
 // and then find nothing to do. DDL is transactional in PostgreSQL, so a
-// failed migration leaves the schema as it was.
-func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (from, to int, err error) {
+// failed migration leaves the schema as it was. The same transaction
+// converts a v1 database's data (migrateV1).
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *slog.Logger) (from, to int, err error) {
 	ms, err := migrations()
 	if err != nil {
 		return 0, 0, err
@@ -113,6 +115,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (from, to i
 				return fmt.Errorf("record %s: %w", m.name, err)
 			}
 			to = m.version
+		}
+		if err := migrateV1(ctx, tx, log); err != nil {
+			return fmt.Errorf("convert the v1 data: %w", err)
 		}
 		return nil
 	})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -23,9 +22,8 @@ import (
 
 // Interface guards.
 var (
-	_ tokenstore.Store   = (*Store)(nil)
-	_ tokenstore.Tx      = (*tx)(nil)
-	_ tokenstore.Counter = (*Store)(nil)
+	_ tokenstore.Store  = (*Store)(nil)
+	_ tokenstore.MetaTx = (*metaTx)(nil)
 )
 
 // Errors of Open. They belong to this backend (the Store contract has no
@@ -58,12 +56,9 @@ const (
 	tcpUserTimeout    = 15 * time.Second
 )
 
-// Retry policy of Update after a serialization failure or deadlock.
+// What a step does when its connection breaks before it could commit.
 const (
-	retryBase   = time.Millisecond
-	retryCap    = 32 * time.Millisecond
-	retryBudget = 10 * time.Second // across all attempts of one Update
-	connRetries = 3                // attempts lost to broken connections
+	connRetries = 3 // attempts lost to broken connections
 	// suspectWindow is how long after a broken connection every pooled
 	// one is pinged before use. A dead connection idle for over a second
 	// is pinged anyway, so this only has to cover that second.
@@ -110,12 +105,10 @@ type Store struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 
-	attempts    atomic.Uint64
+	steps       atomic.Uint64
 	roundTrips  atomic.Uint64
-	retries     atomic.Uint64
-	rowWaits    atomic.Uint64
 	connRetries atomic.Uint64
-	giveUps     atomic.Uint64
+	unknowns    atomic.Uint64
 }
 
 // Open connects to PostgreSQL, checks that the server answers, and
@@ -192,7 +185,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, connectError(addr, cfg.ConnConfig.User, password, err)
 	}
-	from, to, err := migrate(ctx, pool, opts.Schema)
+	from, to, err := migrate(ctx, pool, opts.Schema, log)
 	if err != nil {
 		pool.Close()
 		switch {
@@ -328,48 +321,20 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// errReadOnlyServer is the error of Ping on a server that takes no
-// writes.
-var errReadOnlyServer = errors.New("the server takes no writes (a hot standby, or default_transaction_read_only is on)")
-
-// Ping checks, for readiness probes, that the server answers within the
-// store's timeout and takes writes: a standby that a failover left behind
-// a stale address, or a server set read-only (as some managed services
-// do when their disk fills), answers a plain ping while every sign-in
-// fails.
-func (s *Store) Ping(ctx context.Context) error {
-	if s.closed.Load() {
-		return tokenstore.ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	var readOnly string
-	if err := s.pool.QueryRow(ctx, qReadOnly).Scan(&readOnly); err != nil {
-		return fmt.Errorf("postgres: ping %s: %w", s.addr, unavailable(err))
-	}
-	if readOnly != "off" {
-		return fmt.Errorf("postgres: ping %s: %w: %w", s.addr, tokenstore.ErrUnavailable, errReadOnlyServer)
-	}
-	return nil
-}
-
 // Stats are counters for metrics.
 type Stats struct {
-	// Transactions counts View and Update attempts (retries included).
-	Transactions uint64
-	// RoundTrips counts the round trips those transactions made.
+	// Steps counts the store's steps (Mint, Exchange, User, ...), each
+	// attempt on a connection counted once.
+	Steps uint64
+	// RoundTrips counts the round trips those steps made to the server.
 	RoundTrips uint64
-	// Retries counts transactions run again after a serialization
-	// failure or a deadlock (SQLSTATE 40001, 40P01).
+	// Retries counts steps run again after their connection broke
+	// before they could commit. No step is ever run again for a
+	// serialization failure: they run at READ COMMITTED (see doc.go).
 	Retries uint64
-	// RowWaits counts retries that queued for a contended row (see
-	// doc.go) instead of sleeping.
-	RowWaits uint64
-	// ConnRetries counts transactions run again after their connection
-	// broke before they could commit.
-	ConnRetries uint64
-	// GiveUps counts Updates that failed after exhausting their retries.
-	GiveUps uint64
+	// CommitUnknowns counts writes whose outcome was unknown (see
+	// tokenstore.ErrCommitUnknown).
+	CommitUnknowns uint64
 	// TotalConns, IdleConns and AcquiredConns describe the pool.
 	TotalConns, IdleConns, AcquiredConns int32
 	// EmptyAcquires counts requests that had to wait for a connection.
@@ -380,171 +345,20 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	ps := s.pool.Stat()
 	return Stats{
-		Transactions:  s.attempts.Load(),
-		RoundTrips:    s.roundTrips.Load(),
-		Retries:       s.retries.Load(),
-		RowWaits:      s.rowWaits.Load(),
-		ConnRetries:   s.connRetries.Load(),
-		GiveUps:       s.giveUps.Load(),
-		TotalConns:    ps.TotalConns(),
-		IdleConns:     ps.IdleConns(),
-		AcquiredConns: ps.AcquiredConns(),
-		EmptyAcquires: ps.EmptyAcquireCount(),
+		Steps:          s.steps.Load(),
+		RoundTrips:     s.roundTrips.Load(),
+		Retries:        s.connRetries.Load(),
+		CommitUnknowns: s.unknowns.Load(),
+		TotalConns:     ps.TotalConns(),
+		IdleConns:      ps.IdleConns(),
+		AcquiredConns:  ps.AcquiredConns(),
+		EmptyAcquires:  ps.EmptyAcquireCount(),
 	}
 }
 
-// View runs fn in a REPEATABLE READ READ ONLY transaction: every statement
-// of fn sees the same snapshot.
-func (s *Store) View(ctx context.Context, fn func(tokenstore.Tx) error) error {
-	return s.run(ctx, false, fn)
-}
-
-// Update runs fn in a SERIALIZABLE transaction and commits it. After a
-// serialization failure or a deadlock the transaction is rolled back and
-// fn runs again, after a short jittered backoff, until it commits, fn
-// fails on its own, ctx ends or the retry budget is spent.
-func (s *Store) Update(ctx context.Context, fn func(tokenstore.Tx) error) error {
-	return s.run(ctx, true, fn)
-}
-
-func (s *Store) run(ctx context.Context, write bool, fn func(tokenstore.Tx) error) error {
-	if s.closed.Load() {
-		return tokenstore.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	start := time.Now()
-	lostConns := 0
-	var hot hotRow
-	for attempt := 1; ; attempt++ {
-		why, found, err := s.attempt(ctx, write, fn, hot)
-		switch why {
-		case done:
-			if serverDown(err) && ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
-				// A deadline that passed while the database did not
-				// answer is an outage too, not the caller giving up.
-				return unavailable(err)
-			}
-			return err
-		case conflict:
-			s.retries.Add(1)
-		case connLost:
-			s.suspect.Store(time.Now().Add(suspectWindow).UnixNano())
-			lostConns++
-			if lostConns >= connRetries {
-				return unavailable(err)
-			}
-			s.connRetries.Add(1)
-		}
-		if time.Since(start) > retryBudget {
-			s.giveUps.Add(1)
-			s.log.Warn("postgres transaction gave up", "attempts", attempt, "err", err)
-			err = fmt.Errorf("%w (gave up after %d attempts in %s)", err, attempt, time.Since(start).Round(time.Millisecond))
-			if why == connLost {
-				return unavailable(err)
-			}
-			return err
-		}
-		s.log.Debug("postgres transaction retried", "attempt", attempt, "err", err)
-		if found.ok {
-			// A write lost a row to a concurrent writer: the next
-			// attempt queues for that row instead of sleeping.
-			hot = found
-			continue
-		}
-		d := min(retryCap, retryBase<<min(attempt-1, 10))
-		d = d/2 + rand.N(d/2+1) // jitter spreads the contenders out
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-	}
-}
-
-// outcome says whether an attempt is final or worth repeating.
-type outcome int
-
-const (
-	done     outcome = iota
-	conflict         // serialization failure or deadlock: run fn again
-	connLost         // the connection broke before commit: run fn again
-)
-
-// attempt runs fn once in a transaction of its own. With hot set it
-// first queues for that row (see hotRow). It reports whether to run fn
-// again, and the row a write of this attempt lost to a concurrent writer.
-func (s *Store) attempt(ctx context.Context, write bool, fn func(tokenstore.Tx) error, hot hotRow) (outcome, hotRow, error) {
-	c, err := s.pool.Acquire(ctx)
-	if err != nil {
-		if s.closed.Load() {
-			return done, hotRow{}, tokenstore.ErrClosed
-		}
-		err = fmt.Errorf("postgres: acquire connection: %w", err)
-		if ctx.Err() == nil {
-			return connLost, hotRow{}, err
-		}
-		return done, hotRow{}, err
-	}
-	s.attempts.Add(1)
-	pid := c.Conn().PgConn().PID()
-	t := newTx(ctx, c.Conn(), write, &s.roundTrips)
-	if hot.ok {
-		s.rowWaits.Add(1)
-		if err := t.lockRow(hot); err != nil {
-			why := done
-			if ctx.Err() == nil && c.Conn().IsClosed() {
-				why = connLost
-			}
-			t.end(c)
-			return why, hotRow{}, err
-		}
-	}
-	ferr := fn(t)
-	switch {
-	case t.err != nil && retryable(t.err):
-		err = t.err // whatever fn made of it, its reads were cut short
-	case ferr != nil:
-		err = ferr
-	case !write:
-		// A read-only transaction has nothing to commit: its answer is
-		// complete, so it ends off the caller's path.
-		t.end(c)
-		return done, hotRow{}, nil
-	default:
-		err = t.commit()
-	}
-	if err == nil {
-		t.end(c)
-		return done, hotRow{}, nil
-	}
-	why := done
-	var pgErr *pgconn.PgError
-	switch {
-	case retryable(err):
-		why = conflict
-	case t.committing && t.err != nil && errors.Is(err, t.err) && !pgconn.SafeToRetry(t.err) &&
-		!errors.As(err, &pgErr) && (ctx.Err() != nil || c.Conn().IsClosed()):
-		// The COMMIT may have reached the server and its answer never
-		// came back (the connection broke, or the deadline passed).
-		t.end(c)
-		return done, hotRow{}, s.commitUnknown(ctx, pid, err)
-	case t.err != nil && errors.Is(err, t.err) && ctx.Err() == nil && c.Conn().IsClosed() &&
-		(!t.committing || pgconn.SafeToRetry(t.err)):
-		// The server never committed this transaction (a COMMIT that
-		// may have reached it is not retried).
-		why = connLost
-	case ctx.Err() == nil && c.Conn().IsClosed():
-		// The connection broke under a COMMIT that may have reached the
-		// server: not run again, but the database is out of reach.
-		err = unavailable(err)
-	}
-	t.end(c)
-	return why, t.hot, err
-}
+// Shared reports true: every daemon on the database sees the same
+// records, so the route limits are counted here.
+func (s *Store) Shared() bool { return true }
 
 // unavailable marks err as the database being out of reach for now.
 func unavailable(err error) error {
@@ -584,42 +398,3 @@ func notNow(e *pgconn.PgError) bool {
 	}
 	return strings.HasPrefix(e.Code, "08")
 }
-
-// retryable reports a serialization failure or a deadlock, after which
-// PostgreSQL expects the transaction to be run again.
-func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
-}
-
-// Sweep deletes up to limit keys whose expiry is before now (all of them
-// when limit <= 0), walking the expiry index in batches of at most
-// sweepBatch rows, each its own short statement. FOR UPDATE SKIP LOCKED
-// lets several replicas sweep at once: a row one of them is deleting is
-// skipped by the others, never counted twice, never waited on.
-//
-// Expiry instants are stored to the microsecond, truncated; a key is swept
-// only once now has passed the truncated instant too, so never early.
-func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
-	if s.closed.Load() {
-		return 0, tokenstore.ErrClosed
-	}
-	total := 0
-	for limit <= 0 || total < limit {
-		n := sweepBatch
-		if limit > 0 {
-			n = min(n, limit-total)
-		}
-		tag, err := s.pool.Exec(ctx, qSweep, now, n)
-		if err != nil {
-			return total, fmt.Errorf("postgres: sweep: %w", err)
-		}
-		total += int(tag.RowsAffected())
-		if tag.RowsAffected() < int64(n) {
-			break
-		}
-	}
-	return total, nil
-}
-
-const sweepBatch = 1000

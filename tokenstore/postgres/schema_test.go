@@ -33,7 +33,9 @@ func TestTempSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(t, s, "b", map[string]string{"k": "v"})
+	if err := s.CreateUser(ctx, newUser("b")); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	conn := admin(t)
 	count := func() int {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -23,7 +24,12 @@ type Cut int
 const (
 	NoCut        Cut = iota
 	BeforeCommit     // the bytes that carry COMMIT are dropped
-	AfterCommit      // they reach the server; its answer does not come back
+	// AfterCommit: they reach the server, which runs them; its answer
+	// (up to ReadyForQuery) is dropped, then the connection is cut.
+	AfterCommit
+	// WithCommit: they are sent on to the server and the connection is
+	// cut at once, while the server may still be running them.
+	WithCommit
 )
 
 // Proxy relays connections to a target address.
@@ -39,7 +45,26 @@ type Proxy struct {
 	thaw   *sync.Cond
 	cut    Cut
 	cuts   int // connections cut at COMMIT so far
+
+	flights atomic.Uint64 // see Flights
 }
+
+// Flights counts the round trips the clients made: a flight is bytes a
+// client sends after the server last spoke on that connection (or first),
+// so a client that pipelines its statements and waits once for their
+// answers makes one, whatever number of messages it sent.
+func (p *Proxy) Flights() uint64 { return p.flights.Load() }
+
+// turn records, per connection, whether the server spoke last, and
+// whether its answer is to be dropped (AfterCommit).
+type turn struct {
+	serverSpoke atomic.Bool
+	swallow     atomic.Bool
+}
+
+// readyForQuery is the message that ends the server's answer to a batch
+// (its status byte follows).
+var readyForQuery = []byte{'Z', 0, 0, 0, 5}
 
 // New starts a proxy to target on a free loopback port. It stops at the
 // end of the test.
@@ -118,16 +143,19 @@ func (p *Proxy) serve(ln net.Listener) {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
-			go p.relay(c, up, true)
-			go p.relay(up, c, false)
+			tr := &turn{}
+			tr.serverSpoke.Store(true)
+			go p.relay(c, up, tr, true)
+			go p.relay(up, c, tr, false)
 		}
 	}()
 }
 
 // relay copies from src to dst, chunk by chunk, holding chunks while
 // frozen. Client to server (toServer), it watches for the COMMIT.
-func (p *Proxy) relay(src, dst net.Conn, toServer bool) {
+func (p *Proxy) relay(src, dst net.Conn, tr *turn, toServer bool) {
 	buf := make([]byte, 64<<10)
+	var tail []byte // the end of the answer being dropped, for readyForQuery
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -141,8 +169,18 @@ func (p *Proxy) relay(src, dst net.Conn, toServer bool) {
 				p.cuts++
 			}
 			p.mu.Unlock()
-			if cut == AfterCommit {
+			if cut == WithCommit {
 				_, _ = dst.Write(buf[:n])
+			}
+			if cut == AfterCommit {
+				// The server answers once it has run the COMMIT; the
+				// other direction drops that answer and then cuts.
+				tr.swallow.Store(true)
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					src.Close()
+					return
+				}
+				continue
 			}
 			if cut != NoCut {
 				// The client sees its connection close; the server
@@ -152,6 +190,20 @@ func (p *Proxy) relay(src, dst net.Conn, toServer bool) {
 				_, _ = io.Copy(io.Discard, dst)
 				dst.Close()
 				return
+			}
+			if !toServer && tr.swallow.Load() {
+				if tail = append(tail[max(0, len(tail)-len(readyForQuery)):], buf[:n]...); bytes.Contains(tail, readyForQuery) {
+					// The answer is complete: the client never sees it.
+					dst.Close()
+					src.Close()
+					return
+				}
+				continue
+			}
+			if toServer && tr.serverSpoke.Swap(false) {
+				p.flights.Add(1)
+			} else if !toServer {
+				tr.serverSpoke.Store(true)
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				src.Close()
