@@ -80,7 +80,7 @@ func quick(scenario string) Config {
 func TestScenarios(t *testing.T) {
 	for _, sc := range Scenarios {
 		t.Run(sc, func(t *testing.T) {
-			opts := Options{Builtins: testBuiltins}
+			opts := Options{Builtins: testBuiltins, OpenStore: openStore}
 			if sc == "flow" {
 				opts.Executable = handoffBinary(t)
 			}
@@ -130,7 +130,7 @@ func TestErrorsCounted(t *testing.T) {
 	ctx := context.Background()
 	base := quick("mint")
 	base.Data = t.TempDir()
-	self, err := startSelf(ctx, base, Options{}, false)
+	self, err := startSelf(ctx, base, Options{OpenStore: openStore}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestErrorsCounted(t *testing.T) {
 	cfg := quick("mint")
 	cfg.Target, cfg.Key = srv.URL, self.key
 	var out bytes.Buffer
-	rep, err := Run(ctx, cfg, Options{Stdout: &out})
+	rep, err := Run(ctx, cfg, Options{OpenStore: openStore, Stdout: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestJSON(t *testing.T) {
 	cfg := quick("exchange")
 	cfg.JSON, cfg.Preload, cfg.Pool, cfg.Data = true, 300, 20000, t.TempDir()
 	var out bytes.Buffer
-	if _, err := Run(context.Background(), cfg, Options{Stdout: &out}); err != nil {
+	if _, err := Run(context.Background(), cfg, Options{OpenStore: openStore, Stdout: &out}); err != nil {
 		t.Fatal(err)
 	}
 	var rep Report
@@ -198,7 +198,7 @@ func TestJSON(t *testing.T) {
 func TestPoolRunsOut(t *testing.T) {
 	cfg := quick("exchange")
 	cfg.Pool, cfg.Warmup, cfg.Duration, cfg.Data = 200, 0, 5*time.Second, t.TempDir()
-	rep, err := Run(context.Background(), cfg, Options{})
+	rep, err := Run(context.Background(), cfg, Options{OpenStore: openStore})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestPreloadOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	base := quick("account")
 	base.Data = t.TempDir()
-	self, err := startSelf(ctx, base, Options{}, false)
+	self, err := startSelf(ctx, base, Options{OpenStore: openStore}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

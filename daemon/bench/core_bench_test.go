@@ -30,7 +30,7 @@ func benchDaemon(b *testing.B, withPassword bool) *selfDaemon {
 	b.Helper()
 	cfg := quick("mint")
 	cfg.Data = b.TempDir()
-	opts := Options{Builtins: testBuiltins}
+	opts := Options{Builtins: testBuiltins, OpenStore: openStore}
 	if withPassword {
 		opts.Executable = handoffBinary(b)
 	}

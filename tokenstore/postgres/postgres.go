@@ -224,15 +224,18 @@ func dialer(timeout time.Duration) *net.Dialer {
 
 // unreachableError is a failure to connect at Open. Its message names the
 // address and the cause with the password scrubbed out; it matches
-// ErrUnreachable and the cause (a context error, a net.Error) with
-// errors.Is and errors.As.
+// ErrUnreachable, tokenstore.ErrUnavailable (an outage to wait out: the
+// daemon starts and opens the store later) and the cause (a context
+// error, a net.Error) with errors.Is and errors.As.
 type unreachableError struct {
 	msg   string
 	cause error
 }
 
 func (e *unreachableError) Error() string   { return e.msg }
-func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.cause} }
+func (e *unreachableError) Unwrap() []error {
+	return []error{ErrUnreachable, tokenstore.ErrUnavailable, e.cause}
+}
 
 // connectError turns the error of the first connection into a message an
 // operator can act on. A refusal by the server itself (bad password,
