@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/handoffd/handoff/config"
 	"github.com/handoffd/handoff/providers"
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"

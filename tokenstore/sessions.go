@@ -76,7 +76,7 @@ func (c *Core) Authenticate(ctx context.Context, credential string) (User, Sessi
 		s Session
 	)
 	err := c.call(ctx, "session_by_hash", func(ctx context.Context) (err error) {
-		u, s, err = c.store.SessionByHash(ctx, hash)
+		u, s, err = c.store.SessionByHash(ctx, userID, hash)
 		return err
 	})
 	if err != nil {

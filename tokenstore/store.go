@@ -43,10 +43,11 @@ type Store interface {
 	// evicts the user's sessions beyond maxSessions (<0: none), as
 	// Exchange does. An unknown user gives ErrUserNotFound.
 	CreateSession(ctx context.Context, s Session, maxSessions int) error
-	// SessionByHash returns the session whose Hash is hash and its user,
-	// or ErrSessionNotFound (also when the user is gone). Expiry and the
-	// credential's user are the core's to check.
-	SessionByHash(ctx context.Context, hash []byte) (User, Session, error)
+	// SessionByHash returns the user's session whose Hash is hash, with
+	// the user, or ErrSessionNotFound (also when the user is gone). The
+	// credential names both, so a store may keep a session under its
+	// user. Expiry is the core's to check.
+	SessionByHash(ctx context.Context, userID string, hash []byte) (User, Session, error)
 	// Session returns the user's session id, or ErrSessionNotFound (also
 	// when it is another user's).
 	Session(ctx context.Context, userID, id string) (Session, error)

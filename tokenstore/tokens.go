@@ -131,7 +131,7 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 func (c *Core) readBack(ctx context.Context, s Session, err error) (ExchangeResult, error) {
 	var got Session
 	rerr := c.call(ctx, "exchange_read_back", func(ctx context.Context) (err error) {
-		_, got, err = c.store.SessionByHash(ctx, s.Hash)
+		_, got, err = c.store.SessionByHash(ctx, s.UserID, s.Hash)
 		return err
 	})
 	switch {

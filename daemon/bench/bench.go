@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/handoffd/handoff/daemon"
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
 	"github.com/handoffd/handoff/tokenstore/bolt"

@@ -117,7 +117,7 @@ func TestV1File(t *testing.T) {
 	}
 
 	// The session opened by a v1 exchange authenticates.
-	u, sess, err := s.SessionByHash(ctx, credentialHash(t, f.Credential))
+	u, sess, err := s.SessionByHash(ctx, f.Alice, credentialHash(t, f.Credential))
 	must(t, err)
 	if u.ID != f.Alice || sess.ID != f.SessionID || sess.Provider != "token" || sess.UserAgent != "fixture" {
 		t.Fatalf("SessionByHash = %s, %+v", u.ID, sess)

@@ -59,8 +59,7 @@ const (
 	bucketUsersByEmail   = "users_email"     // lower(email) -> userId
 	bucketUsersByPhone   = "users_phone"     // phone -> userId
 	bucketUsersByCreated = "users_created"   // created(8) userId -> ""
-	bucketUserData       = "user_data"       // userId 0 't' hmac -> token; userId 0 's' created(8) sessionId -> session
-	bucketSessionKeys    = "session_keys"    // sha256(secret) -> the session's user_data key
+	bucketUserData       = "user_data"       // userId 0 't' hmac -> token; userId 0 's' sha256(secret) -> session
 	bucketIdentities     = "identities"      // provider 0 subject -> identity
 	bucketUserIdentities = "user_identities" // userId 0 provider 0 subject -> ""
 	bucketKeys           = "keys"            // keyId -> API key
@@ -71,7 +70,7 @@ const (
 )
 
 // The buckets of layout 1 that layout 2 replaced: Open moves their records
-// into user_data and session_keys and empties them.
+// into user_data and empties them.
 const (
 	v1Tokens         = "tokens"        // userId 0 hmac -> token
 	v1Failures       = "failures"      // no longer written in layout 1 either; old keys expire
@@ -84,7 +83,7 @@ const (
 // create them up front.
 var BucketNames = []string{
 	bucketMeta, bucketUsers, bucketUsersByEmail, bucketUsersByPhone,
-	bucketUsersByCreated, bucketUserData, bucketSessionKeys,
+	bucketUsersByCreated, bucketUserData,
 	bucketIdentities, bucketUserIdentities, bucketKeys, bucketKeysByHash,
 	bucketKV, bucketLimits, bucketLayout,
 }

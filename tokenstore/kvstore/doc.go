@@ -21,8 +21,7 @@
 //	users_phone      phone                         -> userId
 //	users_created    created(8) userId             -> ""
 //	user_data        userId 0 't' hmac             -> Token (expires with it)
-//	user_data        userId 0 's' created(8) id    -> Session (expires with it)
-//	session_keys     sha256(secret)                -> the session's user_data key
+//	user_data        userId 0 's' sha256(secret)   -> Session (expires with it)
 //	identities       provider 0 subject            -> Identity
 //	user_identities  userId 0 provider 0 subject   -> ""
 //	keys             keyId                         -> APIKey
@@ -33,13 +32,14 @@
 //	layout           "version"                     -> "2"
 //
 // A user's tokens and sessions sit together under the user in one bucket,
-// so a Mint or an Exchange reads and rewrites the user's few pages there:
-// the exchange takes the token, stores the session next to it and evicts
-// the oldest beyond the cap, all on one leaf as a rule, and adds one entry
-// to session_keys, the only lookup the request does not name the user
-// for (SessionByHash). Of concurrent exchanges of one token, one Take
-// wins. Sweep counts records: a session and its session_keys entry go as
-// one.
+// so a Mint or an Exchange reads and rewrites the user's few pages there
+// and nowhere else but the expiry index: the exchange takes the token,
+// stores the session next to it and evicts the oldest beyond the cap, all
+// on one leaf as a rule. Every request names the user (a credential
+// carries the user id beside the secret), so no index by secret is kept:
+// SessionByHash is one Get. Listing a user's sessions, or finding one by
+// id, scans the user's few sessions and sorts them by CreatedAt, then ID.
+// Of concurrent exchanges of one token, one Take wins.
 //
 // Layout 1 (the v1 core's) kept tokens in "tokens" (userId 0 hmac),
 // sessions by id in "sessions", with "sessions_hash" (hash -> id) and

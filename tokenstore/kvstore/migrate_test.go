@@ -78,7 +78,7 @@ func TestMigrateResumes(t *testing.T) {
 			t.Fatalf("%s has %d tokens after the migration, want %d", user, len(toks), want)
 		}
 	}
-	u, sess, err := s.SessionByHash(ctx, sessionHash(t, cred))
+	u, sess, err := s.SessionByHash(ctx, "alice", sessionHash(t, cred))
 	must(t, err)
 	if u.ID != "alice" {
 		t.Fatalf("the v1 session's user = %q", u.ID)
@@ -100,7 +100,7 @@ func TestMigrateResumes(t *testing.T) {
 	if txs != 0 || s.Stats().Commits != 0 {
 		t.Fatalf("an Open of a migrated file ran %d migration transactions, %d commits", txs, s.Stats().Commits)
 	}
-	if _, _, err := s.SessionByHash(ctx, sessionHash(t, cred)); !errors.Is(err, tokenstore.ErrSessionNotFound) {
+	if _, _, err := s.SessionByHash(ctx, "alice", sessionHash(t, cred)); !errors.Is(err, tokenstore.ErrSessionNotFound) {
 		t.Fatalf("SessionByHash of the deleted session = %v", err)
 	}
 }

@@ -1,10 +1,12 @@
 package kvstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/handoffd/handoff/tokenstore"
 )
@@ -18,26 +20,26 @@ const (
 // userKindPrefix is where userID's records of kind sit in user_data.
 func userKindPrefix(userID string, kind byte) []byte { return append(prefix(userID), kind) }
 
-// sessionKey is where s lives: under its user, then by creation time and
-// id, so a scan of the user's sessions lists them oldest first.
-func sessionKey(s tokenstore.Session) []byte {
-	return append(append(userKindPrefix(s.UserID, kindSession), timeKey(s.CreatedAt)...), s.ID...)
+// sessionKey is where the user's session with hash lives: under its
+// user, by its secret's hash, so the credential (which names both) finds
+// it with one Get and an exchange writes nowhere but the user's pages.
+func sessionKey(userID string, hash []byte) []byte {
+	return append(userKindPrefix(userID, kindSession), hash...)
 }
 
 // userSessions returns userID's stored sessions, oldest
 // (CreatedAt, then ID) first.
 func userSessions(tx Tx, userID string) ([]tokenstore.Session, error) {
-	return scanJSON[tokenstore.Session](tx, bucketUserData, userKindPrefix(userID, kindSession))
+	sessions, err := scanJSON[tokenstore.Session](tx, bucketUserData, userKindPrefix(userID, kindSession))
+	slices.SortFunc(sessions, func(a, b tokenstore.Session) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	return sessions, err
 }
 
-// putSession stores s under its user and its secret's hash, both expiring
-// with it.
+// putSession stores s under its user, expiring with it.
 func putSession(tx Tx, s tokenstore.Session) error {
-	k := sessionKey(s)
-	if err := putJSON(tx, bucketUserData, k, s, s.Expire); err != nil {
-		return err
-	}
-	return tx.Put(bucketSessionKeys, s.Hash, k, s.Expire)
+	return putJSON(tx, bucketUserData, sessionKey(s.UserID, s.Hash), s, s.Expire)
 }
 
 // insertSession stores s and evicts the user's oldest sessions beyond
@@ -72,20 +74,14 @@ func (s *Store) CreateSession(ctx context.Context, sess tokenstore.Session, maxS
 	})
 }
 
-// SessionByHash finds the session through the hash index, with its user.
-func (s *Store) SessionByHash(ctx context.Context, hash []byte) (tokenstore.User, tokenstore.Session, error) {
+// SessionByHash finds the user's session by its key, with the user.
+func (s *Store) SessionByHash(ctx context.Context, userID string, hash []byte) (tokenstore.User, tokenstore.Session, error) {
 	var (
 		u    tokenstore.User
 		sess tokenstore.Session
 	)
 	err := s.b.View(ctx, func(tx Tx) error {
-		k, err := tx.Get(bucketSessionKeys, hash)
-		if errors.Is(err, tokenstore.ErrNotFound) {
-			return tokenstore.ErrSessionNotFound
-		} else if err != nil {
-			return err
-		}
-		err = getJSON(tx, bucketUserData, k, &sess)
+		err := getJSON(tx, bucketUserData, sessionKey(userID, hash), &sess)
 		if errors.Is(err, tokenstore.ErrNotFound) {
 			return tokenstore.ErrSessionNotFound
 		} else if err != nil {
@@ -144,11 +140,6 @@ func (s *Store) UpdateSession(ctx context.Context, userID, id string, change fun
 			return err
 		}
 		sess.ID, sess.UserID, sess.Hash = old.ID, old.UserID, old.Hash
-		if !sess.CreatedAt.Equal(old.CreatedAt) {
-			if err := tx.Delete(bucketUserData, sessionKey(old)); err != nil {
-				return err
-			}
-		}
 		out = sess
 		return putSession(tx, sess)
 	})
@@ -180,35 +171,23 @@ func (s *Store) DeleteSessions(ctx context.Context, userID string) (int, error) 
 }
 
 // userSession returns userID's session id, or ErrSessionNotFound: a scan
-// of the user's session keys, which end in their ids.
+// of the user's few sessions.
 func userSession(tx Tx, userID, id string) (tokenstore.Session, error) {
-	var k []byte
-	err := tx.Scan(bucketUserData, userKindPrefix(userID, kindSession), nil, func(key, _ []byte) bool {
-		if len(key) == len(userID)+2+8+len(id) && string(key[len(userID)+2+8:]) == id {
-			k = clone(key)
-			return false
-		}
-		return true
-	})
+	sessions, err := userSessions(tx, userID)
 	if err != nil {
 		return tokenstore.Session{}, err
 	}
-	if k == nil {
-		return tokenstore.Session{}, tokenstore.ErrSessionNotFound
+	for _, s := range sessions {
+		if s.ID == id {
+			return s, nil
+		}
 	}
-	var s tokenstore.Session
-	if err := getJSON(tx, bucketUserData, k, &s); err != nil {
-		return tokenstore.Session{}, err
-	}
-	return s, nil
+	return tokenstore.Session{}, tokenstore.ErrSessionNotFound
 }
 
-// deleteSession deletes s and its hash entry.
+// deleteSession deletes s.
 func deleteSession(tx Tx, s tokenstore.Session) error {
-	if err := tx.Delete(bucketUserData, sessionKey(s)); err != nil {
-		return err
-	}
-	return tx.Delete(bucketSessionKeys, s.Hash)
+	return tx.Delete(bucketUserData, sessionKey(s.UserID, s.Hash))
 }
 
 // deleteUserSessions deletes every session of userID and reports how many

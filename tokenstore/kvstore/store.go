@@ -57,8 +57,8 @@ func (s *Store) Shared() bool {
 	return ok && sh.Shared()
 }
 
-// Sweep is the backend's sweep of its expiry index, counting records:
-// a session's hash entry goes with it uncounted.
+// Sweep is the backend's sweep of its expiry index, counting records: a
+// layout 1 session's index entries go with it uncounted.
 func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
 	return s.b.Sweep(ctx, now, limit, isRecord)
 }
@@ -66,7 +66,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error
 // isRecord reports whether a key of bucket is a record of its own, not an
 // index entry of one.
 func isRecord(bucket string) bool {
-	return bucket != bucketSessionKeys && bucket != v1SessionsByHash && bucket != v1UserSessions
+	return bucket != v1SessionsByHash && bucket != v1UserSessions
 }
 
 // Close closes the backend.

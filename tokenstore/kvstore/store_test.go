@@ -149,7 +149,7 @@ func TestUpdateSessionMovesIndex(t *testing.T) {
 	if n, err := s.DeleteSessions(ctx, "a"); err != nil || n != 2 {
 		t.Fatalf("DeleteSessions = %d, %v", n, err)
 	}
-	if _, _, err := s.SessionByHash(ctx, []byte("hs1")); !errors.Is(err, tokenstore.ErrSessionNotFound) {
+	if _, _, err := s.SessionByHash(ctx, "a", []byte("hs1")); !errors.Is(err, tokenstore.ErrSessionNotFound) {
 		t.Fatalf("SessionByHash after DeleteSessions = %v", err)
 	}
 }

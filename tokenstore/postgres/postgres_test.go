@@ -311,7 +311,7 @@ func TestClosed(t *testing.T) {
 	if err := s.CreateUser(ctx, newUser("c")); !errors.Is(err, tokenstore.ErrClosed) {
 		t.Errorf("CreateUser after Close = %v", err)
 	}
-	if _, _, err := s.SessionByHash(ctx, []byte("h")); !errors.Is(err, tokenstore.ErrClosed) {
+	if _, _, err := s.SessionByHash(ctx, "u", []byte("h")); !errors.Is(err, tokenstore.ErrClosed) {
 		t.Errorf("SessionByHash after Close = %v", err)
 	}
 	if err := s.Ping(ctx); !errors.Is(err, tokenstore.ErrClosed) {

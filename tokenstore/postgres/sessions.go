@@ -28,10 +28,11 @@ const (
 	qSessionEvict = "DELETE FROM handoff_sessions WHERE id IN (" +
 		"SELECT id FROM handoff_sessions WHERE user_id = $1 ORDER BY created_at DESC, id DESC OFFSET $2) " +
 		"AND EXISTS (SELECT 1 FROM handoff_sessions WHERE hash = $3)"
-	// qSessionByHash reads a session and its user in one statement,
-	// through the unique index on hash and the users' primary key.
+	// qSessionByHash reads a user's session and the user in one
+	// statement, through the unique index on hash and the users' primary
+	// key.
 	qSessionByHash = "SELECT " + userColumnsOf + ", " + sessionColumnsOf +
-		" FROM handoff_sessions s JOIN handoff_users u ON u.id = s.user_id WHERE s.hash = $1"
+		" FROM handoff_sessions s JOIN handoff_users u ON u.id = s.user_id WHERE s.hash = $2 AND s.user_id = $1"
 	qSession       = "SELECT " + sessionColumns + " FROM handoff_sessions WHERE id = $2 AND user_id = $1"
 	qSessionLock   = qSession + " FOR NO KEY UPDATE"
 	qSessions      = "SELECT " + sessionColumns + " FROM handoff_sessions WHERE user_id = $1 ORDER BY created_at, id"
@@ -100,14 +101,14 @@ func (s *Store) CreateSession(ctx context.Context, sess tokenstore.Session, maxS
 }
 
 // SessionByHash implements tokenstore.Store: one SELECT joining the user.
-func (s *Store) SessionByHash(ctx context.Context, hash []byte) (tokenstore.User, tokenstore.Session, error) {
+func (s *Store) SessionByHash(ctx context.Context, userID string, hash []byte) (tokenstore.User, tokenstore.Session, error) {
 	var (
 		u     userRow
 		sr    sessionRow
 		found bool
 	)
 	err := s.read(ctx, "session by hash", func(t *txn) error {
-		t.queue(qSessionByHash, hash).QueryRow(func(row pgx.Row) error {
+		t.queue(qSessionByHash, userID, hash).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(append(u.dest(), sr.dest()...)...)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil

@@ -288,7 +288,10 @@ func (s *Store) Ping(ctx context.Context) error {
 		t.queue(qReadOnly).QueryRow(func(row pgx.Row) error { return row.Scan(&readOnly) })
 		return nil
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, tokenstore.ErrClosed):
+		return err
+	case err != nil:
 		return unavailable(err)
 	}
 	if readOnly != "off" {

@@ -285,7 +285,7 @@ func testExchangeExpiry(t *testing.T, s *suite) {
 	}{
 		{"before expiry", 59 * time.Second, true},
 		{"at expiry", 60 * time.Second, true}, // expiry is inclusive
-		{"1ns after", 60*time.Second + time.Nanosecond, false},
+		{"1µs after", 60*time.Second + time.Microsecond, false},
 		{"1s after", 61 * time.Second, false},
 		{"a day after", 24 * time.Hour, false},
 	} {
