@@ -24,14 +24,12 @@ const (
 		"ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expire = EXCLUDED.expire"
 	qKVDelete = "DELETE FROM handoff_plugin_kv WHERE namespace = $1 AND key = $2"
 
-	// qKVList reads a page in key order from the primary key: keys after
-	// the key after ($2) and from the prefix ($3) on, up to the first key
-	// past the prefix ($4) when there is one, live ones only. The range is
-	// a condition of the index scan, so a prefix costs the keys it holds.
-	qKVList    = qKVListAll + " AND key < $6 ORDER BY key LIMIT $5"
-	qKVListAll = "SELECT key, value FROM handoff_plugin_kv WHERE namespace = $1 AND key > $2 AND key >= $3 " +
-		"AND (expire IS NULL OR expire >= $4)"
-	qKVListNoUpper = qKVListAll + " ORDER BY key LIMIT $5"
+	// qKVList reads a page in key order from the primary key, live
+	// values only, from the lower bound $2 (see kvListSQL) and below the
+	// first key past the prefix ($5) when there is one: the range is a
+	// condition of the index scan, so a page costs the keys it returns.
+	qKVList = "SELECT key, value FROM handoff_plugin_kv WHERE namespace = $1 AND key %s $2%s " +
+		"AND (expire IS NULL OR expire >= $3) ORDER BY key LIMIT $4"
 
 	// qKVLock takes the row of a key for KVUpdate, creating it when it is
 	// absent, in one statement: ON CONFLICT DO UPDATE either inserts or
@@ -108,10 +106,17 @@ func (st *Store) KVList(ctx context.Context, ns, prefix, after string, limit int
 	if limit > 0 {
 		lim = limit
 	}
-	sql, args := qKVListNoUpper, []any{ns, after, prefix, sqlNow(now), lim}
-	if end, ok := textPrefixEnd(prefix); ok {
-		sql, args = qKVList, append(args, end)
+	// The range starts at the prefix, or just after the key after when
+	// that is further on; it ends before the first key past the prefix.
+	from, op := prefix, ">="
+	if after != "" && after >= prefix {
+		from, op = after, ">"
 	}
+	args, upper := []any{ns, from, sqlNow(now), lim}, ""
+	if end, ok := textPrefixEnd(prefix); ok {
+		args, upper = append(args, end), " AND key < $5"
+	}
+	sql := fmt.Sprintf(qKVList, op, upper)
 	var out []tokenstore.KVEntry
 	err := st.read(ctx, "kv list", func(t *txn) error {
 		out = []tokenstore.KVEntry{}
