@@ -1,0 +1,108 @@
+// What both ends of the plugin channel must agree on: the handshake
+// constants, the loaded protos, and the error codec between contract codes
+// and gRPC statuses (providers/internal/wire in the Go SDK).
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
+
+import { Code, PluginError, codeOf, errorFor, grpcCodeOf } from './errors.js';
+
+/** go-plugin's core protocol version, the handshake's first field. */
+export const CORE_PROTOCOL_VERSION = 1;
+/** The go-plugin protocol version of verifier.v1. */
+export const PROTOCOL_VERSION = 1;
+/** The magic cookie: a UX feature that makes a plugin run by hand say so. */
+export const MAGIC_COOKIE_KEY = 'HANDOFF_PLUGIN_MAGIC_COOKIE';
+export const MAGIC_COOKIE_VALUE = '7d1c0c6f3b5e4a9b8f0e2d4c6a8b1e3f5d7c9a0b2e4f6a8c';
+/** The lowest log level the host keeps. */
+export const ENV_LOG_LEVEL = 'HANDOFF_PLUGIN_LOG_LEVEL';
+
+const protoDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proto');
+const protoFiles = ['verifier.proto', 'goplugin.proto', 'health.proto'].map((f) => path.join(protoDir, f));
+
+const definition = protoLoader.loadSync(protoFiles, {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  bytes: Buffer,
+  defaults: true,
+  oneofs: true,
+});
+
+/** The gRPC package object of the protos: proto.handoff.verifier.v1.Verifier, … */
+export const proto = grpc.loadPackageDefinition(definition);
+
+const root = new protobuf.Root().loadSync([path.join(protoDir, 'status.proto'), path.join(protoDir, 'verifier.proto')], { keepCase: true });
+const StatusMsg = root.lookupType('google.rpc.Status');
+const ErrorDetailMsg = root.lookupType('handoff.verifier.v1.ErrorDetail');
+const errorDetailURL = 'type.googleapis.com/handoff.verifier.v1.ErrorDetail';
+const detailsKey = 'grpc-status-details-bin';
+
+/**
+ * statusError builds the error a gRPC handler returns for a contract code
+ * and message: the matching gRPC code, the message, and the code as an
+ * ErrorDetail in the status details, as wire.Status in Go.
+ */
+export function statusError(code, message) {
+  const grpcCode = grpcCodeOf[code] ?? grpcCodeOf[Code.INTERNAL];
+  const detail = ErrorDetailMsg.encode({ code }).finish();
+  const st = StatusMsg.encode({ code: grpcCode, message, details: [{ type_url: errorDetailURL, value: detail }] }).finish();
+  const metadata = new grpc.Metadata();
+  metadata.set(detailsKey, Buffer.from(st));
+  return Object.assign(new Error(message), { code: grpcCode, details: message, metadata });
+}
+
+/**
+ * encodeError turns what a plugin method threw into its status error. A
+ * bare sentinel travels without a message, as the Go SDK's encode.
+ */
+export function encodeError(err) {
+  const code = codeOf(err);
+  const msg = err instanceof PluginError && err.bare ? '' : String(err?.message ?? err);
+  return statusError(code, msg);
+}
+
+const { status: S } = grpc;
+
+/**
+ * decodeError turns a failed call's error (from the host KV) into a
+ * PluginError: the contract code the host meant, or UNAVAILABLE for a
+ * transport failure or deadline, INTERNAL for anything else.
+ */
+export function decodeError(err) {
+  const raw = err?.metadata?.get?.(detailsKey)?.[0];
+  if (raw) {
+    try {
+      const st = StatusMsg.decode(raw);
+      for (const d of st.details) {
+        if (d.type_url === errorDetailURL) {
+          const { code } = ErrorDetailMsg.decode(d.value);
+          if (code) return errorFor(code, st.message, { cause: err });
+        }
+      }
+    } catch {
+      // not a status we can read: fall through to the gRPC code
+    }
+  }
+  const msg = `host services: ${err?.details ?? err?.message ?? err}`;
+  switch (err?.code) {
+    case S.UNAVAILABLE:
+    case S.DEADLINE_EXCEEDED:
+    case S.CANCELLED:
+      return errorFor(Code.UNAVAILABLE, msg, { cause: err });
+    default:
+      return errorFor(Code.INTERNAL, msg, { cause: err });
+  }
+}
+
+/** readDetail returns the contract code in a status error, or 0 (for tests). */
+export function readDetail(metadata) {
+  const raw = metadata?.get?.(detailsKey)?.[0];
+  if (!raw) return 0;
+  const st = StatusMsg.decode(raw);
+  const d = st.details.find((x) => x.type_url === errorDetailURL);
+  return d ? ErrorDetailMsg.decode(d.value).code : 0;
+}
