@@ -109,89 +109,16 @@ func TestNodePlugin(t *testing.T) {
 
 // BenchmarkExternalStart measures an external Node.js plugin's spawn →
 // handshake (AutoMTLS) → Describe → Configure → first Verify, as
-// BenchmarkStart does for Go plugins (and with its sha256 pin checked).
-func BenchmarkExternalStart(b *testing.B) {
-	spec := nodeEcho(b, "echo")
-	rt := runtimeDir(b)
-	var total time.Duration
-	for b.Loop() {
-		start := time.Now()
-		h := New(Options{Builtins: builtins, RuntimeDir: rt})
-		if err := h.Start(context.Background(), []Spec{spec}); err != nil {
-			b.Fatal(err)
-		}
-		p, _ := h.Provider("echo")
-		if _, err := p.Verify(context.Background(), sdk.Request{Payload: payload(map[string]any{"op": "ok"})}); err != nil {
-			b.Fatal(err)
-		}
-		total += time.Since(start)
-		b.StopTimer()
-		h.Close()
-		b.StartTimer()
-	}
-	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/start")
-}
+// BenchmarkStart does for Go plugins (with its sha256 pin checked).
+func BenchmarkExternalStart(b *testing.B) { benchStart(b, nodeEcho(b, "echo")) }
 
 // BenchmarkExternalVerify measures one Verify round trip through the
 // Node.js plugin (AutoMTLS on), with and without a host KV call inside,
-// and reports p50 and p99, as BenchmarkVerify does for Go.
-func BenchmarkExternalVerify(b *testing.B) {
-	h, err := newHost(b, Options{}, nodeEcho(b, "echo"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := mustProvider(b, h, "echo")
-	if _, err := verify(p, map[string]any{"op": "kvput", "key": "k", "value": "v"}); err != nil {
-		b.Fatal(err)
-	}
-	for _, bc := range []struct {
-		name    string
-		payload any
-	}{
-		{"plain", map[string]any{"op": "ok"}},
-		{"with_kv_get", map[string]any{"op": "kvget", "key": "k"}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			req := sdk.Request{Payload: payload(bc.payload)}
-			for range 500 { // warm up (V8 compiles the hot path)
-				_, _ = p.Verify(context.Background(), req)
-			}
-			lat := make([]time.Duration, 0, b.N)
-			for b.Loop() {
-				start := time.Now()
-				if _, err := p.Verify(context.Background(), req); err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, time.Since(start))
-			}
-			reportPercentiles(b, lat, "µs", time.Microsecond)
-		})
-	}
-}
+// and reports p50 and p99, as BenchmarkVerify does for Go; the longer
+// warm-up lets V8 compile the hot path.
+func BenchmarkExternalVerify(b *testing.B) { benchVerify(b, nodeEcho(b, "echo"), 500) }
 
 // BenchmarkExternalRestart measures kill -9 of the Node.js plugin → the
 // first successful Verify on its replacement, as BenchmarkRestart does
-// for Go plugins (go test -bench 'Restart' runs both).
-func BenchmarkExternalRestart(b *testing.B) {
-	h, err := newHostTuned(b, Options{}, func(t *tuning) { t.healthyAfter = 0 }, nodeEcho(b, "echo"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := mustProvider(b, h, "echo")
-	lat := make([]time.Duration, 0, b.N)
-	req := sdk.Request{Payload: payload(map[string]any{"op": "ok"})}
-	for b.Loop() {
-		pid := p.status().PID
-		start := time.Now()
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		for {
-			id, err := p.Verify(context.Background(), req)
-			if err == nil && int(id.Claims["pid"].(float64)) != pid {
-				break
-			}
-			time.Sleep(200 * time.Microsecond)
-		}
-		lat = append(lat, time.Since(start))
-	}
-	reportPercentiles(b, lat, "ms", time.Millisecond)
-}
+// for Go plugins (-bench Restart runs both).
+func BenchmarkExternalRestart(b *testing.B) { benchRestart(b, nodeEcho(b, "echo")) }

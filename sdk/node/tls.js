@@ -3,44 +3,85 @@
 // localhost, serves with it while requiring a client certificate issued by
 // the host's alone (the pin), announces its own in the handshake, and dials
 // the host's brokered services back with the same identity.
-import { webcrypto, X509Certificate } from 'node:crypto';
+import crypto, { X509Certificate } from 'node:crypto';
 
-import 'reflect-metadata'; // @peculiar/x509 needs the Reflect metadata API
-import * as x509 from '@peculiar/x509';
+// A minimal DER encoder: just what one self-signed certificate needs. It
+// saves the plugin loading an X.509 library at every start (a third of a
+// Node plugin's start-up time went there).
+function der(tag, ...parts) {
+  const body = Buffer.concat(parts);
+  let len;
+  if (body.length < 0x80) {
+    len = Buffer.from([body.length]);
+  } else {
+    const bytes = [];
+    for (let n = body.length; n > 0; n >>= 8) bytes.unshift(n & 0xff);
+    len = Buffer.from([0x80 | bytes.length, ...bytes]);
+  }
+  return Buffer.concat([Buffer.from([tag]), len, body]);
+}
+const seq = (...parts) => der(0x30, ...parts);
+const set = (...parts) => der(0x31, ...parts);
+const utf8 = (s) => der(0x0c, Buffer.from(s, 'utf8'));
+const bool = (b) => der(0x01, Buffer.from([b ? 0xff : 0]));
+const octets = (b) => der(0x04, b);
+const bits = (b, unused = 0) => der(0x03, Buffer.from([unused]), b);
+function oid(dotted) {
+  const [a, b, ...rest] = dotted.split('.').map(Number);
+  const out = [40 * a + b];
+  for (const n of rest) {
+    const enc = [n & 0x7f];
+    for (let v = n >>> 7; v > 0; v >>>= 7) enc.unshift(0x80 | (v & 0x7f));
+    out.push(...enc);
+  }
+  return der(0x06, Buffer.from(out));
+}
+function integer(buf) {
+  let b = Buffer.from(buf);
+  while (b.length > 1 && b[0] === 0 && !(b[1] & 0x80)) b = b.subarray(1);
+  if (b[0] & 0x80) b = Buffer.concat([Buffer.from([0]), b]);
+  return der(0x02, b);
+}
+function time(d) {
+  const iso = d.toISOString().replace(/[-:T]/g, '').replace(/\.\d{3}Z$/, 'Z'); // YYYYMMDDHHMMSSZ
+  return d.getUTCFullYear() < 2050 ? der(0x17, Buffer.from(iso.slice(2))) : der(0x18, Buffer.from(iso));
+}
+const ext = (id, critical, value) => seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
 
-x509.cryptoProvider.set(webcrypto);
-
-const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+const ecdsaWithSHA256 = seq(oid('1.2.840.10045.4.3.2'));
 
 /**
  * makeIdentity returns a fresh self-signed certificate for localhost, the
- * same shape as go-plugin's own (a CA, server and client auth), valid from
- * 30 s ago for 30 years, and its key, both PEM, plus the certificate's DER.
+ * same shape as go-plugin's own (an ECDSA key; a CA; server and client
+ * auth; DNS name localhost), valid from 30 s ago for 10 years, and its
+ * key: both PEM, and the certificate's DER.
  */
-export async function makeIdentity() {
-  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
-  const serial = Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)));
-  serial[0] &= 0x7f; // a positive serial number
-  const now = Date.now();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial.toString('hex'),
-    name: 'CN=localhost, O=handoff plugin',
-    notBefore: new Date(now - 30_000),
-    notAfter: new Date(now + 30 * 365 * 24 * 3600_000),
-    signingAlgorithm: alg,
-    keys,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyCertSign, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }]),
-    ],
-  });
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+export function makeIdentity(now = new Date()) {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const serial = crypto.randomBytes(16);
+  serial[0] &= 0x7f;
+  const name = seq(set(seq(oid('2.5.4.3'), utf8('localhost'))), set(seq(oid('2.5.4.10'), utf8('handoff plugin'))));
+  const tbs = seq(
+    der(0xa0, integer([2])), // v3
+    integer(serial),
+    ecdsaWithSHA256,
+    name,
+    seq(time(new Date(now.getTime() - 30_000)), time(new Date(now.getTime() + 10 * 365 * 24 * 3600_000))),
+    name,
+    publicKey.export({ type: 'spki', format: 'der' }),
+    der(0xa3, seq(
+      ext('2.5.29.19', true, seq(bool(true))), // basicConstraints: CA
+      // keyUsage: digitalSignature, keyEncipherment, keyCertSign
+      ext('2.5.29.15', true, bits(Buffer.from([0xa4]), 2)),
+      ext('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'), oid('1.3.6.1.5.5.7.3.2'))), // server and client auth
+      ext('2.5.29.17', false, seq(der(0x82, Buffer.from('localhost')))), // DNS:localhost
+    )),
+  );
+  const cert = seq(tbs, ecdsaWithSHA256, bits(crypto.sign('sha256', tbs, privateKey)));
   return {
-    certPem: cert.toString('pem') + '\n',
-    keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').match(/.{1,64}/g).join('\n')}\n-----END PRIVATE KEY-----\n`,
-    der: Buffer.from(cert.rawData),
+    certPem: `-----BEGIN CERTIFICATE-----\n${cert.toString('base64').match(/.{1,64}/g).join('\n')}\n-----END CERTIFICATE-----\n`,
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    der: cert,
   };
 }
 

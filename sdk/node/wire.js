@@ -6,7 +6,7 @@ import path from 'node:path';
 
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/minimal.js';
 
 import { Code, PluginError, codeOf, errorFor, grpcCodeOf } from './errors.js';
 
@@ -35,11 +35,54 @@ const definition = protoLoader.loadSync(protoFiles, {
 /** The gRPC package object of the protos: proto.handoff.verifier.v1.Verifier, … */
 export const proto = grpc.loadPackageDefinition(definition);
 
-const root = new protobuf.Root().loadSync([path.join(protoDir, 'status.proto'), path.join(protoDir, 'verifier.proto')], { keepCase: true });
-const StatusMsg = root.lookupType('google.rpc.Status');
-const ErrorDetailMsg = root.lookupType('handoff.verifier.v1.ErrorDetail');
 const errorDetailURL = 'type.googleapis.com/handoff.verifier.v1.ErrorDetail';
 const detailsKey = 'grpc-status-details-bin';
+
+// google.rpc.Status{code=1, message=2, details=3 (Any{type_url=1, value=2})}
+// and ErrorDetail{code=1}, written and read field by field: three small
+// messages do not need a parsed schema at every start.
+function encodeStatus(code, message, detailCode) {
+  const detail = protobuf.Writer.create().uint32(8).int32(detailCode).finish();
+  const any = protobuf.Writer.create().uint32(10).string(errorDetailURL).uint32(18).bytes(detail).finish();
+  const w = protobuf.Writer.create().uint32(8).int32(code);
+  if (message) w.uint32(18).string(message);
+  return Buffer.from(w.uint32(26).bytes(any).finish());
+}
+
+// decodeStatus returns the message and the ErrorDetail code (0: none) of
+// a google.rpc.Status.
+function decodeStatus(buf) {
+  const r = protobuf.Reader.create(buf);
+  let message = '';
+  let code = 0;
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    if (tag === 18) {
+      message = r.string();
+    } else if (tag === 26) {
+      const a = protobuf.Reader.create(r.bytes());
+      let url = '';
+      let value = null;
+      while (a.pos < a.len) {
+        const t = a.uint32();
+        if (t === 10) url = a.string();
+        else if (t === 18) value = a.bytes();
+        else a.skipType(t & 7);
+      }
+      if (url === errorDetailURL && value) {
+        const d = protobuf.Reader.create(value);
+        while (d.pos < d.len) {
+          const t = d.uint32();
+          if (t === 8) code = d.int32();
+          else d.skipType(t & 7);
+        }
+      }
+    } else {
+      r.skipType(tag & 7);
+    }
+  }
+  return { message, code };
+}
 
 /**
  * statusError builds the error a gRPC handler returns for a contract code
@@ -48,10 +91,8 @@ const detailsKey = 'grpc-status-details-bin';
  */
 export function statusError(code, message) {
   const grpcCode = grpcCodeOf[code] ?? grpcCodeOf[Code.INTERNAL];
-  const detail = ErrorDetailMsg.encode({ code }).finish();
-  const st = StatusMsg.encode({ code: grpcCode, message, details: [{ type_url: errorDetailURL, value: detail }] }).finish();
   const metadata = new grpc.Metadata();
-  metadata.set(detailsKey, Buffer.from(st));
+  metadata.set(detailsKey, encodeStatus(grpcCode, message, code));
   return Object.assign(new Error(message), { code: grpcCode, details: message, metadata });
 }
 
@@ -76,13 +117,8 @@ export function decodeError(err) {
   const raw = err?.metadata?.get?.(detailsKey)?.[0];
   if (raw) {
     try {
-      const st = StatusMsg.decode(raw);
-      for (const d of st.details) {
-        if (d.type_url === errorDetailURL) {
-          const { code } = ErrorDetailMsg.decode(d.value);
-          if (code) return errorFor(code, st.message, { cause: err });
-        }
-      }
+      const st = decodeStatus(raw);
+      if (st.code) return errorFor(st.code, st.message, { cause: err });
     } catch {
       // not a status we can read: fall through to the gRPC code
     }
@@ -101,8 +137,5 @@ export function decodeError(err) {
 /** readDetail returns the contract code in a status error, or 0 (for tests). */
 export function readDetail(metadata) {
   const raw = metadata?.get?.(detailsKey)?.[0];
-  if (!raw) return 0;
-  const st = StatusMsg.decode(raw);
-  const d = st.details.find((x) => x.type_url === errorDetailURL);
-  return d ? ErrorDetailMsg.decode(d.value).code : 0;
+  return raw ? decodeStatus(raw).code : 0;
 }
