@@ -136,7 +136,7 @@ const totp = {
     await this.reserve(ctx, p.userId);
     let result;
     try {
-      result = await this.check(ctx, p);
+      result = await this.checkCode(ctx, p);
     } catch (err) {
       await this.unreserve(ctx, p.userId); // no code was wrong: give the attempt back
       throw err;
@@ -150,8 +150,9 @@ const totp = {
     return { subject: p.userId };
   },
 
-  // check matches the code against the user's secret and records it as used.
-  async check(ctx, p) {
+  // checkCode matches the code against the user's secret and records it as used
+  // (not "check": that name is the Guard capability's).
+  async checkCode(ctx, p) {
     let secret;
     try {
       secret = await this.kv.get(ctx, secretKey(p.userId));
