@@ -3,19 +3,18 @@
 // passwords (RFC 6238: 6 digits, 30 s steps, HMAC-SHA-1), with the same
 // behaviour and config as the Go example in examples/plugin. See README.md.
 //
-// handoff runs a verified copy of this file from a private directory, so
-// packages are loaded with a require made here (createRequire), which also
-// finds them through NODE_PATH: the plugin's config sets NODE_PATH to this
-// folder's node_modules. Keep the verifier's code in this file: it is the
-// file the sha256 pins.
+// handoff runs a verified copy of this file from a private directory of
+// its own, where no node_modules is: the SDK is found with require's
+// resolution, which also searches NODE_PATH (the plugin's config sets it
+// to this folder's node_modules), and imported from where it was found.
+// Keep the verifier's code in this file: it is the file the sha256 pins.
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 
-const require = createRequire(import.meta.url);
 const {
   serve, decodeConfig, joinErrors, decodeCounter, ConfigError, InvalidRequestError, InvalidCredentialsError,
   NotFoundError, Flow,
-} = require('handoff-plugin-sdk');
+} = await import(createRequire(import.meta.url).resolve('handoff-plugin-sdk'));
 
 // The RFC 6238 parameters every authenticator app defaults to.
 const DIGITS = 6;

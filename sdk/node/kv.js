@@ -4,7 +4,7 @@
 // names the id. One connection per Configure, kept for every call.
 import grpc from '@grpc/grpc-js';
 
-import { Code, PluginError, NotFoundError } from './errors.js';
+import { NotFoundError, UnavailableError } from './errors.js';
 import { decodeError, proto } from './wire.js';
 
 /** How long Dial waits for the host to announce a service (go-plugin's 5 s). */
@@ -189,7 +189,7 @@ export class KVClient {
       const next = await change(cur);
       if (await this.compareAndSwap(ctx, key, cur, next, ttl)) return next;
     }
-    throw new PluginError(Code.UNAVAILABLE, `kv: update of ${key} kept losing to other writers`);
+    throw new UnavailableError(`kv: update of ${key} kept losing to other writers`);
   }
 }
 
@@ -203,6 +203,6 @@ export function newKVClient(addr, tls) {
 export const noKV = new Proxy({}, {
   get(_, name) {
     if (name === 'then') return undefined;
-    return async () => { throw new PluginError(Code.UNAVAILABLE, 'the host offers no KV to this plugin'); };
+    return async () => { throw new UnavailableError('the host offers no KV to this plugin'); };
   },
 });

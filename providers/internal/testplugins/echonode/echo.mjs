@@ -6,8 +6,7 @@
 // verified copy of this file from a directory of its own.
 import { createRequire } from 'node:module';
 
-const require = createRequire(import.meta.url);
-const { serve, decodeConfig, errorFor, Flow } = require('handoff-plugin-sdk');
+const { serve, decodeConfig, errorFor, Flow } = await import(createRequire(import.meta.url).resolve('handoff-plugin-sdk'));
 
 let kv = null;
 let greeting = '';
