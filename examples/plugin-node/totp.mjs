@@ -11,10 +11,20 @@
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 
+function sdkPath() {
+  try {
+    return createRequire(import.meta.url).resolve('handoff-plugin-sdk');
+  } catch {
+    // An hclog line on stderr: handoff logs it as this provider's error.
+    process.stderr.write(`${JSON.stringify({ '@level': 'error', '@message': 'cannot find the package handoff-plugin-sdk: set the plugin\'s env NODE_PATH to the node_modules it is installed in' })}\n`);
+    process.exit(1);
+  }
+}
+
 const {
   serve, decodeConfig, joinErrors, decodeCounter, ConfigError, InvalidRequestError, InvalidCredentialsError,
   NotFoundError, Flow,
-} = await import(createRequire(import.meta.url).resolve('handoff-plugin-sdk'));
+} = await import(sdkPath());
 
 // The RFC 6238 parameters every authenticator app defaults to.
 const DIGITS = 6;
