@@ -1,12 +1,10 @@
 // What both ends of the plugin channel must agree on: the handshake
 // constants, the loaded protos, and the error codec between contract codes
 // and gRPC statuses (providers/internal/wire in the Go SDK).
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import fs from 'node:fs';
 
 import grpc from '@grpc/grpc-js';
-import protoLoader from '@grpc/proto-loader';
-import protobuf from 'protobufjs/minimal.js';
+import protobuf from 'protobufjs/light.js';
 
 import { Code, PluginError, codeOf, errorFor, grpcCodeOf } from './errors.js';
 
@@ -20,20 +18,62 @@ export const MAGIC_COOKIE_VALUE = '7d1c0c6f3b5e4a9b8f0e2d4c6a8b1e3f5d7c9a0b2e4f6
 /** The lowest log level the host keeps. */
 export const ENV_LOG_LEVEL = 'HANDOFF_PLUGIN_LOG_LEVEL';
 
-const protoDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proto');
-const protoFiles = ['verifier.proto', 'goplugin.proto', 'health.proto'].map((f) => path.join(protoDir, f));
+// The protos (proto/*.proto), as gen.mjs wrote them in protobufjs's JSON
+// form: loading that needs no .proto parser.
+const root = protobuf.Root.fromJSON(JSON.parse(fs.readFileSync(new URL('proto/descriptor.json', import.meta.url), 'utf8')));
+root.resolveAll();
 
-const definition = protoLoader.loadSync(protoFiles, {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  bytes: Buffer,
-  defaults: true,
-  oneofs: true,
-});
+// How messages become JavaScript objects: camelCase fields, int64 as
+// Number, enums by name, bytes as Buffer, absent fields at their default
+// (what @grpc/proto-loader calls the same options).
+const toObject = { longs: Number, enums: String, bytes: Buffer, defaults: true, oneofs: true };
 
-/** The gRPC package object of the protos: proto.handoff.verifier.v1.Verifier, … */
-export const proto = grpc.loadPackageDefinition(definition);
+function codec(type) {
+  return {
+    serialize: (obj) => Buffer.from(type.encode(type.fromObject(obj)).finish()),
+    deserialize: (buf) => type.toObject(type.decode(buf), toObject),
+  };
+}
+
+/** serviceDefinition is a protobufjs service as grpc-js takes it. */
+function serviceDefinition(service) {
+  const def = {};
+  for (const m of service.methodsArray) {
+    const req = codec(m.resolvedRequestType);
+    const res = codec(m.resolvedResponseType);
+    def[m.name] = {
+      path: `/${service.fullName.slice(1)}/${m.name}`,
+      requestStream: !!m.requestStream,
+      responseStream: !!m.responseStream,
+      requestSerialize: req.serialize,
+      requestDeserialize: req.deserialize,
+      responseSerialize: res.serialize,
+      responseDeserialize: res.deserialize,
+      originalName: m.name[0].toLowerCase() + m.name.slice(1),
+    };
+  }
+  return def;
+}
+
+/**
+ * packages turns a namespace into nested objects, each service a client
+ * constructor (with .service, its definition), as grpc-js's
+ * loadPackageDefinition does.
+ */
+function packages(ns) {
+  const out = {};
+  for (const child of ns.nestedArray) {
+    if (child instanceof protobuf.Service) {
+      out[child.name] = grpc.makeGenericClientConstructor(serviceDefinition(child), child.name);
+    } else if (child instanceof protobuf.Namespace && !(child instanceof protobuf.Type)) {
+      out[child.name] = packages(child);
+    }
+  }
+  return out;
+}
+
+/** The gRPC packages of the protos: proto.handoff.verifier.v1.Verifier, … */
+export const proto = packages(root);
 
 const errorDetailURL = 'type.googleapis.com/handoff.verifier.v1.ErrorDetail';
 const detailsKey = 'grpc-status-details-bin';
