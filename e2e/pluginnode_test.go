@@ -35,7 +35,8 @@ func nodeTOTP(t *testing.T) (entry, modules string) {
 // exchanges the one-time secret for a session and reads the account. The
 // same code again is refused (the replay guard, through the host KV), and
 // the plugin's warning about it reaches the daemon's log under the
-// provider's name.
+// provider's name. Killed with SIGKILL, the daemon leaves no node process
+// behind.
 func TestNodePluginLogin(t *testing.T) {
 	entry, modules := nodeTOTP(t)
 	d := startDaemon(t, fmt.Sprintf(`
@@ -104,6 +105,12 @@ providers:
 	if strings.Contains(d.logs.String(), sessionSecret) || strings.Contains(d.logs.String(), oneTime) {
 		t.Fatal("a secret is in the daemon's log")
 	}
+
+	plugins := children(d.cmd.Process.Pid)
+	if len(plugins) != 1 {
+		t.Fatalf("want the node plugin as the daemon's one child, found %v", plugins)
+	}
+	killDaemonWantPluginsGone(t, d, plugins)
 }
 
 // grepLines returns the lines of s that contain sub.

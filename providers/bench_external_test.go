@@ -1,11 +1,15 @@
 package providers
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,9 +50,11 @@ func nodeEcho(t testing.TB, name string) Spec {
 // with AutoMTLS, Describe and Configure, a Verify with the request facts,
 // the host KV over the broker (put, get, the atomic add and
 // put-if-absent), coded errors both ways, a bug reported as a panic, the
-// deadline crossing, and a restart after kill -9.
+// deadline crossing, the plugin's log lines and stdout in the host's log,
+// and a restart after kill -9.
 func TestNodePlugin(t *testing.T) {
-	h, err := newHost(t, Options{}, nodeEcho(t, "echo"))
+	logs := &lockedBuffer{}
+	h, err := newHost(t, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, nodeEcho(t, "echo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +102,20 @@ func TestNodePlugin(t *testing.T) {
 	if left, _ := id.Claims["deadline_ms"].(float64); err != nil || left <= 0 || left > 3000 {
 		t.Errorf("the deadline the plugin saw: %v ms (%v), want the caller's 3 s", id.Claims["deadline_ms"], err)
 	}
+	for _, op := range []string{"log", "stdout"} {
+		if _, err := verify(p, map[string]any{"op": op, "message": "hello from node"}); err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the plugin's log line and stdout in the host's log", func() bool {
+		var logged, printed bool
+		for _, l := range strings.Split(logs.String(), "\n") {
+			logged = logged || strings.Contains(l, `level=WARN msg="hello from node"`) && strings.Contains(l, "provider=echo") && strings.Contains(l, "who=echo-node") && strings.Contains(l, "request_id=req-1")
+			printed = printed || strings.Contains(l, "plugin wrote to stdout") && strings.Contains(l, "stdout from a node plugin")
+		}
+		return logged && printed
+	})
+
 	pid := p.status().PID
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	waitFor(t, 10*time.Second, "a restarted node plugin", func() bool {
@@ -105,6 +125,24 @@ func TestNodePlugin(t *testing.T) {
 	pid = p.status().PID
 	h.Close()
 	waitFor(t, 3*time.Second, "the node plugin to exit after Close", func() bool { return pidGone(pid) })
+}
+
+// lockedBuffer is a log destination the host's goroutines share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // BenchmarkExternalStart measures an external Node.js plugin's spawn →
