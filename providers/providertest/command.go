@@ -72,7 +72,7 @@ func RunCommand(t *testing.T, s CommandSuite) {
 
 // commandExternal turns the suite's command into the host's External: the
 // executable resolved and pinned to its hash now.
-func commandExternal(t *testing.T, s CommandSuite) *providers.External {
+func commandExternal(t testing.TB, s CommandSuite) *providers.External {
 	t.Helper()
 	if len(s.Command) == 0 {
 		t.Fatal("providertest: CommandSuite.Command is empty")
