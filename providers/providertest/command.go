@@ -52,10 +52,9 @@ func RunCommand(t *testing.T, s CommandSuite) {
 	t.Helper()
 	ext := commandExternal(t, s)
 	logs := &logBuffer{}
-	h := providers.New(providers.Options{
+	h := newHost(t, providers.Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	t.Cleanup(func() { _ = h.Close() })
 	connect := func(t *testing.T) Conn { return spawnCommand(t, h, ext, logs) }
 	ok := t.Run("Shutdown", func(t *testing.T) {
 		c := connect(t)
@@ -70,9 +69,27 @@ func RunCommand(t *testing.T, s CommandSuite) {
 	run(t, Suite{Config: s.Config, Valid: s.Valid}, connect)
 }
 
+// newHost returns a host with a runtime dir of its own (short, for unix
+// socket paths), closed and removed when t ends, so that tests running
+// plugin commands may run in parallel.
+func newHost(t testing.TB, opts providers.Options) *providers.Host {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hpt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.RuntimeDir = dir
+	h := providers.New(opts)
+	t.Cleanup(func() {
+		_ = h.Close()
+		_ = os.RemoveAll(dir)
+	})
+	return h
+}
+
 // commandExternal turns the suite's command into the host's External: the
 // executable resolved and pinned to its hash now.
-func commandExternal(t *testing.T, s CommandSuite) *providers.External {
+func commandExternal(t testing.TB, s CommandSuite) *providers.External {
 	t.Helper()
 	if len(s.Command) == 0 {
 		t.Fatal("providertest: CommandSuite.Command is empty")
@@ -109,7 +126,7 @@ func spawnCommand(t *testing.T, h *providers.Host, ext *providers.External, logs
 	t.Helper()
 	mark := logs.Len()
 	dump := func() { t.Logf("host log since the plugin was started:\n%s", logs.Since(mark)) }
-	proc, err := h.Spawn(providers.Spec{Name: "conformance", External: ext, Timeout: 10 * time.Second})
+	proc, err := h.Spawn(providers.Spec{Name: "conformance", External: ext})
 	if err != nil {
 		dump()
 		t.Fatalf("providertest: start %s: %v", ext.Path, err)
