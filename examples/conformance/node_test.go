@@ -8,12 +8,13 @@ import (
 	"github.com/handoffd/handoff/providers/providertest"
 )
 
-// TestNodeTOTP runs the conformance suite against the Node.js TOTP
-// example (examples/plugin-node), started as `node totp.mjs` with the
-// packages `npm ci` installed there. Without node, npm or those packages
-// it skips on a developer's machine and fails in CI (CI=true), where
-// .ci/run runs `npm ci --prefix examples/plugin-node`.
-func TestNodeTOTP(t *testing.T) {
+// nodeTOTP returns the command of the Node.js TOTP example
+// (examples/plugin-node): `node totp.mjs`, with the packages `npm ci`
+// installed there. Without node, npm or those packages it skips on a
+// developer's machine and fails in CI (CI=true), where .ci/run runs
+// `npm ci --prefix examples/plugin-node`.
+func nodeTOTP(t testing.TB) []string {
+	t.Helper()
 	node := tool(t, "node")
 	tool(t, "npm")
 	dir := filepath.Join("..", "plugin-node")
@@ -23,9 +24,18 @@ func TestNodeTOTP(t *testing.T) {
 		}
 		t.Skipf("examples/plugin-node/node_modules is not installed (npm ci --prefix examples/plugin-node): %v", err)
 	}
-	providertest.RunCommand(t, providertest.CommandSuite{
-		Command: []string{node, filepath.Join(dir, "totp.mjs")},
-		Config:  totpConfig,
-		Valid:   validTOTP,
-	})
+	return []string{node, filepath.Join(dir, "totp.mjs")}
+}
+
+// TestNodeTOTP runs the conformance suite against the Node.js TOTP
+// example through the host handoff runs.
+func TestNodeTOTP(t *testing.T) {
+	providertest.RunCommand(t, providertest.CommandSuite{Command: nodeTOTP(t), Config: totpConfig, Valid: validTOTP})
+}
+
+// BenchmarkNodeTOTP measures the Node.js TOTP example's start, Verify
+// round trip and kill -9 recovery through the host, as BenchmarkGoTOTP
+// does the Go one's.
+func BenchmarkNodeTOTP(b *testing.B) {
+	providertest.BenchCommand(b, providertest.CommandSuite{Command: nodeTOTP(b), Config: totpConfig}, nil)
 }
