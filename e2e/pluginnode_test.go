@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,9 +34,10 @@ func nodeTOTP(t *testing.T) (entry, modules string) {
 // plugin the way its README configures it: the backend enrolls the user
 // (the plugin answers the secret), the client verifies a code from it,
 // exchanges the one-time secret for a session and reads the account. The
-// same code again is refused (the replay guard, through the host KV), and
-// the plugin's warning about it reaches the daemon's log under the
-// provider's name. Killed with SIGKILL, the daemon leaves no node process
+// same code again is refused (the replay guard, through the host KV), so
+// is the right code after 5 wrong ones (the attempts counted with the
+// KV's atomic add), and the plugin's warning about the replay reaches
+// the daemon's log under the provider's name. Killed with SIGKILL, the daemon leaves no node process
 // behind.
 func TestNodePluginLogin(t *testing.T) {
 	entry, modules := nodeTOTP(t)
@@ -88,6 +90,23 @@ providers:
 	}
 	status, bad := call(t, d, "POST", "/v1/providers/totp/verify", "", "", map[string]any{"userId": "alice", "code": "12345"})
 	want(t, "a 5-digit code", status, http.StatusBadRequest, bad)
+
+	// Throttling: after 5 wrong codes (max_failures' default) even the
+	// right one is refused, as the Go example does.
+	status, user = call(t, d, "POST", "/v1/users", d.Key, "", map[string]any{"userId": "bob", "email": "bob@example.com"})
+	want(t, "create bob", status, http.StatusCreated, user)
+	status, enrolled = call(t, d, "POST", "/v1/users/bob/providers/totp", d.Key, "", map[string]any{})
+	want(t, "enroll bob", status, http.StatusCreated, enrolled)
+	bobSecret, _ := enrolled["secret"].(string)
+	right := totpCode(t, bobSecret, time.Now())
+	n, _ := strconv.Atoi(right)
+	wrong := fmt.Sprintf("%06d", (n+500_000)%1_000_000)
+	for i := range 5 {
+		status, body := call(t, d, "POST", "/v1/providers/totp/verify", "", "", map[string]any{"userId": "bob", "code": wrong})
+		want(t, fmt.Sprintf("wrong code %d", i+1), status, http.StatusUnauthorized, body)
+	}
+	status, throttled := call(t, d, "POST", "/v1/providers/totp/verify", "", "", map[string]any{"userId": "bob", "code": right})
+	want(t, "the right code after 5 wrong ones", status, http.StatusUnauthorized, throttled)
 
 	// The plugin's hclog line, re-logged by the host with its level,
 	// attributes and the request id.
