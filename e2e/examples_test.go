@@ -25,7 +25,7 @@ import (
 )
 
 // docs are the files whose ```yaml and ```sh examples users copy.
-var docs = []string{"README.md", "plugins/*/README.md", "examples/plugin/README.md", "docs/*.md"}
+var docs = []string{"README.md", "plugins/*/README.md", "examples/plugin/README.md", "examples/plugin-node/README.md", "docs/*.md"}
 
 var yamlBlockRE = regexp.MustCompile("(?s)```ya?ml\n(.*?)```")
 
@@ -177,11 +177,23 @@ func standinP8(t *testing.T) string {
 }
 
 // plugin points a third-party plugin entry at the TOTP example, built
-// once, with its real pin.
+// once, with its real pin; a totp.mjs entry at the Node.js one
+// (examples/plugin-node), with its real pin and NODE_PATH its packages.
 func (l *localizer) plugin(x any) {
 	p, _ := x.(map[string]any)
-	if path, _ := p["path"].(string); filepath.Base(path) != "totp" {
-		l.t.Fatalf("no stand-in for the plugin %v: the examples' third-party plugin is examples/plugin (totp)", p["path"])
+	path, _ := p["path"].(string)
+	if filepath.Base(path) == "totp.mjs" {
+		entry, modules := nodeTOTP(l.t)
+		env, _ := p["env"].(map[string]any)
+		if env == nil {
+			env = map[string]any{}
+		}
+		env["NODE_PATH"] = modules
+		p["path"], p["sha256"], p["env"] = entry, fileSHA256(l.t, entry), env
+		return
+	}
+	if filepath.Base(path) != "totp" {
+		l.t.Fatalf("no stand-in for the plugin %v: the examples' third-party plugins are examples/plugin (totp) and examples/plugin-node (totp.mjs)", p["path"])
 	}
 	totpOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "handoff-e2e-totp")

@@ -93,11 +93,18 @@ providers:
 	if len(plugins) < 2 {
 		t.Fatalf("want the plugin processes as the daemon's children, found %v\n%s", plugins, d.logs.String())
 	}
+	killDaemonWantPluginsGone(t, d, plugins)
+}
+
+// killDaemonWantPluginsGone SIGKILLs the daemon and wants every one of
+// its plugin processes gone within 5 s.
+func killDaemonWantPluginsGone(t *testing.T, d *daemon, plugins []int) {
+	t.Helper()
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = d.cmd.Wait()
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []int
 		for _, pid := range plugins {

@@ -29,6 +29,7 @@ var (
 	statusRE   = regexp.MustCompile(`^#\s*(?:->\s*)?([1-5][0-9][0-9])\b(.*)$`)
 	pairRE     = regexp.MustCompile(`"([A-Za-z$_]+)"\s*:\s*"([^"]*)"`)
 	usersPath  = regexp.MustCompile(`/v1/users/([A-Za-z0-9._-]+)/providers/`)
+	createsRE  = regexp.MustCompile(`/v1/users['"]?(?:\s.*)?"userId"\s*:\s*"([A-Za-z0-9._-]+)"`) // a doc creating a user itself
 	assignRE   = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
 	readmeUser = "readme-user" // $USER_ID: a user the plugin READMEs assume exists
 )
@@ -414,6 +415,11 @@ func runCurlDoc(t *testing.T, world *standin, rel, doc string, cmds []curlCmd) {
 			if !strings.HasPrefix(m[1], "$") {
 				users[m[1]] = true
 			}
+		}
+	}
+	for _, c := range cmds { // a user the doc creates is its own to create
+		if m := createsRE.FindStringSubmatch(c.text); m != nil {
+			delete(users, m[1])
 		}
 	}
 	for u := range users {

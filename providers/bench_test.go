@@ -25,35 +25,43 @@ func BenchmarkStart(b *testing.B) {
 		{"builtin", func() Spec { return Spec{Name: "echo", Kind: "echo"} }},
 		{"external", func() Spec { return external(b, "echo", "echo") }},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			spec := bc.spec()
-			rt := runtimeDir(b)
-			var total time.Duration
-			for b.Loop() {
-				start := time.Now()
-				h := New(Options{Builtins: builtins, RuntimeDir: rt})
-				if err := h.Start(context.Background(), []Spec{spec}); err != nil {
-					b.Fatal(err)
-				}
-				p, _ := h.Provider("echo")
-				if _, err := p.Verify(context.Background(), sdk.Request{Payload: payload(map[string]any{"op": "ok"})}); err != nil {
-					b.Fatal(err)
-				}
-				total += time.Since(start)
-				b.StopTimer()
-				h.Close()
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/start")
-		})
+		b.Run(bc.name, func(b *testing.B) { benchStart(b, bc.spec()) })
 	}
+}
+
+// benchStart starts a host with spec alone (named "echo"), calls Verify
+// once and closes it, b.N times, and reports the mean time to that first
+// answer.
+func benchStart(b *testing.B, spec Spec) {
+	rt := runtimeDir(b)
+	var total time.Duration
+	for b.Loop() {
+		start := time.Now()
+		h := New(Options{Builtins: builtins, RuntimeDir: rt})
+		if err := h.Start(context.Background(), []Spec{spec}); err != nil {
+			b.Fatal(err)
+		}
+		p, _ := h.Provider("echo")
+		if _, err := p.Verify(context.Background(), sdk.Request{Payload: payload(map[string]any{"op": "ok"})}); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		h.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/start")
 }
 
 // BenchmarkVerify measures one Verify round trip through a real plugin
 // process (AutoMTLS on), with and without a host KV call inside, and
 // reports p50 and p99.
-func BenchmarkVerify(b *testing.B) {
-	h, err := newHost(b, Options{}, external(b, "echo", "echo"))
+func BenchmarkVerify(b *testing.B) { benchVerify(b, external(b, "echo", "echo"), 200) }
+
+// benchVerify runs spec (an echo plugin named "echo") and times Verify
+// after warm calls, plain and with a host KV get inside.
+func benchVerify(b *testing.B, spec Spec, warm int) {
+	h, err := newHost(b, Options{}, spec)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +78,7 @@ func BenchmarkVerify(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := sdk.Request{Payload: payload(bc.payload)}
-			for range 200 { // warm up
+			for range warm {
 				_, _ = p.Verify(context.Background(), req)
 			}
 			lat := make([]time.Duration, 0, b.N)
@@ -96,31 +104,35 @@ func BenchmarkRestart(b *testing.B) {
 		{"builtin", func() Spec { return Spec{Name: "echo", Kind: "echo"} }},
 		{"external", func() Spec { return external(b, "echo", "echo") }},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			// healthyAfter 0: every restart is a first one, made at once.
-			h, err := newHostTuned(b, Options{}, func(t *tuning) { t.healthyAfter = 0 }, bc.spec())
-			if err != nil {
-				b.Fatal(err)
-			}
-			p := mustProvider(b, h, "echo")
-			lat := make([]time.Duration, 0, b.N)
-			req := sdk.Request{Payload: payload(map[string]any{"op": "ok"})}
-			for b.Loop() {
-				pid := p.status().PID
-				start := time.Now()
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				for {
-					id, err := p.Verify(context.Background(), req)
-					if err == nil && int(id.Claims["pid"].(float64)) != pid {
-						break
-					}
-					time.Sleep(200 * time.Microsecond)
-				}
-				lat = append(lat, time.Since(start))
-			}
-			reportPercentiles(b, lat, "ms", time.Millisecond)
-		})
+		b.Run(bc.name, func(b *testing.B) { benchRestart(b, bc.spec()) })
 	}
+}
+
+// benchRestart kills spec's plugin (an echo named "echo") with SIGKILL
+// b.N times and times each until a Verify answers from its replacement.
+func benchRestart(b *testing.B, spec Spec) {
+	// healthyAfter 0: every restart is a first one, made at once.
+	h, err := newHostTuned(b, Options{}, func(t *tuning) { t.healthyAfter = 0 }, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := mustProvider(b, h, "echo")
+	lat := make([]time.Duration, 0, b.N)
+	req := sdk.Request{Payload: payload(map[string]any{"op": "ok"})}
+	for b.Loop() {
+		pid := p.status().PID
+		start := time.Now()
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for {
+			id, err := p.Verify(context.Background(), req)
+			if err == nil && int(id.Claims["pid"].(float64)) != pid {
+				break
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	reportPercentiles(b, lat, "ms", time.Millisecond)
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration, unit string, scale time.Duration) {

@@ -50,11 +50,29 @@ func (p *pinned) path(sockDir, src, sum string) (string, error) {
 		}
 		p.dir, p.made = dir, made
 	}
-	dst := filepath.Join(p.dir, sum)
+	dst := filepath.Join(p.dir, copyName(src, sum))
 	if got, err := hashFile(dst); err == nil && got == sum {
 		return dst, nil
 	}
 	return dst, stage(src, dst, sum)
+}
+
+// copyName is the verified copy's file name: the pin, plus the
+// configured file's extension when it is a plain one (a dot and up to 15
+// letters or digits). An interpreted plugin's entry file keeps what its
+// interpreter reads from the name: node runs totp.mjs as an ES module,
+// and an extensionless copy only on Node versions that detect the syntax.
+func copyName(src, sum string) string {
+	ext := filepath.Ext(src)
+	if len(ext) < 2 || len(ext) > 16 {
+		return sum
+	}
+	for _, r := range ext[1:] {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return sum
+		}
+	}
+	return sum + ext
 }
 
 // close removes the copies.
@@ -173,4 +191,17 @@ func mkPrivate(dir string) error {
 		}
 	}
 	return os.Chmod(dir, 0o700)
+}
+
+// isScript reports whether the file at path starts with "#!": an
+// interpreted plugin's entry file given as the plugin path.
+func isScript(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 2)
+	n, _ := io.ReadFull(f, head)
+	return n == 2 && string(head) == "#!"
 }

@@ -272,3 +272,22 @@ func TestPinnedRefusesASharedRuntimeDir(t *testing.T) {
 		t.Fatalf("start in a world-writable runtime dir: %v", err)
 	}
 }
+
+func TestCopyName(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"./bin/totp", "abc"},
+		{"plugins/totp.mjs", "abc.mjs"},
+		{"totp.py", "abc.py"},
+		{"/opt/v1.2/totp", "abc"},
+		{"x.", "abc"},
+		{"x.m js", "abc"},
+		{"x.$(id)", "abc"},
+		{"x.0123456789abcdefg", "abc"},
+	} {
+		t.Run(c.src, func(t *testing.T) {
+			if got := copyName(c.src, "abc"); got != c.want {
+				t.Errorf("copyName(%q) = %q, want %q", c.src, got, c.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,9 @@
 // The wire contract between handoff (the host) and a verifier plugin
-// process. Plugin authors never see these types: providers/sdk turns them
-// into Go values, and package providers does the same on the host side.
+// process. It is public so that a plugin can be written in any language
+// with gRPC: docs/plugin-protocol.md describes everything around it (the
+// go-plugin handshake, AutoMTLS, the broker). A Go plugin never sees these
+// types: providers/sdk turns them into Go values, and package providers
+// does the same on the host side.
 //
 // Rules for changing this file: additive changes only within v1 (new
 // fields, new RPCs; an RPC a plugin lacks answers Unimplemented, which the
@@ -184,8 +187,11 @@ type DescribeResponse struct {
 	Version        string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	Flows          []string               `protobuf:"bytes,3,rep,name=flows,proto3" json:"flows,omitempty"`
 	ProvesIdentity bool                   `protobuf:"varint,4,opt,name=proves_identity,json=provesIdentity,proto3" json:"proves_identity,omitempty"`
-	// capabilities are filled by the SDK from the optional interfaces the
-	// verifier implements: "redirector", "enroller", "guard".
+	// capabilities name the optional RPCs the plugin implements:
+	// "redirector" (Begin, Complete), "enroller" (Enroll), "guard" (Check),
+	// "refresher" (Refresh). The Go SDK fills them from the optional
+	// interfaces the verifier implements; the host calls an optional RPC
+	// only when its capability is listed.
 	Capabilities  []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1968,7 +1974,7 @@ const file_verifier_proto_rawDesc = "" +
 	"\x06Delete\x12$.handoff.verifier.v1.KVDeleteRequest\x1a%.handoff.verifier.v1.KVDeleteResponse\x12O\n" +
 	"\x04List\x12\".handoff.verifier.v1.KVListRequest\x1a#.handoff.verifier.v1.KVListResponse\x12m\n" +
 	"\x0eCompareAndSwap\x12,.handoff.verifier.v1.KVCompareAndSwapRequest\x1a-.handoff.verifier.v1.KVCompareAndSwapResponse\x12L\n" +
-	"\x03Add\x12!.handoff.verifier.v1.KVAddRequest\x1a\".handoff.verifier.v1.KVAddResponseBMZKgithub.com/handoffd/handoff/providers/internal/proto/verifier/v1;verifierv1b\x06proto3"
+	"\x03Add\x12!.handoff.verifier.v1.KVAddRequest\x1a\".handoff.verifier.v1.KVAddResponseBDZBgithub.com/handoffd/handoff/providers/proto/verifier/v1;verifierv1b\x06proto3"
 
 var (
 	file_verifier_proto_rawDescOnce sync.Once

@@ -1,6 +1,9 @@
 // The wire contract between handoff (the host) and a verifier plugin
-// process. Plugin authors never see these types: providers/sdk turns them
-// into Go values, and package providers does the same on the host side.
+// process. It is public so that a plugin can be written in any language
+// with gRPC: docs/plugin-protocol.md describes everything around it (the
+// go-plugin handshake, AutoMTLS, the broker). A Go plugin never sees these
+// types: providers/sdk turns them into Go values, and package providers
+// does the same on the host side.
 //
 // Rules for changing this file: additive changes only within v1 (new
 // fields, new RPCs; an RPC a plugin lacks answers Unimplemented, which the
@@ -48,7 +51,8 @@ type VerifierClient interface {
 	// Describe reports the plugin's name, version, flows and capabilities.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Configure hands the plugin its config section and the broker id of the
-	// host services (HostKV). The host calls it once per process start.
+	// host services (HostKV). The host calls it once per process start,
+	// after Describe; a test harness may call it again with the same id.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	// Verify checks a direct-flow payload and returns the identity.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
@@ -161,7 +165,8 @@ type VerifierServer interface {
 	// Describe reports the plugin's name, version, flows and capabilities.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Configure hands the plugin its config section and the broker id of the
-	// host services (HostKV). The host calls it once per process start.
+	// host services (HostKV). The host calls it once per process start,
+	// after Describe; a test harness may call it again with the same id.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	// Verify checks a direct-flow payload and returns the identity.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
