@@ -1,0 +1,48 @@
+#!/usr/bin/python3
+"""A test plugin for the SDK's Go test: each verify runs one KV operation
+named in its payload, so the test drives the host KV through the real host."""
+
+import base64
+
+from handoff_plugin import Identity, Info, InvalidRequest, logger, serve, Internal
+
+state = {}
+
+
+def configure(config, host):
+    state["kv"] = host.kv
+    state["config"] = config
+
+
+def verify(req):
+    p = req.json()
+    kv, op, key = state["kv"], p.get("op"), p.get("key", "")
+    value = base64.b64decode(p.get("value", ""))
+    logger.info("verify", extra={"op": op})
+    if op == "put":
+        kv.put(key, value, p.get("ttl", 0))
+        return Identity(subject="ok")
+    if op == "get":
+        return Identity(subject=base64.b64encode(kv.get(key)).decode())
+    if op == "cas":
+        old = base64.b64decode(p["old"]) if "old" in p else None
+        new = base64.b64decode(p["new"]) if "new" in p else None
+        return Identity(subject=str(kv.compare_and_swap(key, old, new)))
+    if op == "add":
+        return Identity(subject=str(kv.add(key, p["delta"], p.get("ttl", 0))))
+    if op == "list":
+        return Identity(subject=",".join(k for k, _ in kv.list(p.get("prefix", ""))))
+    if op == "delete":
+        kv.delete(key)
+        return Identity(subject="ok")
+    if op == "raise":
+        raise ZeroDivisionError("boom")
+    if op == "internal":
+        raise Internal()
+    if op == "print":
+        print("stray output")
+        return Identity(subject="printed")
+    raise InvalidRequest("unknown op")
+
+
+serve(describe=Info(name="kvtest", version="0.1.0", proves_identity=True), configure=configure, verify=verify)
