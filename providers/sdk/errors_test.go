@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	pb "github.com/handoffd/handoff/providers/internal/proto/verifier/v1"
+	pb "github.com/handoffd/handoff/providers/proto/verifier/v1"
 	"github.com/handoffd/handoff/providers/sdk"
 )
 

@@ -26,7 +26,7 @@ func TestImportRules(t *testing.T) {
 			continue
 		}
 		rel := strings.TrimPrefix(dep, module)
-		if rel != "providers/sdk" && !strings.HasPrefix(rel, "providers/internal/proto/") && rel != "providers/internal/wire" {
+		if rel != "providers/sdk" && !strings.HasPrefix(rel, "providers/proto/") && rel != "providers/internal/wire" {
 			t.Errorf("providers/sdk depends on %s", rel)
 		}
 	}

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/handoffd/handoff/providers/internal/proto/verifier/v1"
 	"github.com/handoffd/handoff/providers/internal/wire"
+	pb "github.com/handoffd/handoff/providers/proto/verifier/v1"
 )
 
 // Interface guards.

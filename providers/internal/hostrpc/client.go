@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
-	pb "github.com/handoffd/handoff/providers/internal/proto/verifier/v1"
 	"github.com/handoffd/handoff/providers/internal/wire"
+	pb "github.com/handoffd/handoff/providers/proto/verifier/v1"
 	"github.com/handoffd/handoff/providers/sdk"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	pb "github.com/handoffd/handoff/providers/internal/proto/verifier/v1"
+	pb "github.com/handoffd/handoff/providers/proto/verifier/v1"
 	"github.com/handoffd/handoff/providers/sdk"
 )
 

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/handoffd/handoff/providers/internal/proto/verifier/v1"
+	pb "github.com/handoffd/handoff/providers/proto/verifier/v1"
 )
 
 // ProtocolVersion is the go-plugin protocol version of verifier.v1.

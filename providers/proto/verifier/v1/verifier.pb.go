@@ -1,6 +1,9 @@
 // The wire contract between handoff (the host) and a verifier plugin
-// process. Plugin authors never see these types: providers/sdk turns them
-// into Go values, and package providers does the same on the host side.
+// process. It is public so that a plugin can be written in any language
+// with gRPC: docs/plugin-protocol.md describes everything around it (the
+// go-plugin handshake, AutoMTLS, the broker). A Go plugin never sees these
+// types: providers/sdk turns them into Go values, and package providers
+// does the same on the host side.
 //
 // Rules for changing this file: additive changes only within v1 (new
 // fields, new RPCs; an RPC a plugin lacks answers Unimplemented, which the
@@ -1968,7 +1971,7 @@ const file_verifier_proto_rawDesc = "" +
 	"\x06Delete\x12$.handoff.verifier.v1.KVDeleteRequest\x1a%.handoff.verifier.v1.KVDeleteResponse\x12O\n" +
 	"\x04List\x12\".handoff.verifier.v1.KVListRequest\x1a#.handoff.verifier.v1.KVListResponse\x12m\n" +
 	"\x0eCompareAndSwap\x12,.handoff.verifier.v1.KVCompareAndSwapRequest\x1a-.handoff.verifier.v1.KVCompareAndSwapResponse\x12L\n" +
-	"\x03Add\x12!.handoff.verifier.v1.KVAddRequest\x1a\".handoff.verifier.v1.KVAddResponseBMZKgithub.com/handoffd/handoff/providers/internal/proto/verifier/v1;verifierv1b\x06proto3"
+	"\x03Add\x12!.handoff.verifier.v1.KVAddRequest\x1a\".handoff.verifier.v1.KVAddResponseBDZBgithub.com/handoffd/handoff/providers/proto/verifier/v1;verifierv1b\x06proto3"
 
 var (
 	file_verifier_proto_rawDescOnce sync.Once

@@ -1,6 +1,9 @@
 // The wire contract between handoff (the host) and a verifier plugin
-// process. Plugin authors never see these types: providers/sdk turns them
-// into Go values, and package providers does the same on the host side.
+// process. It is public so that a plugin can be written in any language
+// with gRPC: docs/plugin-protocol.md describes everything around it (the
+// go-plugin handshake, AutoMTLS, the broker). A Go plugin never sees these
+// types: providers/sdk turns them into Go values, and package providers
+// does the same on the host side.
 //
 // Rules for changing this file: additive changes only within v1 (new
 // fields, new RPCs; an RPC a plugin lacks answers Unimplemented, which the
