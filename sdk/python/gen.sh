@@ -4,7 +4,7 @@
 # directory; the generated files are committed, so plugins need no protoc.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-verifier=${VERIFIER_PROTO_DIR:-$here/../../providers/internal/proto/verifier/v1}
+verifier=${VERIFIER_PROTO_DIR:-$here/../../providers/proto/verifier/v1}
 out=${1:-$here/handoff_plugin/_pb}
 mkdir -p "$out"
 protoc -I "$here/proto" -I "$verifier" -I /usr/include --python_out="$out" \

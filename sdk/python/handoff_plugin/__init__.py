@@ -24,6 +24,7 @@ with print: standard output carries the handshake.
 """
 
 from . import _serve
+from .config import decode_config
 from .errors import ConfigError, Internal, InvalidCredentials, InvalidRequest, Misconfigured, NotFound, \
     PluginError, Unavailable
 from .kv import COUNTER_SIZE, KV, Host, decode_counter, encode_counter
@@ -33,7 +34,7 @@ from .types import FLOW_DIRECT, FLOW_REDIRECT, BeginRequest, BeginResult, Comple
 from ._serve import serve
 
 __all__ = [
-    "serve", "logger", "Info", "Request", "Identity", "EnrollRequest", "EnrollResult", "BeginRequest",
+    "serve", "logger", "decode_config", "Info", "Request", "Identity", "EnrollRequest", "EnrollResult", "BeginRequest",
     "BeginResult", "CompleteRequest", "RefreshRequest", "RefreshResult", "FLOW_DIRECT", "FLOW_REDIRECT",
     "PluginError", "InvalidCredentials", "InvalidRequest", "Unavailable", "Internal", "NotFound",
     "Misconfigured", "ConfigError", "KV", "Host", "encode_counter", "decode_counter", "COUNTER_SIZE",

@@ -7,6 +7,7 @@ docs/plugin-protocol.md describes what is spoken here; the Go SDK
 import concurrent.futures
 import json
 import os
+import queue
 import signal
 import sys
 import tempfile
@@ -104,20 +105,47 @@ class _Broker:
             ch = grpc.insecure_channel(target, options=options)
         else:
             ch = grpc.secure_channel(target, self._creds, options=options)
-        try:
-            remaining = getattr(_call, "deadline", None)
-            wait = BROKER_DIAL_TIMEOUT if remaining is None else max(0.0, remaining - time.monotonic())
-            grpc.channel_ready_future(ch).result(timeout=wait)
-        except grpc.FutureTimeoutError:
+        remaining = getattr(_call, "deadline", None)
+        wait = BROKER_DIAL_TIMEOUT if remaining is None else max(0.0, remaining - time.monotonic())
+        failure = _connect(ch, wait)
+        if failure is not None:
             ch.close()
-            raise errors.Unavailable("dial host services: the connection (and its TLS handshake) did not "
-                                     "complete") from None
+            raise errors.Unavailable("dial host services: " + failure)
         with self._cv:
             old = self._channels.pop(service_id, None)
             self._channels[service_id] = ch
         if old is not None:
             old.close()
         return ch
+
+
+def _connect(ch, wait):
+    """Connects ch within wait seconds, as go-plugin's blocking dial with
+    FailOnNonTempDialError does: a refused TLS handshake or connection
+    fails at once instead of being retried until the deadline. Returns
+    None when connected, else why not."""
+    states = queue.Queue()
+    ch.subscribe(states.put, try_to_connect=True)
+    end = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                state = states.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                return "the connection (and its TLS handshake) did not complete in time"
+            if state == grpc.ChannelConnectivity.READY:
+                return None
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+                break
+    finally:
+        ch.unsubscribe(states.put)
+    # Learn why from one call that does not wait for the connection.
+    probe = ch.unary_unary("/handoff.verifier.v1.HostKV/Get")
+    try:
+        probe(b"", timeout=max(0.1, min(1.0, end - time.monotonic())))
+    except grpc.RpcError as e:
+        return e.details() or str(e.code())
+    return "the connection failed"
 
 
 def _unary(service, methods):

@@ -53,6 +53,11 @@ class PluginError(Exception):
     def __str__(self):
         return self.message or self.default_text
 
+    def prefixed(self, prefix):
+        """The same error with "prefix: " before its message, as Go's
+        fmt.Errorf("prefix: %w", err) keeps the code and adds context."""
+        return type(self)(prefix + ": " + str(self))
+
 
 class InvalidCredentials(PluginError):
     """The payload is well formed but proves nothing (wrong or reused code)."""

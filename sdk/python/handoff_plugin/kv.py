@@ -69,9 +69,9 @@ class KV:
         self._add = method("Add", pb.KVAddRequest, pb.KVAddResponse)
 
     @staticmethod
-    def _call(fn, req):
+    def _call(fn, req, timeout=None):
         try:
-            return fn(req, timeout=_timeout())
+            return fn(req, timeout=_timeout() if timeout is None else timeout)
         except grpc.RpcError as e:
             raise errors.from_rpc_error(e) from None
 
@@ -102,14 +102,18 @@ class KV:
                                          new=new or b"", delete=new is None, ttl_ms=_ttl_ms(ttl))
         return self._call(self._cas, req).swapped
 
-    def add(self, key, delta, ttl=0):
+    def add(self, key, delta, ttl=0, timeout=None):
         """Adds delta to the int64 counter under key (absent or expired is 0)
         in one step, atomic across daemon replicas, and returns the new
         value. A ttl above zero expires the counter ttl seconds after this
         add (a sliding window). A key holding another value, or an overflow,
         raises InvalidRequest. Reserve an attempt with it before checking a
-        secret, so concurrent guesses cannot all read the same old count."""
-        return self._call(self._add, pb.KVAddRequest(key=key, delta=delta, ttl_ms=_ttl_ms(ttl))).value
+        secret, so concurrent guesses cannot all read the same old count.
+
+        Like every method, it is bounded by the deadline of the call being
+        served; timeout (seconds) replaces it, e.g. to undo something after
+        that deadline has passed."""
+        return self._call(self._add, pb.KVAddRequest(key=key, delta=delta, ttl_ms=_ttl_ms(ttl)), timeout).value
 
 
 class NoKV:

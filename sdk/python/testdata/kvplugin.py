@@ -3,8 +3,10 @@
 named in its payload, so the test drives the host KV through the real host."""
 
 import base64
+import os
 
-from handoff_plugin import Identity, Info, InvalidRequest, logger, serve, Internal
+import handoff_plugin._tls as tls
+from handoff_plugin import Identity, Info, Internal, InvalidRequest, logger, serve
 
 state = {}
 
@@ -44,5 +46,18 @@ def verify(req):
         return Identity(subject="printed")
     raise InvalidRequest("unknown op")
 
+
+# Modes that break AutoMTLS on purpose: each must make the host refuse the
+# plugin (the SDK's TLS is strict on both ends).
+mode = os.environ.get("KVPLUGIN_MODE", "")
+if mode == "trust-other-host":  # the plugin's server trusts a certificate that is not the host's
+    os.environ["PLUGIN_CLIENT_CERT"] = tls.generate().cert_pem.decode()
+elif mode == "broker-trusts-other":  # the broker dial trusts a certificate that is not the host's
+    other = tls.generate().cert_pem
+    make = tls.channel_credentials
+    tls.channel_credentials = lambda grpc, ident, host_cert: make(grpc, ident, other)
+elif mode == "advertise-other-cert":  # the handshake names a certificate the server does not present
+    field = tls.generate().handshake_field()
+    tls.Identity.handshake_field = lambda self: field
 
 serve(describe=Info(name="kvtest", version="0.1.0", proves_identity=True), configure=configure, verify=verify)

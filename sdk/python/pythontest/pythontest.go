@@ -1,0 +1,47 @@
+// Package pythontest finds the Python the Python SDK runs on, for Go
+// tests that run Python plugins or the SDK's own unit tests.
+package pythontest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// Interpreter is Debian's Python, which has python3-grpcio: the one the
+// SDK's examples name in their shebang. A python3 found on PATH (pyenv,
+// a virtualenv) may lack the Debian packages.
+const Interpreter = "/usr/bin/python3"
+
+// Packages are the Debian packages the SDK needs; .ci/run installs them.
+const Packages = "python3-grpcio python3-protobuf python3-cryptography"
+
+// Require returns Interpreter after checking that it imports grpc,
+// protobuf and cryptography. Without them the test fails under CI=true
+// (CI must have installed them) and is skipped elsewhere.
+func Require(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command(Interpreter, "-c", "import grpc, google.protobuf, cryptography").CombinedOutput()
+	if err == nil {
+		return Interpreter
+	}
+	msg := Interpreter + " cannot run the Python SDK (apt-get install " + Packages + "): " + err.Error() + ": " + string(out)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// SDKDir is the absolute path of sdk/python, the directory to put on a
+// plugin's PYTHONPATH.
+func SDKDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// Env is the environment a Python plugin in this repository needs: the
+// SDK on PYTHONPATH.
+func Env() map[string]string { return map[string]string{"PYTHONPATH": SDKDir()} }
