@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,21 +25,7 @@ import (
 
 // TestUnittest runs the SDK's own Python unit tests
 // (`/usr/bin/python3 -m unittest discover sdk/python`).
-func TestUnittest(t *testing.T) {
-	py := pythontest.Require(t)
-	cmd := exec.Command(py, "-B", "-m", "unittest", "discover", "-s", pythontest.SDKDir(), "-t", pythontest.SDKDir())
-	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("python unit tests failed: %v\n%s", err, out)
-	}
-	t.Logf("%s", lastLine(out))
-}
-
-func lastLine(b []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return lines[len(lines)-1]
-}
+func TestUnittest(t *testing.T) { pythontest.Unittest(t, pythontest.SDKDir()) }
 
 // records keeps what the host logs, to check the plugin's logs arrive
 // re-logged with their level and attributes.

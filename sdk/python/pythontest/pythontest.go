@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +34,21 @@ func Require(t testing.TB) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// Unittest runs `Interpreter -m unittest discover -s dir -t dir` and
+// fails the test with the output when a Python test fails; it requires
+// the interpreter as Require does.
+func Unittest(t testing.TB, dir string) {
+	t.Helper()
+	py := Require(t)
+	cmd := exec.Command(py, "-B", "-m", "unittest", "discover", "-s", dir, "-t", dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python unit tests in %s failed: %v\n%s", dir, err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	t.Logf("%s: %s", dir, strings.Join(lines[max(0, len(lines)-3):], " "))
 }
 
 // SDKDir is the absolute path of sdk/python, the directory to put on a
