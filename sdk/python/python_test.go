@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,7 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/types/descriptorpb"
+
 	"github.com/handoffd/handoff/providers"
+	verifierv1 "github.com/handoffd/handoff/providers/proto/verifier/v1"
 	"github.com/handoffd/handoff/providers/providertest"
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/sdk/python/pythontest"
@@ -254,5 +260,47 @@ func TestStop(t *testing.T) {
 	}
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Errorf("plugin pid %d still alive after Close", pid)
+	}
+}
+
+// TestGeneratedProtoMatches checks the committed verifier_pb2.py against
+// the contract the Go side is built from: the same file descriptor, so a
+// change to providers/proto/verifier/v1/verifier.proto without running
+// sdk/python/gen.sh fails here.
+func TestGeneratedProtoMatches(t *testing.T) {
+	py := pythontest.Require(t)
+	cmd := exec.Command(py, "-B", "-c", "import sys, base64\nfrom handoff_plugin._pb import verifier_pb2\n"+
+		"sys.stdout.write(base64.b64encode(verifier_pb2.DESCRIPTOR.serialized_pb).decode())")
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+pythontest.SDKDir())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("read verifier_pb2's descriptor: %v", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got descriptorpb.FileDescriptorProto
+	if err := proto.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := protodesc.ToFileDescriptorProto(verifierv1.File_verifier_proto)
+	want.SourceCodeInfo = nil
+	// protoc gives the Go generator json_name on every field, and Python's
+	// serialized descriptor none: not part of the wire.
+	for _, fd := range []*descriptorpb.FileDescriptorProto{&got, want} {
+		clearJSONNames(fd.GetMessageType())
+	}
+	if !proto.Equal(&got, want) {
+		t.Fatal("sdk/python/handoff_plugin/_pb/verifier_pb2.py is not generated from providers/proto/verifier/v1/verifier.proto: run sdk/python/gen.sh")
+	}
+}
+
+func clearJSONNames(msgs []*descriptorpb.DescriptorProto) {
+	for _, m := range msgs {
+		for _, f := range m.GetField() {
+			f.JsonName = nil
+		}
+		clearJSONNames(m.GetNestedType())
 	}
 }
