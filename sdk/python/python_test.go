@@ -77,7 +77,7 @@ func (r *records) wait(msg string) bool {
 }
 
 // kvPlugin is testdata/kvplugin.py pinned, in mode (see the file).
-func kvPlugin(t *testing.T, mode string) providers.Spec {
+func kvPlugin(t testing.TB, mode string) providers.Spec {
 	pythontest.Require(t)
 	path := filepath.Join(pythontest.SDKDir(), "testdata", "kvplugin.py")
 	b, err := os.ReadFile(path)
@@ -90,7 +90,7 @@ func kvPlugin(t *testing.T, mode string) providers.Spec {
 	return providers.Spec{Name: "py", External: &providers.External{Path: path, SHA256: hex.EncodeToString(sum[:]), Env: env}}
 }
 
-func startHost(t *testing.T, kv providers.KV, logs *records, spec providers.Spec) (*providers.Host, error) {
+func startHost(t testing.TB, kv providers.KV, logs *records, spec providers.Spec) (*providers.Host, error) {
 	rt, err := os.MkdirTemp("", "hpy")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func startHost(t *testing.T, kv providers.KV, logs *records, spec providers.Spec
 
 // call runs one KV operation in the plugin (see kvplugin.py) and returns
 // the subject it answered.
-func call(t *testing.T, p *providers.Provider, op map[string]any) (string, error) {
+func call(t testing.TB, p *providers.Provider, op map[string]any) (string, error) {
 	t.Helper()
 	raw, _ := json.Marshal(op)
 	id, err := p.Verify(context.Background(), sdk.Request{Payload: raw, RequestID: "req-1"})
