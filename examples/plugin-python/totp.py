@@ -29,6 +29,9 @@ PERIOD = 30  # seconds
 SECRET_SIZE = 20  # bytes: 160 bits, the HMAC-SHA-1 block RFC 4226 recommends
 FAIL_WINDOW = 5 * 60  # seconds
 
+# The config section's keys: (type, default), for decode_config.
+CONFIG = {"issuer": (str, ""), "skew": (int, 1), "max_failures": (int, 5)}
+
 now = time.time  # replaced in tests
 
 
@@ -56,7 +59,7 @@ class TOTP:
         return Info(name="totp", version="1.1.0", flows=["direct"], proves_identity=True)
 
     def configure(self, config, host):
-        cfg = decode_config(config, {"issuer": (str, ""), "skew": (int, 1), "max_failures": (int, 5)})
+        cfg = decode_config(config, CONFIG)
         problems = []
         if not cfg["issuer"]:
             problems.append(("issuer", "is required (the name shown in authenticator apps)"))
