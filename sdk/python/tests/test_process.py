@@ -43,7 +43,7 @@ class MemoryKV:
 class Host:
     """Starts the plugin with go-plugin's environment and connects to it."""
 
-    def __init__(self, test, plugin_trusts=None, env=None):
+    def __init__(self, test, plugin_trusts=None, env=None, plugin=PLUGIN):
         self.ident = _tls.generate()
         self.tmp = tempfile.mkdtemp(prefix="hpt", dir="/tmp")  # short: unix socket paths are limited
         penv = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": SDK, _serve.MAGIC_COOKIE_KEY: _serve.MAGIC_COOKIE_VALUE,
@@ -51,7 +51,7 @@ class Host:
                 "PLUGIN_CLIENT_CERT": (plugin_trusts or self.ident).cert_pem.decode()}
         penv.update(env or {})
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-B", PLUGIN], env=penv, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-B", plugin], env=penv, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         test.addCleanup(self.close)
         self.line = self.proc.stdout.readline().decode()
@@ -195,6 +195,28 @@ class ProcessTest(unittest.TestCase):
         finally:
             if _alive(pid):
                 os.kill(pid, 9)
+
+
+class ReadmeTest(unittest.TestCase):
+    def test_the_readme_plugin_works(self):
+        with open(os.path.join(SDK, "README.md")) as f:
+            code = f.read().split("```python\n", 1)[1].split("```", 1)[0]
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(code)
+        self.addCleanup(os.unlink, f.name)
+        h = Host(self, plugin=f.name)
+        with self.assertRaises(grpc.RpcError) as cm:
+            h.call("Configure", pb.ConfigureRequest(config=b"{}"), pb.ConfigureResponse)
+        self.assertEqual(str(errors.from_rpc_error(cm.exception)), "config: realm: is required")
+        h.call("Configure", pb.ConfigureRequest(config=b'{"realm":"x"}', host_broker_id=h.offer_kv(
+            {"users/alice": b"pw"})), pb.ConfigureResponse)
+        r = h.call("Verify", pb.VerifyRequest(request=pb.Request(payload=b'{"user":"alice","password":"pw"}')),
+                   pb.VerifyResponse)
+        self.assertEqual(r.identity.subject, "alice")
+        for bad in (b'{"user":"alice","password":"no"}', b'{"user":"bob","password":"pw"}'):
+            with self.assertRaises(grpc.RpcError) as cm:
+                h.call("Verify", pb.VerifyRequest(request=pb.Request(payload=bad)), pb.VerifyResponse)
+            self.assertIsInstance(errors.from_rpc_error(cm.exception), errors.InvalidCredentials)
 
 
 def _alive(pid):
