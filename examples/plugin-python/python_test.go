@@ -4,12 +4,9 @@ package pluginpython
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -39,22 +36,12 @@ func TestREADMEConfig(t *testing.T) {
 	}
 	providertest.CheckConfigTable(t, "README.md", defaults)
 
-	entry, err := filepath.Abs("totp.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
+	ext := pythontest.External(t, "totp.py", pythontest.Env())
 	h := providers.New(providers.Options{})
 	defer h.Close()
 	for _, p := range providertest.READMEProviders(t, "README.md", "") {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		info, err := h.Probe(ctx, providers.Spec{Name: p.Name, Config: p.Config, External: &providers.External{
-			Path: entry, SHA256: hex.EncodeToString(sum[:]), Env: pythontest.Env(),
-		}})
+		info, err := h.Probe(ctx, providers.Spec{Name: p.Name, Config: p.Config, External: ext})
 		cancel()
 		if err != nil || info.Name != "totp" {
 			t.Errorf("README provider %s with config %s: %+v, %v", p.Name, p.Config, info, err)

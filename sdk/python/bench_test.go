@@ -2,11 +2,8 @@ package pythonsdk_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/handoffd/handoff/providers"
 	"github.com/handoffd/handoff/providers/sdk"
+	"github.com/handoffd/handoff/sdk/python/pythontest"
 )
 
 // Run without -race for meaningful numbers:
@@ -31,13 +29,7 @@ func BenchmarkStart(b *testing.B) {
 	if out, err := exec.Command("../../examples/plugin-python/build.sh", pyz).CombinedOutput(); err != nil {
 		b.Fatalf("build.sh: %v\n%s", err, out)
 	}
-	raw, err := os.ReadFile(pyz)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sum := sha256.Sum256(raw)
-	zipapp := providers.Spec{Name: "py", Config: json.RawMessage(`{"issuer":"Bench"}`),
-		External: &providers.External{Path: pyz, SHA256: hex.EncodeToString(sum[:])}}
+	zipapp := providers.Spec{Name: "py", Config: json.RawMessage(`{"issuer":"Bench"}`), External: pythontest.External(b, pyz, nil)}
 	for _, bc := range []struct {
 		name    string
 		spec    providers.Spec

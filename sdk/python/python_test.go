@@ -3,9 +3,7 @@ package pythonsdk_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -79,15 +77,9 @@ func (r *records) wait(msg string) bool {
 // kvPlugin is testdata/kvplugin.py pinned, in mode (see the file).
 func kvPlugin(t testing.TB, mode string) providers.Spec {
 	pythontest.Require(t)
-	path := filepath.Join(pythontest.SDKDir(), "testdata", "kvplugin.py")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
 	env := pythontest.Env()
 	env["KVPLUGIN_MODE"] = mode
-	return providers.Spec{Name: "py", External: &providers.External{Path: path, SHA256: hex.EncodeToString(sum[:]), Env: env}}
+	return providers.Spec{Name: "py", External: pythontest.External(t, filepath.Join(pythontest.SDKDir(), "testdata", "kvplugin.py"), env)}
 }
 
 func startHost(t testing.TB, kv providers.KV, logs *records, spec providers.Spec) (*providers.Host, error) {

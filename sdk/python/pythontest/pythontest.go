@@ -3,12 +3,16 @@
 package pythontest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/handoffd/handoff/providers"
 )
 
 // Interpreter is Debian's Python, which has python3-grpcio: the one the
@@ -56,6 +60,22 @@ func Unittest(t testing.TB, dir string) {
 func SDKDir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
+}
+
+// External is the plugin file at path pinned to its current SHA-256, with
+// env as its environment, for a providers.Spec.
+func External(t testing.TB, path string, env map[string]string) *providers.External {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return &providers.External{Path: abs, SHA256: hex.EncodeToString(sum[:]), Env: env}
 }
 
 // Env is the environment a Python plugin in this repository needs: the
