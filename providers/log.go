@@ -1,8 +1,10 @@
 package providers
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -169,4 +171,84 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 		}
 		w.buf = w.buf[i+1:]
 	}
+}
+
+// logLineMax is the longest stderr line go-plugin parses as a log entry
+// (its default PluginLogBufferSize); a longer one it logs as raw text.
+const logLineMax = 64 << 10
+
+// hclogStrings are the keys of an hclog JSON line that go-plugin v1.8.0
+// reads with an unchecked type assertion to string (log_entry.go
+// parseJSON): a plugin writing {"@message": 1} to stderr would panic the
+// host's log goroutine, and with it the daemon.
+var hclogStrings = []string{"@message", "@level", "@timestamp"}
+
+// guardLogLines returns the plugin's stderr as go-plugin should read it:
+// the same lines, with every hclog key go-plugin expects to be a string
+// made one (its JSON text), so no plugin, in any language, can crash the
+// host by what it logs.
+func guardLogLines(src io.ReadCloser) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		r := bufio.NewReaderSize(src, logLineMax)
+		cont := false // the line under way is longer than logLineMax
+		for {
+			line, more, err := r.ReadLine()
+			if err != nil {
+				_ = pw.Close() // EOF, or the pipe closed after the process was reaped
+				return
+			}
+			if !more && !cont {
+				line = stringLogKeys(line)
+			}
+			if !more {
+				line = append(line[:len(line):len(line)], '\n') // a copy: line is r's buffer
+			}
+			cont = more
+			if _, err := pw.Write(line); err != nil {
+				_, _ = io.Copy(io.Discard, src) // the reader is gone; drain the plugin's writes
+				return
+			}
+		}
+	}()
+	return logPipe{PipeReader: pr, src: src}
+}
+
+type logPipe struct {
+	*io.PipeReader
+	src io.Closer
+}
+
+func (p logPipe) Close() error {
+	_ = p.PipeReader.Close()
+	return p.src.Close()
+}
+
+// stringLogKeys makes the hclogStrings keys of a JSON object line strings;
+// any other line is returned as it is.
+func stringLogKeys(line []byte) []byte {
+	if t := bytes.TrimSpace(line); len(t) == 0 || t[0] != '{' {
+		return line
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(line, &obj) != nil {
+		return line
+	}
+	changed := false
+	for _, k := range hclogStrings {
+		v, ok := obj[k]
+		if !ok || (len(v) > 0 && v[0] == '"') {
+			continue
+		}
+		obj[k], _ = json.Marshal(string(v))
+		changed = true
+	}
+	if !changed {
+		return line
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return line
+	}
+	return out
 }

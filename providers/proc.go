@@ -100,9 +100,11 @@ func (h *Host) runnerFunc(name string, cmd *exec.Cmd, out **procRunner) func(hcl
 		if r.stdout, err = cmd.StdoutPipe(); err != nil {
 			return nil, err
 		}
-		if r.stderr, err = cmd.StderrPipe(); err != nil {
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
 			return nil, err
 		}
+		r.stderr = guardLogLines(stderr)
 		*out = r
 		return r, nil
 	}
