@@ -10,10 +10,11 @@ import (
 )
 
 // TestPythonTOTP runs the conformance suite against the Python TOTP
-// example both ways an operator can configure it: the entry file
-// examples/plugin-python/totp.py pinned and executed (its shebang names
-// Debian's /usr/bin/python3) with the SDK on PYTHONPATH, and the zipapp
-// build.sh makes, which holds the SDK and needs no PYTHONPATH.
+// example each way an operator can configure it (see its README): the
+// entry file examples/plugin-python/totp.py as path (its shebang names
+// Debian's /usr/bin/python3) with the SDK on PYTHONPATH; the zipapp
+// build.sh makes, which holds the SDK, as path; and the interpreter as
+// path with the zipapp as its argument.
 func TestPythonTOTP(t *testing.T) {
 	pythontest.Require(t)
 	t.Run("entry", func(t *testing.T) {
@@ -24,11 +25,18 @@ func TestPythonTOTP(t *testing.T) {
 			Valid:   validTOTP,
 		})
 	})
+	pyz := filepath.Join(t.TempDir(), "totp.pyz")
+	if out, err := exec.Command("../plugin-python/build.sh", pyz).CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, out)
+	}
 	t.Run("zipapp", func(t *testing.T) {
-		pyz := filepath.Join(t.TempDir(), "totp.pyz")
-		if out, err := exec.Command("../plugin-python/build.sh", pyz).CombinedOutput(); err != nil {
-			t.Fatalf("build.sh: %v\n%s", err, out)
-		}
 		providertest.RunCommand(t, providertest.CommandSuite{Command: []string{pyz}, Config: totpConfig, Valid: validTOTP})
+	})
+	t.Run("runtime", func(t *testing.T) {
+		python, err := filepath.EvalSymlinks(pythontest.Interpreter) // the real binary, as the pin must name it
+		if err != nil {
+			t.Fatal(err)
+		}
+		providertest.RunCommand(t, providertest.CommandSuite{Command: []string{python, "-sB", pyz}, Config: totpConfig, Valid: validTOTP})
 	})
 }
