@@ -296,3 +296,32 @@ func clearJSONNames(msgs []*descriptorpb.DescriptorProto) {
 		clearJSONNames(m.GetNestedType())
 	}
 }
+
+// TestKillRecovers kills the Python plugin with SIGKILL: the host starts
+// a new process and answers again, as for a Go plugin.
+func TestKillRecovers(t *testing.T) {
+	h, err := startHost(t, nil, &records{}, kvPlugin(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.Provider("py")
+	pid := h.Status()[0].PID
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := call(t, p, map[string]any{"op": "ok"}); err == nil {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("no answer 15 s after kill -9: %+v", h.Status()[0])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := h.Status()[0]
+	if st.PID == pid || st.Restarts != 1 {
+		t.Fatalf("after kill -9: %+v", st)
+	}
+	t.Logf("kill -9 to the next answer: %s", time.Since(start).Round(time.Millisecond))
+}
