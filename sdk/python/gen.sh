@@ -8,4 +8,4 @@ verifier=${VERIFIER_PROTO_DIR:-$here/../../providers/proto/verifier/v1}
 out=${1:-$here/handoff_plugin/_pb}
 mkdir -p "$out"
 protoc -I "$here/proto" -I "$verifier" -I /usr/include --python_out="$out" \
-	health.proto grpc_broker.proto grpc_controller.proto grpc_stdio.proto rpc_status.proto verifier.proto
+	health.proto grpc_broker.proto grpc_controller.proto rpc_status.proto verifier.proto

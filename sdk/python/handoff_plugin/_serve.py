@@ -18,10 +18,11 @@ import grpc
 from google.protobuf import empty_pb2
 
 from . import _tls, errors, kv as kvmod
+from .config import config_section
 from .log import _call, logger
 from .types import BeginRequest, CompleteRequest, EnrollRequest, EnrollResult, Identity, Info, RefreshRequest, \
-    RefreshResult, Request, BeginResult, read_object
-from ._pb import grpc_broker_pb2, grpc_controller_pb2, grpc_stdio_pb2, health_pb2, verifier_pb2 as pb
+    RefreshResult, Request, BeginResult
+from ._pb import grpc_broker_pb2, grpc_controller_pb2, health_pb2, verifier_pb2 as pb
 
 # The go-plugin handshake handoff's host expects (providers/internal/wire).
 MAGIC_COOKIE_KEY = "HANDOFF_PLUGIN_MAGIC_COOKIE"
@@ -239,9 +240,7 @@ class _Verifier:
             host = kvmod.Host(kvmod.NoKV())
             if req.host_broker_id:
                 host = kvmod.Host(kvmod.KV(self.broker.channel(req.host_broker_id)))
-            raw = bytes(req.config).strip()
-            config = {} if raw in (b"", b"null") else _config_object(raw)
-            self.fns["configure"](config, host)
+            self.fns["configure"](config_section(bytes(req.config)), host)
             return pb.ConfigureResponse()
         return _call_user(context, "Configure", "", run)
 
@@ -305,13 +304,6 @@ class _Verifier:
             if self.fns.get(key):  # a missing one answers UNIMPLEMENTED, which the host reports as unsupported
                 methods[name] = (getattr(self, key), req)
         return _unary("handoff.verifier.v1.Verifier", methods)
-
-
-def _config_object(raw):
-    try:
-        return read_object(raw, "config")
-    except errors.InvalidRequest as e:
-        raise errors.ConfigError("", e.message.replace("config: ", "", 1).replace("config ", "", 1)) from None
 
 
 def _health_check(req, context):

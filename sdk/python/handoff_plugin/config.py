@@ -2,6 +2,8 @@
 DecodeConfig does: every unknown key and every value of the wrong type is
 reported, each naming its key."""
 
+import json
+
 from .errors import ConfigError
 
 _WANT = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
@@ -47,3 +49,28 @@ def decode_config(config, fields):
     if problems:
         raise ConfigError(problems)
     return out
+
+
+def _kind(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array"}.get(type(value), "an object")
+
+
+def config_section(raw):
+    """The provider's config section (JSON bytes) as a dict: {} when empty
+    or null, a ConfigError when it is not a JSON object."""
+    raw = raw.strip()
+    if raw in (b"", b"null"):
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise ConfigError("", "not valid JSON: " + str(e)) from None
+    if not isinstance(value, dict):
+        raise ConfigError("", "want an object, got " + _kind(value))
+    return value
