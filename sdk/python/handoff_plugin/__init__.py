@@ -23,13 +23,14 @@ cross to the host as contract codes; anything else is INTERNAL. The host KV
 with print: standard output carries the handshake.
 """
 
+from . import _parent  # noqa: F401  (first: the parent's pid before the slow imports)
 from . import _serve
 from .config import decode_config
 from .errors import ConfigError, Internal, InvalidCredentials, InvalidRequest, Misconfigured, NotFound, \
     PluginError, Unavailable
 from .kv import COUNTER_SIZE, KV, Host, decode_counter, encode_counter
 from .log import logger
-from .types import FLOW_DIRECT, FLOW_REDIRECT, BeginRequest, BeginResult, CompleteRequest, EnrollRequest, \
+from .values import FLOW_DIRECT, FLOW_REDIRECT, BeginRequest, BeginResult, CompleteRequest, EnrollRequest, \
     EnrollResult, Identity, Info, RefreshRequest, RefreshResult, Request
 from ._serve import serve
 

@@ -17,10 +17,10 @@ import time
 import grpc
 from google.protobuf import empty_pb2
 
-from . import _tls, errors, kv as kvmod
+from . import _parent, _tls, errors, kv as kvmod
 from .config import config_section
 from .log import _call, logger
-from .types import BeginRequest, CompleteRequest, EnrollRequest, EnrollResult, Identity, Info, RefreshRequest, \
+from .values import BeginRequest, CompleteRequest, EnrollRequest, EnrollResult, Identity, Info, RefreshRequest, \
     RefreshResult, Request, BeginResult
 from ._pb import grpc_broker_pb2, grpc_controller_pb2, health_pb2, verifier_pb2 as pb
 
@@ -81,8 +81,7 @@ class _Broker:
         self._creds = creds
         self._cv = threading.Condition()
         self._infos = {}
-        self._channels = {}
-        self.stopped = threading.Event()
+        self._id, self._channel = None, None
 
     def start_stream(self, requests, context):
         for info in requests:
@@ -93,10 +92,11 @@ class _Broker:
         yield  # a generator: the plugin never announces services itself
 
     def channel(self, service_id):
-        """The one channel to the host's service_id, dialled once and kept."""
+        """The one channel to the host services, dialled once and kept while
+        the host names the same broker id (as the Go SDK's hostConn)."""
         with self._cv:
-            if service_id in self._channels:
-                return self._channels[service_id]
+            if self._id == service_id:
+                return self._channel
             if not self._cv.wait_for(lambda: service_id in self._infos, BROKER_DIAL_TIMEOUT):
                 raise errors.Unavailable("dial host services: timeout waiting for connection info")
             info = self._infos[service_id]
@@ -113,8 +113,7 @@ class _Broker:
             ch.close()
             raise errors.Unavailable("dial host services: " + failure)
         with self._cv:
-            old = self._channels.pop(service_id, None)
-            self._channels[service_id] = ch
+            old, self._id, self._channel = self._channel, service_id, ch
         if old is not None:
             old.close()
         return ch
@@ -370,7 +369,7 @@ def serve(describe, configure, verify, enroll=None, check=None, begin=None, comp
         sys.exit(1)
     out = _stdout.take()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host stops its plugins itself, as go-plugin's do
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+    threading.Thread(target=_watch_parent, args=(_parent.PID,), daemon=True, name="parent-watch").start()
 
     host_cert = os.environ.get("PLUGIN_CLIENT_CERT", "").encode() or None
     ident = _tls.generate() if host_cert else None
