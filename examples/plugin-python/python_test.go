@@ -5,11 +5,14 @@
 package pluginpython
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/handoffd/handoff/providers/providertest"
 )
@@ -67,5 +70,31 @@ func TestREADMEConfig(t *testing.T) {
 			"totp.TOTP().configure(json.loads(sys.argv[1]), hp.Host(hp.kv.NoKV()))", string(p.Config)); err != nil {
 			t.Errorf("README provider %s: config %s refused: %v", p.Name, p.Config, err)
 		}
+	}
+}
+
+// TestBuildIsReproducible builds the zipapp twice, more than a zip
+// timestamp's 2 s apart and from different stage directories: the pin
+// in the README holds only if the same sources give the same bytes.
+func TestBuildIsReproducible(t *testing.T) {
+	python(t, "-c", "pass")
+	dir := t.TempDir()
+	var sums [2][32]byte
+	for i := range sums {
+		if i > 0 {
+			time.Sleep(2100 * time.Millisecond)
+		}
+		out := filepath.Join(dir, fmt.Sprintf("totp%d.pyz", i))
+		if b, err := exec.Command("./build.sh", out).CombinedOutput(); err != nil {
+			t.Fatalf("build.sh: %v\n%s", err, b)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[i] = sha256.Sum256(b)
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("two builds differ: %x and %x", sums[0], sums[1])
 	}
 }
