@@ -174,3 +174,16 @@ func mkPrivate(dir string) error {
 	}
 	return os.Chmod(dir, 0o700)
 }
+
+// isScript reports whether the file at path starts with "#!": an
+// interpreted plugin's entry file given as the plugin path.
+func isScript(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 2)
+	n, _ := io.ReadFull(f, head)
+	return n == 2 && string(head) == "#!"
+}

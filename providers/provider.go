@@ -260,7 +260,11 @@ func (p *Provider) spawn() (*instance, error) {
 	}
 	if err != nil {
 		p.kill(inst, false)
-		return nil, p.binaryError(startError(err, cmd.Args[0]))
+		err = startError(err, cmd.Args[0])
+		if p.spec.External != nil && isScript(cmd.Path) {
+			err = fmt.Errorf("%w; %s is a script, and handoff runs a private copy of it, where the files it imports are not found: make its interpreter (node, python3) the plugin path, pinned, and the script an argument (docs/plugin-protocol.md, Pinning interpreted plugins)", err, cmd.Args[0])
+		}
+		return nil, p.binaryError(err)
 	}
 	return inst, nil
 }

@@ -15,7 +15,7 @@ var totpConfig = map[string]any{"issuer": "Conformance"}
 // tool returns the path of a program the test needs. A missing one skips
 // the test on a developer's machine and fails it in CI (CI=true), where
 // .ci/run must have installed it.
-func tool(t *testing.T, name string) string {
+func tool(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
@@ -27,17 +27,24 @@ func tool(t *testing.T, name string) string {
 	return path
 }
 
-// TestGoTOTP builds the Go TOTP example and runs the conformance suite
-// against the binary, as handoff would run it.
-func TestGoTOTP(t *testing.T) {
+// goTOTP builds the Go TOTP example and returns its command.
+func goTOTP(t testing.TB) []string {
 	bin := filepath.Join(t.TempDir(), "totp")
 	build := exec.Command(tool(t, "go"), "build", "-o", bin, "../plugin")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ../plugin: %v\n%s", err, out)
 	}
-	providertest.RunCommand(t, providertest.CommandSuite{
-		Command: []string{bin},
-		Config:  totpConfig,
-		Valid:   validTOTP,
-	})
+	return []string{bin}
+}
+
+// TestGoTOTP runs the conformance suite against the Go TOTP example's
+// binary, as handoff would run it.
+func TestGoTOTP(t *testing.T) {
+	providertest.RunCommand(t, providertest.CommandSuite{Command: goTOTP(t), Config: totpConfig, Valid: validTOTP})
+}
+
+// BenchmarkGoTOTP measures the Go TOTP example's start, Verify round trip
+// and kill -9 recovery through the host (see providertest.BenchCommand).
+func BenchmarkGoTOTP(b *testing.B) {
+	providertest.BenchCommand(b, providertest.CommandSuite{Command: goTOTP(b), Config: totpConfig}, nil)
 }

@@ -72,7 +72,7 @@ func RunCommand(t *testing.T, s CommandSuite) {
 
 // commandExternal turns the suite's command into the host's External: the
 // executable resolved and pinned to its hash now.
-func commandExternal(t *testing.T, s CommandSuite) *providers.External {
+func commandExternal(t testing.TB, s CommandSuite) *providers.External {
 	t.Helper()
 	if len(s.Command) == 0 {
 		t.Fatal("providertest: CommandSuite.Command is empty")
@@ -109,7 +109,7 @@ func spawnCommand(t *testing.T, h *providers.Host, ext *providers.External, logs
 	t.Helper()
 	mark := logs.Len()
 	dump := func() { t.Logf("host log since the plugin was started:\n%s", logs.Since(mark)) }
-	proc, err := h.Spawn(providers.Spec{Name: "conformance", External: ext, Timeout: 10 * time.Second})
+	proc, err := h.Spawn(providers.Spec{Name: "conformance", External: ext})
 	if err != nil {
 		dump()
 		t.Fatalf("providertest: start %s: %v", ext.Path, err)

@@ -36,4 +36,15 @@
 // deadlines and host KV calls cross it as they cross a process boundary.
 // What it does not cover is the process: the handshake, AutoMTLS, crashes
 // and restarts; package providers tests those with real plugin binaries.
+//
+// A plugin in any language (docs/plugin-protocol.md) runs the same suite
+// as a process, started through the host handoff runs, with RunCommand;
+// BenchCommand measures its start, Verify round trip and recovery:
+//
+//	func TestConformance(t *testing.T) {
+//		providertest.RunCommand(t, providertest.CommandSuite{
+//			Command: []string{"node", "../plugin-node/totp.mjs"},
+//			Config:  map[string]any{"issuer": "MyApp"},
+//		})
+//	}
 package providertest

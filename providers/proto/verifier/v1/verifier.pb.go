@@ -187,8 +187,11 @@ type DescribeResponse struct {
 	Version        string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	Flows          []string               `protobuf:"bytes,3,rep,name=flows,proto3" json:"flows,omitempty"`
 	ProvesIdentity bool                   `protobuf:"varint,4,opt,name=proves_identity,json=provesIdentity,proto3" json:"proves_identity,omitempty"`
-	// capabilities are filled by the SDK from the optional interfaces the
-	// verifier implements: "redirector", "enroller", "guard".
+	// capabilities name the optional RPCs the plugin implements:
+	// "redirector" (Begin, Complete), "enroller" (Enroll), "guard" (Check),
+	// "refresher" (Refresh). The Go SDK fills them from the optional
+	// interfaces the verifier implements; the host calls an optional RPC
+	// only when its capability is listed.
 	Capabilities  []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

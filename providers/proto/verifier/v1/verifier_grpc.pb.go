@@ -51,7 +51,8 @@ type VerifierClient interface {
 	// Describe reports the plugin's name, version, flows and capabilities.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Configure hands the plugin its config section and the broker id of the
-	// host services (HostKV). The host calls it once per process start.
+	// host services (HostKV). The host calls it once per process start,
+	// after Describe; a test harness may call it again with the same id.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	// Verify checks a direct-flow payload and returns the identity.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
@@ -164,7 +165,8 @@ type VerifierServer interface {
 	// Describe reports the plugin's name, version, flows and capabilities.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Configure hands the plugin its config section and the broker id of the
-	// host services (HostKV). The host calls it once per process start.
+	// host services (HostKV). The host calls it once per process start,
+	// after Describe; a test harness may call it again with the same id.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	// Verify checks a direct-flow payload and returns the identity.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
