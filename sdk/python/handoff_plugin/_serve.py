@@ -37,6 +37,9 @@ HEALTH_SERVICE = "plugin"
 # go-plugin's GRPCBroker.Dial does.
 BROKER_DIAL_TIMEOUT = 5.0
 
+# A remaining time beyond this (seconds) is a call without a deadline.
+_NO_DEADLINE = 365 * 24 * 3600
+
 # Unix socket paths are limited to 108 bytes with the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -169,7 +172,9 @@ def _call_user(context, method, request_id, fn, *args):
     code, any other exception with INTERNAL (logged with its traceback),
     and the plugin keeps serving."""
     remaining = context.time_remaining()
-    _call.deadline = None if remaining is None else time.monotonic() + remaining
+    # A call without a deadline has none, or (grpcio 1.51) one centuries
+    # away, which no timeout can hold.
+    _call.deadline = None if remaining is None or remaining > _NO_DEADLINE else time.monotonic() + remaining
     _call.request_id = request_id
     try:
         try:

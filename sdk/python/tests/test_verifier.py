@@ -131,6 +131,10 @@ class VerifierTest(unittest.TestCase):
         self.assertEqual(seen["id"], "r9")
         self.assertIsNone(hp.log._call.deadline)
         self.assertEqual(hp.log._call.request_id, "")
+        # A call without a deadline: grpcio reports one centuries away.
+        for remaining in (None, 1e18):
+            self.call(v.verify, pb.VerifyRequest(request=pb.Request()), Context(remaining=remaining))
+            self.assertIsNone(seen["deadline"], remaining)
 
     def test_missing_capabilities_are_not_registered(self):
         v = _serve._Verifier(dict(describe=None, configure=None, verify=None), broker=None)
