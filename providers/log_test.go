@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"encoding/json"
 	"log/slog"
 	"os/exec"
 	"strings"
@@ -70,5 +71,28 @@ func TestPluginLogLinesCannotCrashHost(t *testing.T) {
 			}
 		}
 		return true
+	})
+}
+
+// FuzzStringLogKeys: whatever a plugin writes, a line that is a JSON
+// object leaves stringLogKeys with string hclog keys, which go-plugin
+// type-asserts.
+func FuzzStringLogKeys(f *testing.F) {
+	for _, s := range []string{`{"@message":1}`, `{"@level":null,"@message":[1]}`, `{"@timestamp":{}}`, `{"@message":"ok"}`, `text`, ` {"@message":true} `} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		out := stringLogKeys([]byte(line))
+		var obj map[string]any
+		if json.Unmarshal(out, &obj) != nil {
+			return
+		}
+		for _, k := range hclogStrings {
+			if v, ok := obj[k]; ok {
+				if _, isString := v.(string); !isString {
+					t.Fatalf("stringLogKeys(%q) = %s: %s is %T", line, out, k, v)
+				}
+			}
+		}
 	})
 }

@@ -43,8 +43,7 @@ func BenchCommand(b *testing.B, s CommandSuite, payload json.RawMessage) {
 	ctx := context.Background()
 
 	b.Run("start", func(b *testing.B) {
-		h := providers.New(providers.Options{})
-		defer h.Close()
+		h := newHost(b, providers.Options{})
 		var total time.Duration
 		for b.Loop() {
 			start := time.Now()
@@ -119,8 +118,7 @@ func BenchCommand(b *testing.B, s CommandSuite, payload json.RawMessage) {
 // startBench starts spec in a host of its own, closed when b ends.
 func startBench(b *testing.B, spec providers.Spec) (*providers.Host, *providers.Provider) {
 	b.Helper()
-	h := providers.New(providers.Options{})
-	b.Cleanup(func() { _ = h.Close() })
+	h := newHost(b, providers.Options{})
 	if err := h.Start(context.Background(), []providers.Spec{spec}); err != nil {
 		b.Fatal(err)
 	}

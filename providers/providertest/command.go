@@ -52,10 +52,9 @@ func RunCommand(t *testing.T, s CommandSuite) {
 	t.Helper()
 	ext := commandExternal(t, s)
 	logs := &logBuffer{}
-	h := providers.New(providers.Options{
+	h := newHost(t, providers.Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	t.Cleanup(func() { _ = h.Close() })
 	connect := func(t *testing.T) Conn { return spawnCommand(t, h, ext, logs) }
 	ok := t.Run("Shutdown", func(t *testing.T) {
 		c := connect(t)
@@ -68,6 +67,24 @@ func RunCommand(t *testing.T, s CommandSuite) {
 		t.Fatal("providertest: the plugin did not start, configure and stop cleanly once; the rest of the suite is not run")
 	}
 	run(t, Suite{Config: s.Config, Valid: s.Valid}, connect)
+}
+
+// newHost returns a host with a runtime dir of its own (short, for unix
+// socket paths), closed and removed when t ends, so that tests running
+// plugin commands may run in parallel.
+func newHost(t testing.TB, opts providers.Options) *providers.Host {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hpt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.RuntimeDir = dir
+	h := providers.New(opts)
+	t.Cleanup(func() {
+		_ = h.Close()
+		_ = os.RemoveAll(dir)
+	})
+	return h
 }
 
 // commandExternal turns the suite's command into the host's External: the
