@@ -1,0 +1,1 @@
+"""Generated protobuf modules (gen.sh); do not edit."""
