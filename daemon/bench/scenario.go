@@ -81,21 +81,26 @@ func (e *env) setup(ctx context.Context) (*scenario, error) {
 	return nil, fmt.Errorf("bench: unknown scenario %q", e.cfg.Scenario)
 }
 
+// usersInTurn returns the users a scenario takes in turn, in random
+// order: the preloaded ones when there are enough, else new ones; and a
+// note saying which, naming what the scenario makes for them.
+func (e *env) usersInTurn(ctx context.Context, what string) ([]string, []string, error) {
+	n := max(1000, 16*e.cfg.Clients)
+	if users := e.sampleUsers; len(users) >= n {
+		note := fmt.Sprintf("%s for %s preloaded users, spread over the store", what, thousands(int64(len(users))))
+		return shuffled(users), []string{note}, nil
+	}
+	users, err := e.createUsers(ctx, n, "users")
+	return shuffled(users), nil, err
+}
+
 // setupMint: the server mints tokens (POST /v1/users/{id}/tokens with the
 // API key) for users in turn.
 func (e *env) setupMint(ctx context.Context) (*scenario, error) {
-	n := max(1000, 16*e.cfg.Clients)
-	users := e.sampleUsers
-	var notes []string
-	if len(users) >= n {
-		notes = append(notes, fmt.Sprintf("mints for %s preloaded users, spread over the store", thousands(int64(len(users)))))
-	} else {
-		var err error
-		if users, err = e.createUsers(ctx, n, "users"); err != nil {
-			return nil, err
-		}
+	users, notes, err := e.usersInTurn(ctx, "mints")
+	if err != nil {
+		return nil, err
 	}
-	users = shuffled(users)
 	var next atomic.Uint64
 	return &scenario{name: "mint", steps: []string{"mint"}, notes: notes, op: func(ctx context.Context, steps []time.Duration) error {
 		u := users[next.Add(1)%uint64(len(users))]
@@ -109,18 +114,10 @@ func (e *env) setupMint(ctx context.Context) (*scenario, error) {
 // once, one operation: what a sign-in costs the server, without a plugin.
 // Users are taken in turn, preloaded ones when there are enough.
 func (e *env) setupPairs(ctx context.Context) (*scenario, error) {
-	n := max(1000, 16*e.cfg.Clients)
-	users := e.sampleUsers
-	var notes []string
-	if len(users) >= n {
-		notes = append(notes, fmt.Sprintf("pairs for %s preloaded users, spread over the store", thousands(int64(len(users)))))
-	} else {
-		var err error
-		if users, err = e.createUsers(ctx, n, "users"); err != nil {
-			return nil, err
-		}
+	users, notes, err := e.usersInTurn(ctx, "pairs")
+	if err != nil {
+		return nil, err
 	}
-	users = shuffled(users)
 	var next atomic.Uint64
 	return &scenario{name: "pairs", steps: []string{"mint", "exchange"}, notes: notes, op: func(ctx context.Context, steps []time.Duration) error {
 		u := users[next.Add(1)%uint64(len(users))]
