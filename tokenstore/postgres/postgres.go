@@ -232,7 +232,7 @@ type unreachableError struct {
 	cause error
 }
 
-func (e *unreachableError) Error() string   { return e.msg }
+func (e *unreachableError) Error() string { return e.msg }
 func (e *unreachableError) Unwrap() []error {
 	return []error{ErrUnreachable, tokenstore.ErrUnavailable, e.cause}
 }
