@@ -306,22 +306,22 @@ func (v *Verifier) identity(ctx context.Context, cfg Config, client *http.Client
 	var id sdk.Identity
 	switch cfg.Preset {
 	case PresetGitHub:
-		id = sdk.Identity{Subject: str(user["id"]), Name: firstOf(str(user["name"]), str(user["login"]))}
-		email, verified, err := v.githubEmail(ctx, cfg, client, token, str(user["email"]))
+		id = sdk.Identity{Subject: sdk.ClaimString(user["id"]), Name: firstOf(sdk.ClaimString(user["name"]), sdk.ClaimString(user["login"]))}
+		email, verified, err := v.githubEmail(ctx, cfg, client, token, sdk.ClaimString(user["email"]))
 		if err != nil {
 			return sdk.Identity{}, err
 		}
 		id.Email, id.EmailVerified = email, verified
 	case PresetDiscord:
 		id = sdk.Identity{
-			Subject: str(user["id"]), Name: firstOf(str(user["global_name"]), str(user["username"])),
-			Email: str(user["email"]), EmailVerified: boolean(user["verified"]),
+			Subject: sdk.ClaimString(user["id"]), Name: firstOf(sdk.ClaimString(user["global_name"]), sdk.ClaimString(user["username"])),
+			Email: sdk.ClaimString(user["email"]), EmailVerified: sdk.ClaimBool(user["verified"]),
 		}
 	default:
 		m := cfg.Claims
 		id = sdk.Identity{
-			Subject: str(lookup(user, m.Subject)), Name: str(lookup(user, m.Name)),
-			Email: str(lookup(user, m.Email)), EmailVerified: boolean(lookup(user, m.EmailVerified)),
+			Subject: sdk.ClaimString(lookup(user, m.Subject)), Name: sdk.ClaimString(lookup(user, m.Name)),
+			Email: sdk.ClaimString(lookup(user, m.Email)), EmailVerified: sdk.ClaimBool(lookup(user, m.EmailVerified)),
 		}
 	}
 	return finish(id, user)
@@ -449,28 +449,6 @@ func lookup(v any, path string) any {
 		}
 	}
 	return v
-}
-
-// str reads a string or number (GitHub's and many IdPs' ids are numbers).
-func str(v any) string {
-	switch x := v.(type) {
-	case string:
-		return strings.TrimSpace(x)
-	case json.Number:
-		return x.String()
-	}
-	return ""
-}
-
-// boolean reads a boolean, also spelled "true".
-func boolean(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case string:
-		return strings.EqualFold(x, "true")
-	}
-	return false
 }
 
 func firstOf(ss ...string) string {

@@ -99,7 +99,7 @@ func (v *Verifier) clientSecret() string {
 // only, when the ID token has none. The field is not signed, so only the
 // display name is taken from it, never the email.
 func appleName(q url.Values, claims map[string]any) {
-	if claimString(claims["name"]) != "" {
+	if sdk.ClaimString(claims["name"]) != "" {
 		return
 	}
 	var u struct {

@@ -719,7 +719,7 @@ func (v *Verifier) identity(claims map[string]any) (sdk.Identity, error) {
 	if err := v.cfg.checkRequire(claims); err != nil {
 		return sdk.Identity{}, err
 	}
-	sub := claimString(claims[m.Subject])
+	sub := sdk.ClaimString(claims[m.Subject])
 	switch {
 	case sub == "":
 		return sdk.Identity{}, fmt.Errorf("the ID token has no %q claim (claims.subject): %w", m.Subject, sdk.ErrInvalidCredentials)
@@ -728,13 +728,13 @@ func (v *Verifier) identity(claims map[string]any) (sdk.Identity, error) {
 	}
 	id := sdk.Identity{
 		Subject: sub,
-		Email:   claimString(claims[m.Email]),
-		Name:    claimString(claims[m.Name]),
-		Phone:   claimString(claims[m.Phone]),
+		Email:   sdk.ClaimString(claims[m.Email]),
+		Name:    sdk.ClaimString(claims[m.Name]),
+		Phone:   sdk.ClaimString(claims[m.Phone]),
 	}
-	id.EmailVerified = id.Email != "" && claimBool(claims[m.EmailVerified])
+	id.EmailVerified = id.Email != "" && sdk.ClaimBool(claims[m.EmailVerified])
 	if id.Name == "" && m.Name == DefaultClaims.Name {
-		id.Name = strings.TrimSpace(claimString(claims["given_name"]) + " " + claimString(claims["family_name"]))
+		id.Name = strings.TrimSpace(sdk.ClaimString(claims["given_name"]) + " " + sdk.ClaimString(claims["family_name"]))
 	}
 	out := make(map[string]any, len(claims))
 	for k, val := range claims {
@@ -746,28 +746,6 @@ func (v *Verifier) identity(claims map[string]any) (sdk.Identity, error) {
 	}
 	id.Claims = out
 	return id, nil
-}
-
-// claimString reads a string claim; a number is written out.
-func claimString(v any) string {
-	switch x := v.(type) {
-	case string:
-		return strings.TrimSpace(x)
-	case json.Number:
-		return x.String()
-	}
-	return ""
-}
-
-// claimBool reads a boolean claim, also spelled "true" (as some IdPs do).
-func claimBool(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case string:
-		return strings.EqualFold(x, "true")
-	}
-	return false
 }
 
 // randomString is 32 random bytes, base64url: a state or a nonce.

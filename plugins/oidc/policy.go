@@ -66,7 +66,7 @@ func (r tenantRule) check(iss string, claims map[string]any) error {
 func (c Config) checkRequire(claims map[string]any) error {
 	for _, k := range slices.Sorted(maps.Keys(c.Require)) {
 		if k == "email_verified" {
-			if claimString(claims[c.Claims.Email]) == "" || !claimBool(claims[c.Claims.EmailVerified]) {
+			if sdk.ClaimString(claims[c.Claims.Email]) == "" || !sdk.ClaimBool(claims[c.Claims.EmailVerified]) {
 				return fmt.Errorf("the provider requires a verified email, and the identity provider does not vouch for one (require.email_verified): %w", sdk.ErrInvalidCredentials)
 			}
 			continue
