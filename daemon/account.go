@@ -31,24 +31,13 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	if err != nil {
 		return err
 	}
-	limitKey := "session_token:" + c.limitIP + ":" + userID
-	if c.key == nil {
-		if err := d.limit(w, r, limitKey, d.cfg.Limits.SessionToken, time.Hour); err != nil {
-			return d.exchangeFailed(r, c, userID, err)
-		}
-	}
-	s, cred, err := d.core.Exchange(r.Context(), userID, secret, tokenstore.Client{IP: c.ip, UserAgent: d.userAgent(r, c)})
+	s, cred, err := d.exchange(w, r, c, userID, secret)
 	if err != nil {
 		return d.exchangeFailed(r, c, userID, err)
 	}
 	o := d.originOf(r, c)
 	d.record(o, Event{Event: string(evTokenExchanged), UserID: userID, Provider: s.Provider, SessionID: s.ID})
 	d.record(o, Event{Event: string(evSessionCreated), UserID: userID, Provider: s.Provider, SessionID: s.ID})
-	if c.key == nil && d.cfg.Limits.Enabled {
-		if err := d.limits.reset(r.Context(), limitKey); err != nil {
-			d.logLimited(r.Context(), slog.LevelWarn, "rate limit reset failed", "err", err.Error())
-		}
-	}
 	d.setSessionCookies(w, r, c, cred, s.Expire)
 	shown := ""
 	if c.key != nil {
@@ -56,6 +45,41 @@ func (d *Daemon) createSession(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	writeJSON(w, http.StatusCreated, newSessionModel(s, true, shown, d.providerTokens(r.Context(), s)))
 	return nil
+}
+
+// exchange runs the exchange under limits.session_token for a caller
+// without an API key: Appwrite's abuse limit, counted on every request
+// and reset by a success. A store that counts the limits (PostgreSQL)
+// counts it in the exchange's own step, one transaction where a hit, the
+// exchange and the reset would be three; the memory counter counts
+// around it.
+func (d *Daemon) exchange(w http.ResponseWriter, r *http.Request, c *caller, userID, secret string) (tokenstore.Session, string, error) {
+	client := tokenstore.Client{IP: c.ip, UserAgent: d.userAgent(r, c)}
+	if c.key != nil || !d.cfg.Limits.Enabled {
+		return d.core.Exchange(r.Context(), userID, secret, client)
+	}
+	limit := d.cfg.Limits.SessionToken
+	key := "session_token:" + c.limitIP + ":" + userID
+	if d.limitsInStore() {
+		s, cred, count, err := d.core.ExchangeLimited(r.Context(), userID, secret, client,
+			tokenstore.RouteLimit{Key: key, Period: time.Hour, Max: limit})
+		if count.Hits > 0 {
+			if lerr := d.limitCounted(w, r, limit, count.Hits, count.Reset); lerr != nil {
+				return s, cred, lerr
+			}
+		}
+		return s, cred, err
+	}
+	if err := d.limit(w, r, key, limit, time.Hour); err != nil {
+		return tokenstore.Session{}, "", err
+	}
+	s, cred, err := d.core.Exchange(r.Context(), userID, secret, client)
+	if err == nil {
+		if err := d.limits.reset(r.Context(), key); err != nil {
+			d.logLimited(r.Context(), slog.LevelWarn, "rate limit reset failed", "err", err.Error())
+		}
+	}
+	return s, cred, err
 }
 
 // exchangeFailed records a refused exchange, and the tokens it burned,

@@ -476,8 +476,14 @@ func TestUserSessionsAPI(t *testing.T) {
 	wantError(t, s.do(req{method: "DELETE", path: "/v1/users/u1/sessions/nope", key: true}), 404, "user_session_not_found")
 }
 
+// TestExchangeRateLimit: limits.session_token, on the embedded store
+// (counted in memory around the exchange) and on PostgreSQL (counted in
+// the exchange's own step).
 func TestExchangeRateLimit(t *testing.T) {
-	s := newTestServer(t)
+	onEachStore(t, nil, testExchangeRateLimit)
+}
+
+func testExchangeRateLimit(t *testing.T, s *testServer) {
 	s.createUser("u1", "")
 	secret := s.mint("u1", nil)
 	body := map[string]any{"userId": "u1", "secret": "nothex"}
@@ -501,7 +507,10 @@ func TestExchangeRateLimit(t *testing.T) {
 // never reaches the exchange, so it does not count towards
 // tokens.max_attempts and cannot burn the victim's token.
 func TestRateLimitedGuessesDoNotBurn(t *testing.T) {
-	s := newTestServer(t, func(c *config.Config) { c.Limits.SessionToken = 3 })
+	onEachStore(t, func(c *config.Config) { c.Limits.SessionToken = 3 }, testRateLimitedGuessesDoNotBurn)
+}
+
+func testRateLimitedGuessesDoNotBurn(t *testing.T, s *testServer) {
 	s.createUser("u1", "")
 	secret := s.mint("u1", nil)
 	body := map[string]any{"userId": "u1", "secret": "nothex"}
@@ -519,6 +528,26 @@ func TestRateLimitedGuessesDoNotBurn(t *testing.T) {
 	if r := s.do(req{method: "POST", path: "/v1/account/sessions/token", key: true, body: map[string]any{"userId": "u1", "secret": secret}}); r.status != 201 {
 		t.Fatalf("the victim's exchange: %d %s", r.status, r.body)
 	}
+}
+
+// onEachStore runs test on a daemon on the embedded store and on one on
+// PostgreSQL (skipped without HANDOFF_TEST_POSTGRES_DSN), each with
+// change applied to its config.
+func onEachStore(t *testing.T, change func(*config.Config), test func(*testing.T, *testServer)) {
+	t.Run("bolt", func(t *testing.T) {
+		if change == nil {
+			test(t, newTestServer(t))
+			return
+		}
+		test(t, newTestServer(t, change))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		s, _, notice := newPostgresServer(t, false, change)
+		if s.key = keyRE.FindString(notice.String()); s.key == "" {
+			t.Fatalf("no bootstrap key in %q", notice.String())
+		}
+		test(t, s)
+	})
 }
 
 func TestHealthAndMetrics(t *testing.T) {

@@ -41,6 +41,13 @@ func (d *Daemon) limit(w http.ResponseWriter, r *http.Request, key string, limit
 	if err != nil {
 		return err
 	}
+	return d.limitCounted(w, r, limit, count, end)
+}
+
+// limitCounted sets Appwrite's X-RateLimit-* headers for a request that
+// made count hits on a limit whose window ends at end, and answers
+// errRateLimit past limit.
+func (d *Daemon) limitCounted(w http.ResponseWriter, r *http.Request, limit, count int, end time.Time) error {
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, limit-count)))
@@ -50,6 +57,13 @@ func (d *Daemon) limit(w http.ResponseWriter, r *http.Request, key string, limit
 		return errRateLimit
 	}
 	return nil
+}
+
+// limitsInStore reports whether the limits are counted in the store,
+// where a step can count its own (tokenstore.Core.ExchangeLimited).
+func (d *Daemon) limitsInStore() bool {
+	_, ok := d.limits.(storeCounter)
+	return ok
 }
 
 // storeCounter counts in the token core's store.

@@ -207,6 +207,20 @@ type KVStore interface {
 //     are deleted (Burned counts them). Reason: ExchangeWrongSecret,
 //     ExchangeExpired (the token had expired) or ExchangeBurned (it was
 //     live but at MaxAttempts).
+//
+// With Limit set, the step keeps the route limit's counter too, so a
+// request costs the store one step where a Hit before it and a
+// ForgetHits after it would cost three. Before anything else the step
+// reads the counter under Limit.Key (Hit's counter: absent, or of a
+// window other than the one that begins at Limit.Start, is 0); Hits is
+// that count plus this request. When Hits is above Limit.Max the step is
+// refused (Limited) and changes nothing, the token and the counter
+// included. Else the exchange runs as above, and then a success deletes
+// the counter (as ForgetHits) and a failure, an unknown user's included,
+// counts one hit on it (as Hit, expiring at Limit.Expire). The count is
+// read after the user's other steps (each step on a user is atomic), so
+// a parallel burst of wrong guesses at one user gets at most Limit.Max
+// of them to the token.
 type Exchange struct {
 	UserID      string
 	Hash        []byte
@@ -214,6 +228,7 @@ type Exchange struct {
 	MaxAttempts int
 	Session     Session
 	MaxSessions int
+	Limit       *Limit
 }
 
 // ExchangeResult is what an Exchange step did.
@@ -222,6 +237,18 @@ type ExchangeResult struct {
 	Session Session         // the session stored, when OK
 	Reason  ExchangeFailure // why not, when not OK
 	Burned  int             // tokens the failure burned
+	Limited bool            // refused by Limit: nothing changed
+	Hits    int             // Limit's count with this request (0 without Limit)
+}
+
+// Limit is a route limit that a step counts itself (see Exchange): the
+// counter Hit keeps under Key, for the window that begins at Start and
+// ends at Expire, which lets Max hits through.
+type Limit struct {
+	Key    string
+	Start  time.Time
+	Expire time.Time
+	Max    int
 }
 
 // SignIn is one sign-in step of an identity a provider verified: resolve
@@ -303,6 +330,7 @@ var (
 	ErrInvalidIdentity  = errors.New("provider reported an invalid identity")
 	ErrInvalidArgument  = errors.New("invalid argument")
 	ErrCursorNotFound   = errors.New("cursor not found")
+	ErrRateLimited      = errors.New("rate limit exceeded")
 )
 
 // ArgumentError is an invalid parameter; Param names it and Reason says

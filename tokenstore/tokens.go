@@ -85,8 +85,24 @@ func (c *Core) newToken(r MintRequest, now time.Time) (Token, string, error) {
 // MaxAttempts (see countFailure). Success evicts the user's oldest
 // sessions beyond MaxSessions.
 func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (Session, string, error) {
+	s, cred, _, err := c.exchange(ctx, userID, secret, cl, nil)
+	return s, cred, err
+}
+
+// ExchangeLimited is Exchange under a route limit that the store counts
+// in the exchange's own step (see tokenstore.Exchange's Limit): one
+// write where a Hit, the exchange and a reset would be three. Past the
+// limit it returns ErrRateLimited and changes nothing; a success resets
+// the count and a failure adds one, as Appwrite's abuse limit does. The
+// LimitCount is where this request left the limit, for the client's
+// X-RateLimit headers (zero when the request never reached the store).
+func (c *Core) ExchangeLimited(ctx context.Context, userID, secret string, cl Client, lim RouteLimit) (Session, string, LimitCount, error) {
+	return c.exchange(ctx, userID, secret, cl, &lim)
+}
+
+func (c *Core) exchange(ctx context.Context, userID, secret string, cl Client, rl *RouteLimit) (Session, string, LimitCount, error) {
 	if secret == "" || len(secret) > 256 {
-		return Session{}, "", &ExchangeError{Reason: ExchangeWrongSecret}
+		return Session{}, "", LimitCount{}, &ExchangeError{Reason: ExchangeWrongSecret}
 	}
 	mac := c.tokenMAC(secret)
 	sessionSecret := randomHex(sessionSecretLength)
@@ -103,22 +119,49 @@ func (c *Core) Exchange(ctx context.Context, userID, secret string, cl Client) (
 		IP:        cl.IP,
 		UserAgent: cl.UserAgent,
 	}
+	x := Exchange{UserID: userID, Hash: mac, Now: now, MaxAttempts: c.opts.MaxAttempts, Session: s,
+		MaxSessions: c.opts.MaxSessions}
+	var count LimitCount
+	if rl != nil {
+		start := now.Truncate(rl.Period)
+		x.Limit = &Limit{Key: rl.Key, Start: start, Expire: start.Add(rl.Period), Max: rl.Max}
+		count.Reset = x.Limit.Expire
+	}
 	var res ExchangeResult
 	err := c.call(ctx, "exchange", func(ctx context.Context) (err error) {
-		res, err = c.store.Exchange(ctx, Exchange{UserID: userID, Hash: mac, Now: now,
-			MaxAttempts: c.opts.MaxAttempts, Session: s, MaxSessions: c.opts.MaxSessions})
+		res, err = c.store.Exchange(ctx, x)
 		return err
 	})
 	if errors.Is(err, ErrCommitUnknown) {
 		res, err = c.readBack(ctx, s, err)
 	}
 	if err != nil {
-		return Session{}, "", err
+		return Session{}, "", LimitCount{}, err
 	}
-	if !res.OK {
-		return Session{}, "", &ExchangeError{Reason: res.Reason, Burned: res.Burned}
+	count.Hits = res.Hits
+	switch {
+	case res.Limited:
+		return Session{}, "", count, ErrRateLimited
+	case !res.OK:
+		return Session{}, "", count, &ExchangeError{Reason: res.Reason, Burned: res.Burned}
 	}
-	return res.Session, Credential(userID, sessionSecret), nil
+	return res.Session, Credential(userID, sessionSecret), count, nil
+}
+
+// RouteLimit is a route limit counted in the store: at most Max requests
+// under Key in each window of Period, windows aligned to multiples of
+// Period (as Hit counts).
+type RouteLimit struct {
+	Key    string
+	Period time.Duration
+	Max    int
+}
+
+// LimitCount is where a request left its route limit: the count with it,
+// and when the window ends.
+type LimitCount struct {
+	Hits  int
+	Reset time.Time
 }
 
 // readBack settles an exchange whose COMMIT outcome is unknown (err). The

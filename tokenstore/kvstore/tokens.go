@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -49,49 +50,74 @@ func putToken(tx Tx, userID string, hash, raw []byte, expire time.Time, keep int
 // a group commit never runs it twice.
 func (s *Store) Exchange(ctx context.Context, x tokenstore.Exchange) (tokenstore.ExchangeResult, error) {
 	var res tokenstore.ExchangeResult
-	err := s.b.Update(ctx, func(tx Tx) error {
-		res = tokenstore.ExchangeResult{Reason: tokenstore.ExchangeWrongSecret}
-		_, userErr := getUser(tx, x.UserID)
-		if userErr != nil && !errors.Is(userErr, tokenstore.ErrUserNotFound) {
-			return userErr
-		}
-		raw, err := tx.Take(bucketUserData, tokenKey(x.UserID, x.Hash))
-		if err != nil && !errors.Is(err, tokenstore.ErrNotFound) {
+	err := s.b.Update(ctx, func(tx Tx) (err error) {
+		if x.Limit == nil {
+			res, err = exchange(tx, x)
 			return err
 		}
-		if err == nil && userErr == nil {
-			var t tokenstore.Token
-			if err := json.Unmarshal(raw, &t); err != nil {
-				return err
-			}
-			// The key lookup already matched the keyed hash; the
-			// constant-time compare guards the record itself. A count
-			// at the limit (which a lowered MaxAttempts can leave)
-			// refuses like a burn.
-			if hmac.Equal(t.Hash, x.Hash) && !x.Now.After(t.Expire) && t.Attempts < x.MaxAttempts {
-				sess := exchangedSession(x.Session, t)
-				if err := insertSession(tx, sess, x.MaxSessions); err != nil {
-					return err
-				}
-				res = tokenstore.ExchangeResult{OK: true, Session: sess}
-				return nil
-			}
-			res.Reason = tokenstore.ExchangeExpired
-			if !x.Now.After(t.Expire) {
-				res.Reason = tokenstore.ExchangeBurned
-			}
+		lim := x.Limit
+		count, err := windowCount(tx, lim.Key, lim.Start)
+		if err != nil {
+			return err
 		}
-		if userErr != nil {
-			res.Reason = tokenstore.ExchangeUnknownUser
-			return nil // an unknown user has no count to keep
+		hits := int(min(count+1, math.MaxInt32))
+		if hits > lim.Max {
+			res = tokenstore.ExchangeResult{Limited: true, Hits: hits}
+			return nil
 		}
-		res.Burned, err = countFailure(tx, x.UserID, x.Now, x.MaxAttempts)
-		return err
+		if res, err = exchange(tx, x); err != nil {
+			return err
+		}
+		res.Hits = hits
+		if res.OK {
+			return tx.Delete(bucketLimits, []byte(lim.Key))
+		}
+		return putWindowCount(tx, lim.Key, lim.Start, count+1, lim.Expire)
 	})
 	if err != nil {
 		return tokenstore.ExchangeResult{}, err
 	}
 	return res, nil
+}
+
+// exchange is Exchange's step without the limit, in tx.
+func exchange(tx Tx, x tokenstore.Exchange) (tokenstore.ExchangeResult, error) {
+	res := tokenstore.ExchangeResult{Reason: tokenstore.ExchangeWrongSecret}
+	_, userErr := getUser(tx, x.UserID)
+	if userErr != nil && !errors.Is(userErr, tokenstore.ErrUserNotFound) {
+		return res, userErr
+	}
+	raw, err := tx.Take(bucketUserData, tokenKey(x.UserID, x.Hash))
+	if err != nil && !errors.Is(err, tokenstore.ErrNotFound) {
+		return res, err
+	}
+	if err == nil && userErr == nil {
+		var t tokenstore.Token
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return res, err
+		}
+		// The key lookup already matched the keyed hash; the
+		// constant-time compare guards the record itself. A count at
+		// the limit (which a lowered MaxAttempts can leave) refuses
+		// like a burn.
+		if hmac.Equal(t.Hash, x.Hash) && !x.Now.After(t.Expire) && t.Attempts < x.MaxAttempts {
+			sess := exchangedSession(x.Session, t)
+			if err := insertSession(tx, sess, x.MaxSessions); err != nil {
+				return res, err
+			}
+			return tokenstore.ExchangeResult{OK: true, Session: sess}, nil
+		}
+		res.Reason = tokenstore.ExchangeExpired
+		if !x.Now.After(t.Expire) {
+			res.Reason = tokenstore.ExchangeBurned
+		}
+	}
+	if userErr != nil {
+		res.Reason = tokenstore.ExchangeUnknownUser
+		return res, nil // an unknown user has no count to keep
+	}
+	res.Burned, err = countFailure(tx, x.UserID, x.Now, x.MaxAttempts)
+	return res, err
 }
 
 // exchangedSession is the session an exchange of t opens: s, with what

@@ -13,8 +13,11 @@ import (
 // never conflict. A counter of another window starts again at one; the
 // count stops at the int32 maximum rather than overflow.
 const (
-	qHit = "INSERT INTO handoff_limits AS l (key, window_start, count, expire) VALUES ($1, $2, 1, $3) " +
-		"ON CONFLICT (key) DO UPDATE SET count = CASE WHEN l.window_start <> EXCLUDED.window_start THEN 1 " +
+	qHit = qHitOf + "VALUES ($1, $2, 1, $3) " + qHitConflict
+	// qHitOf and qHitConflict are qHit around its row, which qExchange
+	// gives by a SELECT.
+	qHitOf       = "INSERT INTO handoff_limits AS l (key, window_start, count, expire) "
+	qHitConflict = "ON CONFLICT (key) DO UPDATE SET count = CASE WHEN l.window_start <> EXCLUDED.window_start THEN 1 " +
 		"WHEN l.count < 2147483647 THEN l.count + 1 ELSE l.count END, " +
 		"window_start = EXCLUDED.window_start, expire = EXCLUDED.expire " +
 		"RETURNING count"

@@ -33,18 +33,27 @@ const (
 		"RETURNING 1"
 	qTokens = "SELECT " + tokenColumns + " FROM handoff_tokens WHERE user_id = $1"
 
-	// qExchange is the exchange, after the user's row lock: take (DELETE
-	// … RETURNING) the token $2 of user $1; when it is live ($3 is not
-	// after its expire) and below $4 attempts, store the session
-	// ($5.. as given, but the token's provider, subject, factors and
-	// sealed IdP tokens when it has a provider, and its session id when
-	// it has one); else count the failure on the user's other tokens:
-	// expired ones go, the rest get one more attempt and those that
-	// reach $4 go (burned). It answers whether the user exists, whether
-	// a token was taken and had expired, how many tokens burned, and the
-	// session as stored, if any.
-	qExchange = `WITH taken AS (
-	DELETE FROM handoff_tokens WHERE user_id = $1 AND hash = $2
+	// qExchange is the exchange, after the user's row lock. With a route
+	// limit ($16 its key, not NULL; $17 its window's start, $18 its
+	// maximum, $19 its window's end) it first reads the limit's count,
+	// and past $18 does nothing else (refused). Else it takes (DELETE …
+	// RETURNING) the token $2 of user $1; when it is live ($3 is not
+	// after its expire) and below $4 attempts, stores the session ($5..
+	// as given, but the token's provider, subject, factors and sealed
+	// IdP tokens when it has a provider, and its session id when it has
+	// one) and deletes the limit's counter; else it counts the failure
+	// on the user's other tokens (expired ones go, the rest get one more
+	// attempt and those that reach $4 go, burned) and one hit on the
+	// limit's counter, as qHit does. It answers whether the user exists,
+	// whether a token was taken and had expired, how many tokens burned,
+	// whether the limit refused, the limit's count with this request,
+	// and the session as stored, if any.
+	qExchange = `WITH lim AS (
+	SELECT coalesce((SELECT count FROM handoff_limits WHERE key = $16::text AND window_start = $17::timestamptz), 0) AS count
+), refused AS (
+	SELECT $16::text IS NOT NULL AND (SELECT count FROM lim) >= $18::int AS yes
+), taken AS (
+	DELETE FROM handoff_tokens WHERE user_id = $1 AND hash = $2 AND NOT (SELECT yes FROM refused)
 	RETURNING session_id, expire, attempts, provider, provider_uid, provider_tokens
 ), ok AS (
 	SELECT * FROM taken WHERE expire >= $3 AND attempts < $4
@@ -61,7 +70,7 @@ const (
 ), known AS (
 	SELECT EXISTS (SELECT 1 FROM handoff_users WHERE id = $1) AS yes
 ), failed AS (
-	SELECT (SELECT yes FROM known) AND NOT EXISTS (SELECT 1 FROM ok) AS yes
+	SELECT (SELECT yes FROM known) AND NOT EXISTS (SELECT 1 FROM ok) AND NOT (SELECT yes FROM refused) AS yes
 ), gone AS (
 	DELETE FROM handoff_tokens WHERE user_id = $1 AND hash <> $2 AND (SELECT yes FROM failed)
 		AND (expire < $3 OR attempts + 1 >= $4)
@@ -70,9 +79,16 @@ const (
 	UPDATE handoff_tokens SET attempts = attempts + 1 WHERE user_id = $1 AND hash <> $2 AND (SELECT yes FROM failed)
 		AND expire >= $3 AND attempts + 1 < $4
 	RETURNING 1
+), reset AS (
+	DELETE FROM handoff_limits WHERE key = $16 AND EXISTS (SELECT 1 FROM ok)
+), hit AS (
+	` + qHitOf + `
+	SELECT $16::text, $17::timestamptz, 1, $19::timestamptz WHERE $16::text IS NOT NULL AND NOT (SELECT yes FROM refused) AND NOT EXISTS (SELECT 1 FROM ok)
+	` + qHitConflict + `
 )
 SELECT (SELECT yes FROM known), EXISTS (SELECT 1 FROM taken), coalesce((SELECT expire < $3 FROM taken), false),
 	(SELECT count(*) FROM gone WHERE burned), (SELECT count(*) FROM counted),
+	(SELECT yes FROM refused), coalesce((SELECT count FROM hit), least((SELECT count FROM lim) + 1, 2147483647)),
 	ins.id, ins.provider, ins.provider_uid, ins.provider_tokens, ins.factors
 FROM (SELECT 1) AS one LEFT JOIN ins ON true`
 )
@@ -143,21 +159,32 @@ func (s *Store) Exchange(ctx context.Context, x tokenstore.Exchange) (tokenstore
 		res = tokenstore.ExchangeResult{}
 		sess := x.Session
 		t.queue(qLockUser, x.UserID)
+		var lim [4]any // a NULL key: no limit
+		if l := x.Limit; l != nil {
+			lim = [4]any{l.Key, l.Start, l.Max, l.Expire}
+		}
 		t.queue(qExchange, x.UserID, x.Hash, sqlNow(x.Now), x.MaxAttempts,
 			sess.ID, sess.Hash, sess.CreatedAt, sess.UpdatedAt, sess.Expire,
 			sess.Provider, sess.ProviderUID, sess.ProviderTokens, sess.Factors, sess.IP, sess.UserAgent,
+			lim[0], lim[1], lim[2], lim[3],
 		).QueryRow(func(row pgx.Row) error {
 			var (
-				known, took, expired bool
-				burned, counted      int64
-				id, provider, uid    *string
-				sealed               []byte
-				factors              []string
+				known, took, expired, refused bool
+				burned, counted, hits         int64
+				id, provider, uid             *string
+				sealed                        []byte
+				factors                       []string
 			)
-			if err := row.Scan(&known, &took, &expired, &burned, &counted, &id, &provider, &uid, &sealed, &factors); err != nil {
+			if err := row.Scan(&known, &took, &expired, &burned, &counted, &refused, &hits,
+				&id, &provider, &uid, &sealed, &factors); err != nil {
 				return err
 			}
+			if x.Limit != nil {
+				res.Hits = int(hits)
+			}
 			switch {
+			case refused:
+				res.Limited = true
 			case id != nil:
 				// The session as stored: as given, with what the
 				// token gave it.
