@@ -40,9 +40,11 @@ type Config struct {
 	Provider string
 	Payload  string
 
-	// Store and DSN choose the store of the self-started daemon.
-	Store string
-	DSN   string
+	// Store and DSN choose the store of the self-started daemon;
+	// MaxConns is its store.max_conns (0: the default).
+	Store    string
+	DSN      string
+	MaxConns int
 
 	JSON       bool
 	Fsync      bool
@@ -103,6 +105,7 @@ func newFlagSet(c *Config) *pflag.FlagSet {
 	fs.IntVar(&c.Argon2KiB, "argon2-kib", DefaultArgon2KiB, "argon2id memory (KiB) of the self-started daemon's password provider, one pass (insecure_fast)")
 	fs.StringVar(&c.Store, "store", "bolt", "store of the self-started daemon: bolt or postgres")
 	fs.StringVar(&c.DSN, "dsn", "", "PostgreSQL DSN for --store postgres")
+	fs.IntVar(&c.MaxConns, "max-conns", 0, "store.max_conns of the self-started daemon on --store postgres (default: the config default)")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON on stdout (progress still goes to stderr)")
 	fs.BoolVar(&c.Fsync, "fsync", false, "measure the fsync rate of small overwrites in the data dir")
 	fs.DurationVar(&c.FsyncFor, "fsync-for", 3*time.Second, "how long --fsync measures")
@@ -164,6 +167,9 @@ func (c Config) validate() error {
 	}
 	if c.StartupRun < 1 {
 		bad("--startup-runs: want at least 1, got %d", c.StartupRun)
+	}
+	if c.MaxConns < 0 {
+		bad("--max-conns: want at least 1, got %d", c.MaxConns)
 	}
 	switch c.Store {
 	case "bolt":

@@ -63,6 +63,9 @@ func selfConfig(c Config, dir string, withPassword bool) config.Config {
 	cfg.Project = c.Project
 	cfg.Store.Driver = c.Store
 	cfg.Store.DSN = c.DSN
+	if c.MaxConns > 0 {
+		cfg.Store.MaxConns = c.MaxConns
+	}
 	cfg.Limits = noLimits
 	cfg.Log.Level = c.LogLevel
 	if withPassword {
