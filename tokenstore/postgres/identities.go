@@ -108,12 +108,12 @@ func claimsArg(claims map[string]any) any {
 }
 
 // Identity implements tokenstore.Store.
-func (st *Store) Identity(ctx context.Context, provider, subject string) (tokenstore.Identity, error) {
+func (s *Store) Identity(ctx context.Context, provider, subject string) (tokenstore.Identity, error) {
 	var (
 		id    tokenstore.Identity
 		found bool
 	)
-	err := st.read(ctx, "identity", func(t *txn) error {
+	err := s.read(ctx, "identity", func(t *txn) error {
 		found = false
 		t.queue(qIdentity, provider, subject).QueryRow(func(row pgx.Row) error {
 			var r identityRow
@@ -137,9 +137,9 @@ func (st *Store) Identity(ctx context.Context, provider, subject string) (tokens
 
 // LinkIdentity implements tokenstore.Store in one statement
 // (qIdentityLink).
-func (st *Store) LinkIdentity(ctx context.Context, id tokenstore.Identity) (tokenstore.Identity, error) {
+func (s *Store) LinkIdentity(ctx context.Context, id tokenstore.Identity) (tokenstore.Identity, error) {
 	var created time.Time
-	err := st.write(ctx, "link identity", func(t *txn) error {
+	err := s.write(ctx, "link identity", func(t *txn) error {
 		t.queue(qIdentityLink, identityArgs(id)...).QueryRow(func(row pgx.Row) error { return row.Scan(&created) })
 		return nil
 	})
@@ -154,9 +154,9 @@ func (st *Store) LinkIdentity(ctx context.Context, id tokenstore.Identity) (toke
 }
 
 // Identities implements tokenstore.Store.
-func (st *Store) Identities(ctx context.Context, userID string) ([]tokenstore.Identity, error) {
+func (s *Store) Identities(ctx context.Context, userID string) ([]tokenstore.Identity, error) {
 	var out []tokenstore.Identity
-	err := st.read(ctx, "identities", func(t *txn) error {
+	err := s.read(ctx, "identities", func(t *txn) error {
 		out = []tokenstore.Identity{}
 		t.queue(qIdentities, userID).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -187,13 +187,13 @@ var errSignInRace = errors.New("postgres: sign in raced another")
 // identity (or of the same email or phone) makes fail on a unique index:
 // the step then runs once more from the start, and resolves to what the
 // winner stored.
-func (st *Store) SignIn(ctx context.Context, in tokenstore.SignIn) (tokenstore.SignInResult, error) {
+func (s *Store) SignIn(ctx context.Context, in tokenstore.SignIn) (tokenstore.SignInResult, error) {
 	for try := 0; ; try++ {
-		res, known, err := st.signInKnown(ctx, in)
+		res, known, err := s.signInKnown(ctx, in)
 		if err != nil || known {
 			return res, err
 		}
-		res, err = st.signInNew(ctx, in)
+		res, err = s.signInNew(ctx, in)
 		switch {
 		case err == nil:
 			return res, nil
@@ -210,9 +210,9 @@ func (st *Store) SignIn(ctx context.Context, in tokenstore.SignIn) (tokenstore.S
 // signInKnown is the sign-in of a known identity, in one round trip; known
 // is false when the identity is not (or no longer) linked, and then
 // nothing changed.
-func (st *Store) signInKnown(ctx context.Context, in tokenstore.SignIn) (res tokenstore.SignInResult, known bool, err error) {
+func (s *Store) signInKnown(ctx context.Context, in tokenstore.SignIn) (res tokenstore.SignInResult, known bool, err error) {
 	id := in.Identity
-	err = st.write(ctx, "sign in", func(t *txn) error {
+	err = s.write(ctx, "sign in", func(t *txn) error {
 		res, known = tokenstore.SignInResult{}, false
 		t.queue(qSignInKnown, id.Provider, id.Subject).QueryRow(func(row pgx.Row) error {
 			var (
@@ -272,10 +272,10 @@ const (
 // owner or to a new user and mint, with the COMMIT (another). A concurrent
 // first sign-in that got there first makes it fail with errSignInRace or
 // a unique violation, having changed nothing.
-func (st *Store) signInNew(ctx context.Context, in tokenstore.SignIn) (tokenstore.SignInResult, error) {
+func (s *Store) signInNew(ctx context.Context, in tokenstore.SignIn) (tokenstore.SignInResult, error) {
 	id := in.Identity
 	var res tokenstore.SignInResult
-	err := st.write(ctx, "sign in", func(t *txn) error {
+	err := s.write(ctx, "sign in", func(t *txn) error {
 		res = tokenstore.SignInResult{}
 		var (
 			linked, phoneHeld, owned bool

@@ -41,13 +41,13 @@ const (
 
 // CreateKey implements tokenstore.Store. An id or hash already held gives
 // ErrExists.
-func (st *Store) CreateKey(ctx context.Context, k tokenstore.APIKey, first bool) (bool, error) {
+func (s *Store) CreateKey(ctx context.Context, k tokenstore.APIKey, first bool) (bool, error) {
 	sql := qKeyInsert
 	if first {
 		sql = qKeyFirst
 	}
 	var stored bool
-	err := st.write(ctx, "create key", func(t *txn) error {
+	err := s.write(ctx, "create key", func(t *txn) error {
 		stored = false
 		t.queue(sql, k.ID, k.Name, k.Scopes, nonNil(k.Hash), k.CreatedAt, expireArg(k.Expire)).Exec(func(tag pgconn.CommandTag) error {
 			stored = tag.RowsAffected() == 1
@@ -62,12 +62,12 @@ func (st *Store) CreateKey(ctx context.Context, k tokenstore.APIKey, first bool)
 }
 
 // KeyByHash implements tokenstore.Store.
-func (st *Store) KeyByHash(ctx context.Context, hash []byte) (tokenstore.APIKey, error) {
+func (s *Store) KeyByHash(ctx context.Context, hash []byte) (tokenstore.APIKey, error) {
 	var (
 		k     tokenstore.APIKey
 		found bool
 	)
-	err := st.read(ctx, "key by hash", func(t *txn) error {
+	err := s.read(ctx, "key by hash", func(t *txn) error {
 		t.queue(qKeyByHash, nonNil(hash)).QueryRow(func(row pgx.Row) error {
 			var err error
 			k, err = scanKey(row)
@@ -89,9 +89,9 @@ func (st *Store) KeyByHash(ctx context.Context, hash []byte) (tokenstore.APIKey,
 }
 
 // Keys implements tokenstore.Store.
-func (st *Store) Keys(ctx context.Context) ([]tokenstore.APIKey, error) {
+func (s *Store) Keys(ctx context.Context) ([]tokenstore.APIKey, error) {
 	var out []tokenstore.APIKey
-	err := st.read(ctx, "keys", func(t *txn) error {
+	err := s.read(ctx, "keys", func(t *txn) error {
 		out = []tokenstore.APIKey{}
 		t.queue(qKeys).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -112,9 +112,9 @@ func (st *Store) Keys(ctx context.Context) ([]tokenstore.APIKey, error) {
 }
 
 // DeleteKey implements tokenstore.Store.
-func (st *Store) DeleteKey(ctx context.Context, id string, first bool) error {
+func (s *Store) DeleteKey(ctx context.Context, id string, first bool) error {
 	var n int
-	err := st.write(ctx, "delete key", func(t *txn) error {
+	err := s.write(ctx, "delete key", func(t *txn) error {
 		t.queue(qKeyDelete, id, first).QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
 		return nil
 	})

@@ -59,10 +59,10 @@ const (
 const codeOutOfRange = "22003"
 
 // KVGet implements tokenstore.KVStore.
-func (st *Store) KVGet(ctx context.Context, ns, key string, now time.Time) ([]byte, error) {
+func (s *Store) KVGet(ctx context.Context, ns, key string, now time.Time) ([]byte, error) {
 	var v []byte
 	found := false
-	err := st.read(ctx, "kv get", func(t *txn) error {
+	err := s.read(ctx, "kv get", func(t *txn) error {
 		found = false
 		t.queue(qKVGet, ns, key, sqlNow(now)).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&v)
@@ -84,16 +84,16 @@ func (st *Store) KVGet(ctx context.Context, ns, key string, now time.Time) ([]by
 }
 
 // KVPut implements tokenstore.KVStore.
-func (st *Store) KVPut(ctx context.Context, ns, key string, value []byte, expire time.Time) error {
-	return st.write(ctx, "kv put", func(t *txn) error {
+func (s *Store) KVPut(ctx context.Context, ns, key string, value []byte, expire time.Time) error {
+	return s.write(ctx, "kv put", func(t *txn) error {
 		t.queue(qKVPut, ns, key, nonNil(value), expireArg(expire))
 		return nil
 	})
 }
 
 // KVDelete implements tokenstore.KVStore.
-func (st *Store) KVDelete(ctx context.Context, ns, key string) error {
-	return st.write(ctx, "kv delete", func(t *txn) error {
+func (s *Store) KVDelete(ctx context.Context, ns, key string) error {
+	return s.write(ctx, "kv delete", func(t *txn) error {
 		t.queue(qKVDelete, ns, key)
 		return nil
 	})
@@ -101,7 +101,7 @@ func (st *Store) KVDelete(ctx context.Context, ns, key string) error {
 
 // KVList implements tokenstore.KVStore. A limit of 0 or less lists every
 // live entry.
-func (st *Store) KVList(ctx context.Context, ns, prefix, after string, limit int, now time.Time) ([]tokenstore.KVEntry, error) {
+func (s *Store) KVList(ctx context.Context, ns, prefix, after string, limit int, now time.Time) ([]tokenstore.KVEntry, error) {
 	var lim any
 	if limit > 0 {
 		lim = limit
@@ -118,7 +118,7 @@ func (st *Store) KVList(ctx context.Context, ns, prefix, after string, limit int
 	}
 	sql := fmt.Sprintf(qKVList, op, upper)
 	var out []tokenstore.KVEntry
-	err := st.read(ctx, "kv list", func(t *txn) error {
+	err := s.read(ctx, "kv list", func(t *txn) error {
 		out = []tokenstore.KVEntry{}
 		t.queue(sql, args...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -142,8 +142,8 @@ func (st *Store) KVList(ctx context.Context, ns, prefix, after string, limit int
 // KVUpdate implements tokenstore.KVStore in two round trips: BEGIN with
 // the row locked (qKVLock), then, once change has decided, the write and
 // COMMIT.
-func (st *Store) KVUpdate(ctx context.Context, ns, key string, now, expire time.Time, change func(old []byte) ([]byte, error)) error {
-	return st.write(ctx, "kv update", func(t *txn) error {
+func (s *Store) KVUpdate(ctx context.Context, ns, key string, now, expire time.Time, change func(old []byte) ([]byte, error)) error {
+	return s.write(ctx, "kv update", func(t *txn) error {
 		var (
 			raw  []byte
 			live bool
@@ -170,12 +170,12 @@ func (st *Store) KVUpdate(ctx context.Context, ns, key string, now, expire time.
 }
 
 // KVAdd implements tokenstore.KVStore in one statement (qKVAdd).
-func (st *Store) KVAdd(ctx context.Context, ns, key string, delta int64, now, expire time.Time) (int64, error) {
+func (s *Store) KVAdd(ctx context.Context, ns, key string, delta int64, now, expire time.Time) (int64, error) {
 	var (
 		raw   []byte
 		added bool
 	)
-	err := st.write(ctx, "kv add", func(t *txn) error {
+	err := s.write(ctx, "kv add", func(t *txn) error {
 		added = false
 		t.queue(qKVAdd, ns, key, delta, sqlNow(now), expireArg(expire)).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&raw)

@@ -25,9 +25,9 @@ const (
 )
 
 // Hit implements tokenstore.Store in one statement (qHit).
-func (st *Store) Hit(ctx context.Context, key string, start, expire time.Time) (int, error) {
+func (s *Store) Hit(ctx context.Context, key string, start, expire time.Time) (int, error) {
 	var n int
-	err := st.write(ctx, "hit", func(t *txn) error {
+	err := s.write(ctx, "hit", func(t *txn) error {
 		t.queue(qHit, key, start, expire).QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
 		return nil
 	})
@@ -38,8 +38,8 @@ func (st *Store) Hit(ctx context.Context, key string, start, expire time.Time) (
 }
 
 // ForgetHits implements tokenstore.Store in one statement.
-func (st *Store) ForgetHits(ctx context.Context, key string) error {
-	return st.write(ctx, "forget hits", func(t *txn) error {
+func (s *Store) ForgetHits(ctx context.Context, key string) error {
+	return s.write(ctx, "forget hits", func(t *txn) error {
 		t.queue(qForgetHits, key)
 		return nil
 	})

@@ -37,7 +37,7 @@ var qSweep = func() map[string]string {
 //
 // Expiry instants are stored to the microsecond; a row goes only once now
 // has passed its stored instant, so never early.
-func (st *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
+func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
 	total := 0
 	for _, table := range sweepTables {
 		for limit <= 0 || total < limit {
@@ -46,7 +46,7 @@ func (st *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, erro
 				n = min(n, limit-total)
 			}
 			var deleted int64
-			err := st.write(ctx, "sweep "+table, func(t *txn) error {
+			err := s.write(ctx, "sweep "+table, func(t *txn) error {
 				t.queue(qSweep[table], sqlNow(now), n).Exec(func(tag pgconn.CommandTag) error {
 					deleted = tag.RowsAffected()
 					return nil
