@@ -109,6 +109,10 @@ type Store struct {
 	roundTrips  atomic.Uint64
 	connRetries atomic.Uint64
 	unknowns    atomic.Uint64
+	grouped     atomic.Uint64
+	groupAlone  atomic.Uint64
+
+	groups groups // the group of hot steps open to new ones (group.go)
 }
 
 // Open connects to PostgreSQL, checks that the server answers, and
@@ -338,6 +342,11 @@ type Stats struct {
 	// CommitUnknowns counts writes whose outcome was unknown (see
 	// tokenstore.ErrCommitUnknown).
 	CommitUnknowns uint64
+	// Grouped counts hot steps (Mint, Exchange) that shared their
+	// transaction and round trip with others (group commit, see doc.go);
+	// GroupAlone counts those run again alone because their group did
+	// not commit.
+	Grouped, GroupAlone uint64
 	// TotalConns, IdleConns and AcquiredConns describe the pool.
 	TotalConns, IdleConns, AcquiredConns int32
 	// EmptyAcquires counts requests that had to wait for a connection.
@@ -352,6 +361,8 @@ func (s *Store) Stats() Stats {
 		RoundTrips:     s.roundTrips.Load(),
 		Retries:        s.connRetries.Load(),
 		CommitUnknowns: s.unknowns.Load(),
+		Grouped:        s.grouped.Load(),
+		GroupAlone:     s.groupAlone.Load(),
 		TotalConns:     ps.TotalConns(),
 		IdleConns:      ps.IdleConns(),
 		AcquiredConns:  ps.AcquiredConns(),
