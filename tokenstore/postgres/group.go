@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/handoffd/handoff/tokenstore"
 )
 
@@ -68,11 +70,12 @@ func (s *Store) writeStep(ctx context.Context, op, user, limit string, fn func(*
 // joinGroup runs fn in the open group, or opens one: it waits for its
 // group's outcome and says, as attempt does, whether to run fn again.
 //
-// A group is open while the pool has no connection for it: a step that
-// finds one free runs at once, in a group of its own, so only steps that
-// would have waited for a connection anyway wait for a group. The
-// group's connection is awaited by a goroutine of its own, so a caller
-// whose ctx ends while queued answers at once.
+// A group is open while it waits for its turn (Options.Writers groups
+// run at once) and for a connection of the pool: a step that finds both
+// free runs at once, in a group of its own, so only steps that would
+// have waited anyway wait for a group. The group's turn and connection
+// are awaited by a goroutine of its own, so a caller whose ctx ends
+// while queued answers at once.
 func (s *Store) joinGroup(ctx context.Context, user, limit string, fn func(*txn) error) (error, bool) {
 	m := &member{ctx: ctx, user: user, limit: limit, fn: fn, done: make(chan groupAnswer, 1)}
 	s.groups.mu.Lock()
@@ -103,9 +106,9 @@ func (s *Store) joinGroup(ctx context.Context, user, limit string, fn func(*txn)
 	return a.err, a.again
 }
 
-// runGroup acquires a connection for g, closes g to new steps, and runs
-// its steps that are still wanted in one transaction, one round trip:
-// BEGIN, the lock of their users' rows, each step's statements, COMMIT.
+// runGroup waits for g's turn and a connection, closes g to new steps,
+// and runs its steps that are still wanted in one transaction, one round
+// trip: BEGIN, the lock of their users' rows, each step's statements, COMMIT.
 //
 // Deadlock freedom: the users' rows are all locked first, in id order,
 // and the steps then run in the order of their limit keys (then user
@@ -125,7 +128,17 @@ func (s *Store) joinGroup(ctx context.Context, user, limit string, fn func(*txn)
 // counts against the cap of the second.
 func (s *Store) runGroup(g *group) {
 	actx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	c, aerr := s.pool.Acquire(actx)
+	var (
+		c    *pgxpool.Conn
+		aerr error
+	)
+	select {
+	case s.writers <- struct{}{}:
+		defer func() { <-s.writers }()
+		c, aerr = s.pool.Acquire(actx)
+	case <-actx.Done():
+		aerr = actx.Err()
+	}
 	cancel()
 	s.groups.mu.Lock()
 	if s.groups.open == g {

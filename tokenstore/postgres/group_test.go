@@ -364,3 +364,37 @@ func TestGroupCancelQueued(t *testing.T) {
 		t.Errorf("tokens %+v, want only t0002 (the queued steps that gave up never ran)", toks)
 	}
 }
+
+// TestGroupWriters: with connections free, the steps that come while
+// Options.Writers groups run wait in a group too.
+func TestGroupWriters(t *testing.T) {
+	s := openSchema(t, freshSchema(t), Options{MaxConns: 4, MinConns: 4, Writers: 1})
+	ctx := context.Background()
+	if err := s.CreateUser(ctx, newUser("u")); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	before := s.Stats()
+	s.writers <- struct{}{} // the one writer is busy
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := s.Mint(ctx, testToken("u", i, now), n, now); err != nil {
+				t.Errorf("Mint: %v", err)
+			}
+		})
+	}
+	waitQueued(t, s, n)
+	if idle := s.pool.Stat().IdleConns(); idle == 0 {
+		t.Errorf("no idle connection while the steps queued")
+	}
+	<-s.writers
+	wg.Wait()
+	if st := s.Stats(); st.Grouped != n || st.RoundTrips-before.RoundTrips != 1 {
+		t.Errorf("%d steps grouped in %d round trips, want %d in 1", st.Grouped, st.RoundTrips-before.RoundTrips, n)
+	}
+	if toks, err := s.Tokens(ctx, "u"); err != nil || len(toks) != n {
+		t.Errorf("%d tokens, %v; want %d", len(toks), err, n)
+	}
+}
