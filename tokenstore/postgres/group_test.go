@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/handoffd/handoff/tokenstore"
+	"github.com/handoffd/handoff/tokenstore/postgres/pgproxy"
 )
 
 // Group commit (group.go): hot steps that wait for a connection share one
@@ -396,5 +397,71 @@ func TestGroupWriters(t *testing.T) {
 	}
 	if toks, err := s.Tokens(ctx, "u"); err != nil || len(toks) != n {
 		t.Errorf("%d tokens, %v; want %d", len(toks), err, n)
+	}
+}
+
+// TestGroupCommitCut: a group whose connection is lost at its COMMIT
+// gives each of its steps the outcome a lone step gets: cut after the
+// COMMIT reached the server, every exchange committed and the core reads
+// each session back; cut before, none did, each gets ErrUnavailable and
+// each secret still exchanges.
+func TestGroupCommitCut(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cut       pgproxy.Cut
+		committed bool
+	}{
+		{"after the commit", pgproxy.AfterCommit, true},
+		{"before the commit", pgproxy.BeforeCommit, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, s := proxiedStore(t, Options{MaxConns: 1, MinConns: 1, Timeout: 2 * time.Second})
+			ctx := context.Background()
+			c, err := tokenstore.New(ctx, s, tokenstore.Options{StoreTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 4
+			secrets := make([]string, n)
+			users := make([]string, n)
+			for i := range n {
+				u, err := c.CreateUser(ctx, tokenstore.NewUser{ID: fmt.Sprintf("cut%d", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				users[i] = u.ID
+				if _, secrets[i], err = c.Mint(ctx, tokenstore.MintRequest{UserID: u.ID}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			release := hold(t, s)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() { _, _, errs[i] = c.Exchange(ctx, users[i], secrets[i], tokenstore.Client{}) })
+			}
+			waitQueued(t, s, n)
+			p.CutAtCommit(tc.cut)
+			release()
+			wg.Wait()
+			if p.Cuts() != 1 {
+				t.Fatalf("the proxy cut %d connections at COMMIT, want 1", p.Cuts())
+			}
+			if st := s.Stats(); st.CommitUnknowns != n || st.Grouped != n {
+				t.Errorf("%d commit outcomes unknown, %d steps grouped; want %d, %d", st.CommitUnknowns, st.Grouped, n, n)
+			}
+			for i := range n {
+				switch {
+				case tc.committed && errs[i] != nil:
+					t.Errorf("exchange %d cut after its group's COMMIT: %v, want the session it committed", i, errs[i])
+				case !tc.committed && !errors.Is(errs[i], tokenstore.ErrUnavailable):
+					t.Errorf("exchange %d cut before its group's COMMIT: %v, want ErrUnavailable", i, errs[i])
+				}
+				_, _, err := c.Exchange(ctx, users[i], secrets[i], tokenstore.Client{})
+				if tc.committed != errors.Is(err, tokenstore.ErrInvalidToken) || !tc.committed && err != nil {
+					t.Errorf("the secret %d again: %v (committed before: %v)", i, err, tc.committed)
+				}
+			}
+		})
 	}
 }

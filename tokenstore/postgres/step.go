@@ -246,7 +246,12 @@ func (s *Store) exec(ctx context.Context, c *pgxpool.Conn, write bool, fn func(*
 	if err == nil {
 		err = t.commit()
 	}
-	defer t.end(c)
+	ended := false
+	defer func() {
+		if !ended {
+			t.end(c)
+		}
+	}()
 	if err == nil {
 		return nil, endDone
 	}
@@ -263,6 +268,10 @@ func (s *Store) exec(ctx context.Context, c *pgxpool.Conn, write bool, fn func(*
 		// The COMMIT may have reached the server and its answer never
 		// came back (the connection broke, or the deadline passed).
 		s.unknowns.Add(1)
+		// Settling takes a connection of the pool: this one goes back
+		// first (it may be the only one).
+		ended = true
+		t.end(c)
 		return s.commitUnknown(ctx, pid, terr), endUnknown
 	case ctx.Err() == nil && c.Conn().IsClosed():
 		// The connection broke before anything could commit.
