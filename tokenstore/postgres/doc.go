@@ -242,9 +242,9 @@
 // keys, so the limit counters too are taken in one global order; the
 // other rows a step writes belong to its user, whose row the group
 // already holds. A step running alone locks one user and that user's
-// rows, or one counter. Two steps of one user in a group keep their
-// order of arrival and see each other's writes, as two statements of one
-// transaction: a token the first took is gone for the second, a session
+// rows, or one counter. Two steps of one user in a group run one after
+// the other (in their order of arrival when they count the same limit)
+// and see each other's writes, as two statements of one transaction: a token the first took is gone for the second, a session
 // the first stored counts against the second's cap.
 //
 // Failures stay each step's own: a statement that fails aborts the whole

@@ -110,22 +110,23 @@ func (s *Store) joinGroup(ctx context.Context, user, limit string, fn func(*txn)
 // and runs its steps that are still wanted in one transaction, one round
 // trip: BEGIN, the lock of their users' rows, each step's statements, COMMIT.
 //
-// Deadlock freedom: the users' rows are all locked first, in id order,
-// and the steps then run in the order of their limit keys (then user
-// ids), so every group takes the user locks it waits for in one global
-// order, and then the limit counters in one global order. The other rows
-// a step writes (its user's tokens and sessions) belong to a user whose
-// row the group holds, so no other locking step waits for them; and the
-// steps that run alone lock one user, then that user's rows and its limit
-// counter (the daemon's limit keys name the user), or one counter (Hit):
-// they come later in the same order. Were a caller to share a limit key
-// between users, PostgreSQL's deadlock detector would still break a cycle
-// (after deadlock_timeout): the group that it aborts runs step by step.
+// Deadlock freedom: a group first locks all its users' rows, in id order
+// (qLockUsers), and then runs its steps in the order of their limit keys,
+// so every group takes the user locks in one global order and, holding
+// all of them, the limit counters in one global order. The other rows a
+// step writes (its user's tokens and sessions) belong to a user whose
+// row the group already holds, so only a step that holds that user's
+// lock could want them. A step running alone locks one user, then that
+// user's rows and at most one counter; Hit holds one counter. No chain of
+// waits can then close into a cycle. (Were one to, through a lock this
+// reasoning missed, PostgreSQL's deadlock detector would abort a
+// transaction, and an aborted group runs step by step.)
 //
-// Two steps of one user keep their order of arrival and see each other's
-// writes, as statements of one READ COMMITTED transaction: a token taken
-// by the first is gone for the second, a session stored by the first
-// counts against the cap of the second.
+// Two steps of one user run one after the other, in their order of
+// arrival when they count the same limit (or none), and see each
+// other's writes, as statements of one READ COMMITTED transaction: a
+// token taken by the first is gone for the second, a session stored by
+// the first counts against the cap of the second.
 func (s *Store) runGroup(g *group) {
 	actx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	var (
