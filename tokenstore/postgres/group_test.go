@@ -465,3 +465,53 @@ func TestGroupCommitCut(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupSharedLimitKeys: exchanges of several users counting one
+// limit key, and keys of their own, in groups that race: no deadlock
+// (no group aborted by PostgreSQL's detector and run again step by step)
+// and every failure counted once.
+func TestGroupSharedLimitKeys(t *testing.T) {
+	users := []string{"ua", "ub", "uc", "ud"}
+	s := openSchema(t, freshSchema(t), Options{MaxConns: 4, MinConns: 4, Writers: 4})
+	ctx := context.Background()
+	for _, u := range users {
+		if err := s.CreateUser(ctx, newUser(u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	start := now.Truncate(time.Hour)
+	const n = 256
+	var wg sync.WaitGroup
+	for i := range n {
+		u := users[i%len(users)]
+		key := "shared"
+		if i%3 == 0 {
+			key = "own:" + u
+		}
+		wg.Go(func() {
+			x := testExchange(u, 9999, i, now, -1) // no such token: a failure
+			x.Limit = &tokenstore.Limit{Key: key, Start: start, Expire: start.Add(time.Hour), Max: 1 << 30}
+			res, err := s.Exchange(ctx, x)
+			if err != nil || res.OK || res.Limited {
+				t.Errorf("Exchange: %+v, %v; want a counted failure", res, err)
+			}
+		})
+	}
+	wg.Wait()
+	if st := s.Stats(); st.GroupAlone != 0 {
+		t.Errorf("%d steps ran again alone: a group was aborted (a deadlock?)", st.GroupAlone)
+	}
+	shared := 0
+	for i := range n {
+		if i%3 != 0 {
+			shared++
+		}
+	}
+	if got, err := s.Hit(ctx, "shared", start, start.Add(time.Hour)); err != nil || got != shared+1 {
+		t.Errorf("the shared key counts %d (%v), want %d failures and this hit", got, err, shared+1)
+	}
+	if s.Stats().Grouped == 0 {
+		t.Errorf("no step shared a group")
+	}
+}
