@@ -16,6 +16,7 @@ import (
 	"github.com/handoffd/handoff/providers/sdk"
 	"github.com/handoffd/handoff/tokenstore"
 	"github.com/handoffd/handoff/tokenstore/bolt"
+	"github.com/handoffd/handoff/tokenstore/postgres"
 )
 
 // Options are what the handoff binary hands the bench.
@@ -148,18 +149,25 @@ func runScenario(ctx context.Context, cfg Config, opts Options) (*Result, error)
 	var prof *os.File
 	cpu0 := map[int]time.Duration{}
 	var io0 int64
-	var bolt0 bolt.Stats
+	var (
+		bolt0 bolt.Stats
+		pg0   postgres.Stats
+	)
 	st := e.coreStore()
 	if u, ok := st.(interface{ Unwrap() tokenstore.Store }); ok {
 		st = u.Unwrap() // the daemon's timing wrapper
 	}
 	boltStore, _ := st.(*bolt.Store)
+	pgStore, _ := st.(*postgres.Store)
 	atMeasure := func() {
 		if self == nil {
 			return
 		}
 		if boltStore != nil {
 			bolt0 = boltStore.Stats()
+		}
+		if pgStore != nil {
+			pg0 = pgStore.Stats()
 		}
 		io0 = diskWrites(os.Getpid())
 		for _, pid := range append([]int{os.Getpid()}, children(os.Getpid())...) {
@@ -195,6 +203,11 @@ func runScenario(ctx context.Context, cfg Config, opts Options) (*Result, error)
 		if boltStore != nil {
 			st := boltStore.Stats()
 			res.Commits, res.CommittedWrites = st.Commits-bolt0.Commits, st.Updates-bolt0.Updates
+		}
+		if pgStore != nil {
+			st := pgStore.Stats()
+			res.Notes = append(res.Notes, fmt.Sprintf("postgres store: %d steps in %d round trips; %d steps shared theirs (group commit), %d ran again alone",
+				st.Steps-pg0.Steps, st.RoundTrips-pg0.RoundTrips, st.Grouped-pg0.Grouped, st.GroupAlone-pg0.GroupAlone))
 		}
 		for i, p := range res.Plugins {
 			if c0, ok := cpu0[p.PID]; ok {

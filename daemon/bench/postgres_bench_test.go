@@ -45,6 +45,7 @@ func postgresCore(b *testing.B) (*tokenstore.Core, func()) {
 		after := st.Stats()
 		b.ReportMetric(float64(after.RoundTrips-before.RoundTrips)/float64(b.N), "roundtrips/op")
 		b.ReportMetric(float64(after.Retries-before.Retries)/float64(b.N), "retries/op")
+		b.ReportMetric(float64(after.Grouped-before.Grouped)/float64(b.N), "grouped/op")
 	})
 	core, err := tokenstore.New(ctx, st, tokenstore.Options{})
 	if err != nil {

@@ -259,6 +259,7 @@ func BenchmarkCoreExchange(b *testing.B) {
 	after := s.Stats()
 	b.ReportMetric(float64(after.Retries-before.Retries)/float64(b.N), "retries/op")
 	b.ReportMetric(float64(after.RoundTrips-before.RoundTrips)/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(after.Grouped-before.Grouped)/float64(b.N), "grouped/op")
 }
 
 func reportStats(b *testing.B, s *Store) {

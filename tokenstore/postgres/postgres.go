@@ -42,6 +42,7 @@ const (
 	DefaultMaxConns       = 16
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultTimeout        = 5 * time.Second
+	DefaultWriters        = 4
 )
 
 // How a connection whose peer went silent (a network partition, a server
@@ -90,6 +91,13 @@ type Options struct {
 	// and settling a transaction whose COMMIT outcome is unknown (see
 	// tokenstore.ErrCommitUnknown). Default DefaultTimeout.
 	Timeout time.Duration
+	// Writers caps the transactions of hot writes (Mint, Exchange) that
+	// run at once (default DefaultWriters, at most MaxConns); the steps
+	// that come while they all run wait in a group and share a
+	// transaction (see the package doc). A few large groups cost the
+	// server less than many small ones: each transaction is a backend
+	// woken, plans looked up and a WAL flush.
+	Writers int
 }
 
 // Store is a tokenstore.Store on PostgreSQL. It is safe for concurrent use
@@ -109,6 +117,11 @@ type Store struct {
 	roundTrips  atomic.Uint64
 	connRetries atomic.Uint64
 	unknowns    atomic.Uint64
+	grouped     atomic.Uint64
+	groupAlone  atomic.Uint64
+
+	groups  groups        // the group of hot steps open to new ones (group.go)
+	writers chan struct{} // a token for each group running (Options.Writers)
 }
 
 // Open connects to PostgreSQL, checks that the server answers, and
@@ -201,9 +214,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if to != from {
 		log.Info("postgres schema migrated", "from", from, "to", to, "schema", opts.Schema)
 	}
+	writers := opts.Writers
+	if writers <= 0 {
+		writers = DefaultWriters
+	}
+	writers = min(writers, int(cfg.MaxConns))
 	log.Info("postgres store open", "addr", addr, "schema", opts.Schema, "version", to,
-		"max_conns", cfg.MaxConns, "min_conns", cfg.MinConns)
-	return &Store{pool: pool, log: log, addr: addr, timeout: opts.Timeout, suspect: &suspect}, nil
+		"max_conns", cfg.MaxConns, "min_conns", cfg.MinConns, "writers", writers)
+	return &Store{pool: pool, log: log, addr: addr, timeout: opts.Timeout, suspect: &suspect,
+		writers: make(chan struct{}, writers)}, nil
 }
 
 // dialer makes the connections: TCP keepalives and TCP_USER_TIMEOUT (see
@@ -338,6 +357,11 @@ type Stats struct {
 	// CommitUnknowns counts writes whose outcome was unknown (see
 	// tokenstore.ErrCommitUnknown).
 	CommitUnknowns uint64
+	// Grouped counts hot steps (Mint, Exchange) that shared their
+	// transaction and round trip with others (group commit, see doc.go);
+	// GroupAlone counts those run again alone because their group did
+	// not commit.
+	Grouped, GroupAlone uint64
 	// TotalConns, IdleConns and AcquiredConns describe the pool.
 	TotalConns, IdleConns, AcquiredConns int32
 	// EmptyAcquires counts requests that had to wait for a connection.
@@ -352,6 +376,8 @@ func (s *Store) Stats() Stats {
 		RoundTrips:     s.roundTrips.Load(),
 		Retries:        s.connRetries.Load(),
 		CommitUnknowns: s.unknowns.Load(),
+		Grouped:        s.grouped.Load(),
+		GroupAlone:     s.groupAlone.Load(),
 		TotalConns:     ps.TotalConns(),
 		IdleConns:      ps.IdleConns(),
 		AcquiredConns:  ps.AcquiredConns(),

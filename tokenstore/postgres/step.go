@@ -142,6 +142,14 @@ func (s *Store) write(ctx context.Context, op string, fn func(*txn) error) error
 }
 
 func (s *Store) run(ctx context.Context, op string, write bool, fn func(*txn) error) error {
+	return s.retry(ctx, op, write, fn, nil)
+}
+
+// retry runs fn until it did not lose its connection before it could
+// commit, up to connRetries times. The first attempt is first when it is
+// not nil (a step that may share a group, see group.go), the others run
+// fn alone.
+func (s *Store) retry(ctx context.Context, op string, write bool, fn func(*txn) error, first func() (error, bool)) error {
 	if s.closed.Load() {
 		return tokenstore.ErrClosed
 	}
@@ -149,7 +157,16 @@ func (s *Store) run(ctx context.Context, op string, write bool, fn func(*txn) er
 		return err
 	}
 	for lost := 1; ; lost++ {
-		err, again := s.attempt(ctx, write, fn)
+		var (
+			err   error
+			again bool
+		)
+		if first != nil {
+			err, again = first()
+			first = nil
+		} else {
+			err, again = s.attempt(ctx, write, fn)
+		}
 		if !again || err == nil {
 			if err != nil && !isOurs(err) {
 				err = fmt.Errorf("postgres: %s: %w", op, err)
@@ -192,44 +209,75 @@ func isOurs(err error) bool {
 func (s *Store) attempt(ctx context.Context, write bool, fn func(*txn) error) (err error, again bool) {
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
-		switch {
-		case s.closed.Load():
-			return tokenstore.ErrClosed, false
-		case ctx.Err() == nil:
-			return fmt.Errorf("acquire connection: %w", err), true
-		}
-		return deadline(ctx, fmt.Errorf("acquire connection: %w", err)), false
+		return s.acquireFailed(ctx, err)
 	}
 	s.steps.Add(1)
+	err, end := s.exec(ctx, c, write, fn)
+	return err, end == endBroken
+}
+
+// acquireFailed is the outcome of a step that got no connection (err), and
+// whether to try again.
+func (s *Store) acquireFailed(ctx context.Context, err error) (error, bool) {
+	switch {
+	case s.closed.Load():
+		return tokenstore.ErrClosed, false
+	case ctx.Err() == nil:
+		return fmt.Errorf("acquire connection: %w", err), true
+	}
+	return deadline(ctx, fmt.Errorf("acquire connection: %w", err)), false
+}
+
+// How a transaction ended, beyond its error.
+type txnEnd int
+
+const (
+	endDone    txnEnd = iota // committed, or err is the answer (nothing committed)
+	endRefused               // the server refused a statement: it rolled back
+	endBroken                // the connection broke before anything could commit
+	endUnknown               // the COMMIT was sent and never answered: see commitUnknown
+)
+
+// exec runs fn on c, commits, and gives the connection back to the pool.
+func (s *Store) exec(ctx context.Context, c *pgxpool.Conn, write bool, fn func(*txn) error) (error, txnEnd) {
 	pid := c.Conn().PgConn().PID()
 	t := &txn{s: s, ctx: ctx, conn: c.Conn(), write: write}
-	err = fn(t)
+	err := fn(t)
 	if err == nil {
 		err = t.commit()
 	}
-	defer t.end(c)
+	ended := false
+	defer func() {
+		if !ended {
+			t.end(c)
+		}
+	}()
 	if err == nil {
-		return nil, false
+		return nil, endDone
 	}
 	terr := t.err
 	var pgErr *pgconn.PgError
 	switch {
 	case terr == nil, !errors.Is(err, terr) && !serverDown(terr) && ctx.Err() == nil:
 		// fn's own answer, or what it made of a statement's error.
-		return err, false
+		return err, endDone
 	case errors.As(terr, &pgErr) && !serverDown(terr):
 		// The server refused a statement: the transaction rolled back.
-		return err, false
+		return err, endRefused
 	case t.committing && !pgconn.SafeToRetry(terr):
 		// The COMMIT may have reached the server and its answer never
 		// came back (the connection broke, or the deadline passed).
 		s.unknowns.Add(1)
-		return s.commitUnknown(ctx, pid, terr), false
+		// Settling takes a connection of the pool: this one goes back
+		// first (it may be the only one).
+		ended = true
+		t.end(c)
+		return s.commitUnknown(ctx, pid, terr), endUnknown
 	case ctx.Err() == nil && c.Conn().IsClosed():
 		// The connection broke before anything could commit.
-		return terr, true
+		return terr, endBroken
 	}
-	return deadline(ctx, terr), false
+	return deadline(ctx, terr), endDone
 }
 
 // deadline is err of a step whose context ended: a deadline that passed

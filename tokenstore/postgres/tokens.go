@@ -136,7 +136,7 @@ func queueMint(t *txn, tok tokenstore.Token, keep int, now time.Time, stored *bo
 // row lock, the eviction, the INSERT, COMMIT.
 func (s *Store) Mint(ctx context.Context, tok tokenstore.Token, keep int, now time.Time) error {
 	var stored bool
-	err := s.write(ctx, "mint", func(t *txn) error {
+	err := s.writeStep(ctx, "mint", tok.UserID, "", func(t *txn) error {
 		stored = false
 		t.queue(qLockUser, tok.UserID)
 		queueMint(t, tok, keep, now, &stored)
@@ -154,8 +154,14 @@ func (s *Store) Mint(ctx context.Context, tok tokenstore.Token, keep int, now ti
 // Exchange implements tokenstore.Store, in one round trip: BEGIN, the
 // user's row lock, qExchange, the session cap's eviction, COMMIT.
 func (s *Store) Exchange(ctx context.Context, x tokenstore.Exchange) (tokenstore.ExchangeResult, error) {
-	var res tokenstore.ExchangeResult
-	err := s.write(ctx, "exchange", func(t *txn) error {
+	var (
+		res   tokenstore.ExchangeResult
+		limit string
+	)
+	if x.Limit != nil {
+		limit = x.Limit.Key
+	}
+	err := s.writeStep(ctx, "exchange", x.UserID, limit, func(t *txn) error {
 		res = tokenstore.ExchangeResult{}
 		sess := x.Session
 		t.queue(qLockUser, x.UserID)
