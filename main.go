@@ -295,7 +295,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (tokens
 	case "", "bolt":
 		return bolt.Open(cfg.StorePath(), bolt.Options{Timeout: time.Second})
 	case "postgres":
-		return postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, MaxConns: int32(cfg.Store.MaxConns), Timeout: cfg.Store.Timeout, Logger: log})
+		return postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, MaxConns: int32(cfg.Store.MaxConns), Writers: cfg.Store.Writers, Timeout: cfg.Store.Timeout, Logger: log})
 	}
 	return nil, fmt.Errorf("store driver %q is not supported", cfg.Store.Driver)
 }

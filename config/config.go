@@ -71,6 +71,7 @@ type Store struct {
 	DSN           string        `koanf:"dsn"`            // postgres connection string
 	DSNFile       string        `koanf:"dsn_file"`       // read into DSN by Load
 	MaxConns      int           `koanf:"max_conns"`      // postgres pool size
+	Writers       int           `koanf:"writers"`        // postgres: mint and exchange transactions at once (group commit); default 4, at most max_conns
 	SweepInterval time.Duration `koanf:"sweep_interval"` // how often expired tokens and sessions are swept; default 1m
 	Timeout       time.Duration `koanf:"timeout"`        // deadline of every store call; default 5s
 

@@ -60,6 +60,7 @@ func TestDefault(t *testing.T) {
 		{"store.path", c.Store.Path, ""},
 		{"StorePath", c.StorePath(), filepath.Join("data", "handoff.db")},
 		{"store.max_conns", c.Store.MaxConns, 16},
+		{"store.writers", c.Store.Writers, 4},
 		{"store.sweep_interval", c.Store.SweepInterval, time.Minute},
 		{"tokens.length", c.Tokens.Length, 6},
 		{"tokens.expire", c.Tokens.Expire, 15 * time.Minute},
@@ -649,6 +650,15 @@ func TestValidate(t *testing.T) {
 		{"bolt without a secrets key", func(c *Config) { c.Secrets.KeyFile = "" }, nil},
 		{"dsn twice", func(c *Config) { c.Store.DSN, c.Store.DSNFile = "x", "/run/dsn" }, []string{"store.dsn_file"}},
 		{"sweep interval", func(c *Config) { c.Store.SweepInterval = 0 }, []string{"store.sweep_interval"}},
+		{"postgres writers 0", func(c *Config) {
+			c.Store.Driver, c.Store.DSN, c.Secrets.KeyFile, c.Store.Writers = "postgres", "postgres://db/h", "/k", 0
+		}, []string{"store.writers"}},
+		{"postgres writers past max_conns", func(c *Config) {
+			c.Store.Driver, c.Store.DSN, c.Secrets.KeyFile, c.Store.MaxConns, c.Store.Writers = "postgres", "postgres://db/h", "/k", 4, 5
+		}, []string{"store.writers"}},
+		{"postgres writers at max_conns", func(c *Config) {
+			c.Store.Driver, c.Store.DSN, c.Secrets.KeyFile, c.Store.MaxConns, c.Store.Writers = "postgres", "postgres://db/h", "/k", 4, 4
+		}, nil},
 		{"store timeout", func(c *Config) { c.Store.Timeout = 0 }, []string{"store.timeout"}},
 		{"store timeout past the write timeout", func(c *Config) { c.Store.Timeout = 10 * time.Second }, []string{"store.timeout"}},
 		{"token length low", func(c *Config) { c.Tokens.Length = 3 }, []string{"tokens.length"}},

@@ -27,6 +27,7 @@ func Default() Config {
 		Store: Store{
 			Driver:        "bolt",
 			MaxConns:      16,
+			Writers:       4,
 			SweepInterval: time.Minute,
 			Timeout:       5 * time.Second,
 		},

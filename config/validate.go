@@ -214,6 +214,9 @@ func (v *validator) store(s Store) {
 		if s.MaxConns < 1 {
 			v.add("store.max_conns", "must be at least 1, got %d", s.MaxConns)
 		}
+		if s.Writers < 1 || s.Writers > max(s.MaxConns, 1) {
+			v.add("store.writers", "must be between 1 and store.max_conns (%d), got %d", s.MaxConns, s.Writers)
+		}
 	default:
 		v.add("store.driver", "must be bolt or postgres, got %q", s.Driver)
 	}

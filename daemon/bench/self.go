@@ -65,6 +65,7 @@ func selfConfig(c Config, dir string, withPassword bool) config.Config {
 	cfg.Store.DSN = c.DSN
 	if c.MaxConns > 0 {
 		cfg.Store.MaxConns = c.MaxConns
+		cfg.Store.Writers = min(cfg.Store.Writers, c.MaxConns)
 	}
 	cfg.Limits = noLimits
 	cfg.Log.Level = c.LogLevel
