@@ -244,8 +244,9 @@
 // already holds. A step running alone locks one user and that user's
 // rows, or one counter. Two steps of one user in a group run one after
 // the other (in their order of arrival when they count the same limit)
-// and see each other's writes, as two statements of one transaction: a token the first took is gone for the second, a session
-// the first stored counts against the second's cap.
+// and see each other's writes, as two statements of one transaction: a
+// token the first took is gone for the second, a session the first
+// stored counts against the second's cap.
 //
 // Failures stay each step's own: a statement that fails aborts the whole
 // transaction (and every statement after it in the pipeline), so the
