@@ -74,9 +74,18 @@ type Store struct {
 	Writers       int           `koanf:"writers"`        // postgres: mint and exchange transactions at once (group commit); default 4, at most max_conns
 	SweepInterval time.Duration `koanf:"sweep_interval"` // how often expired tokens and sessions are swept; default 1m
 	Timeout       time.Duration `koanf:"timeout"`        // deadline of every store call; default 5s
+	// KeyCache is how long an API key read from the store is trusted
+	// without reading it again (default 1s, at most MaxKeyCache; 0: read
+	// for every request). A key revoked on another replica keeps working
+	// here for up to that long.
+	KeyCache time.Duration `koanf:"key_cache"`
 
 	dsnFromFile bool // DSN was read from DSNFile by Load
 }
+
+// MaxKeyCache bounds store.key_cache: how late a revocation may reach
+// the other replicas.
+const MaxKeyCache = time.Minute
 
 // Secrets says where the keys that seal the store's own secrets live, and
 // where the first API key goes.

@@ -62,6 +62,7 @@ func TestDefault(t *testing.T) {
 		{"store.max_conns", c.Store.MaxConns, 16},
 		{"store.writers", c.Store.Writers, 4},
 		{"store.sweep_interval", c.Store.SweepInterval, time.Minute},
+		{"store.key_cache", c.Store.KeyCache, time.Second},
 		{"tokens.length", c.Tokens.Length, 6},
 		{"tokens.expire", c.Tokens.Expire, 15 * time.Minute},
 		{"tokens.max_attempts", c.Tokens.MaxAttempts, 10},
@@ -660,6 +661,9 @@ func TestValidate(t *testing.T) {
 			c.Store.Driver, c.Store.DSN, c.Secrets.KeyFile, c.Store.MaxConns, c.Store.Writers = "postgres", "postgres://db/h", "/k", 4, 4
 		}, nil},
 		{"store timeout", func(c *Config) { c.Store.Timeout = 0 }, []string{"store.timeout"}},
+		{"key cache off", func(c *Config) { c.Store.KeyCache = 0 }, nil},
+		{"key cache negative", func(c *Config) { c.Store.KeyCache = -time.Second }, []string{"store.key_cache"}},
+		{"key cache too long", func(c *Config) { c.Store.KeyCache = 2 * time.Minute }, []string{"store.key_cache"}},
 		{"store timeout past the write timeout", func(c *Config) { c.Store.Timeout = 10 * time.Second }, []string{"store.timeout"}},
 		{"token length low", func(c *Config) { c.Tokens.Length = 3 }, []string{"tokens.length"}},
 		{"token length high", func(c *Config) { c.Tokens.Length = 129 }, []string{"tokens.length"}},

@@ -30,6 +30,7 @@ func Default() Config {
 			Writers:       4,
 			SweepInterval: time.Minute,
 			Timeout:       5 * time.Second,
+			KeyCache:      time.Second,
 		},
 		Tokens: Tokens{
 			Length:         6,

@@ -223,6 +223,9 @@ func (v *validator) store(s Store) {
 	v.bothSet("store.dsn", s.DSN, s.DSNFile, s.dsnFromFile)
 	v.positive("store.sweep_interval", s.SweepInterval)
 	v.positive("store.timeout", s.Timeout)
+	if s.KeyCache < 0 || s.KeyCache > MaxKeyCache {
+		v.add("store.key_cache", "must be between 0 (off) and %s, got %s", MaxKeyCache, s.KeyCache)
+	}
 }
 
 func (v *validator) tokens(t Tokens) {

@@ -200,6 +200,7 @@ func openCore(ctx context.Context, cfg config.Config, open OpenStore, log *slog.
 		Pepper:          []byte(cfg.Tokens.Pepper),
 		Sealer:          sealer,
 		StoreTimeout:    cfg.Store.Timeout,
+		KeyCacheTTL:     cfg.Store.KeyCache,
 		Observe:         m.observeStore,
 	})
 	if errors.Is(err, tokenstore.ErrSealed) || errors.Is(err, tokenstore.ErrSealBroken) {

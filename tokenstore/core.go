@@ -51,6 +51,10 @@ type Options struct {
 	// StoreTimeout is the deadline of every store call the core makes
 	// (default DefaultStoreTimeout), whatever the caller's context says.
 	StoreTimeout time.Duration
+	// KeyCacheTTL keeps an API key read from the store in memory for
+	// that long (see AuthenticateKey); zero reads the store for every
+	// request.
+	KeyCacheTTL time.Duration
 	// Observe, when set, is told of every store call the core makes: the
 	// step's name, how long it took and its error (nil on success).
 	Observe func(step string, took time.Duration, err error)
@@ -96,6 +100,8 @@ type Core struct {
 
 	kidMu   sync.Mutex // one unknown-kid read of the signing keys at a time
 	kidRead time.Time  // when an unknown kid last made the core read them
+
+	keyCache keyCache
 }
 
 // New opens the core on store: it loads (or creates, at the first start)
@@ -111,7 +117,7 @@ func New(ctx context.Context, store Store, opts Options) (*Core, error) {
 	if err := checkRange("max_outstanding", opts.MaxOutstanding, 1, MaxMaxOutstanding); err != nil {
 		return nil, err
 	}
-	c := &Core{store: store, opts: opts, pepper: opts.Pepper}
+	c := &Core{store: store, opts: opts, pepper: opts.Pepper, keyCache: keyCache{ttl: opts.KeyCacheTTL}}
 	first, err := newSigningKey(c.now())
 	if err != nil {
 		return nil, err

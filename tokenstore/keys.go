@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -51,29 +52,92 @@ func (c *Core) CreateFirstKey(ctx context.Context, name string, scopes []string)
 // mark that it was made, so the next start makes one again: for a first
 // key that could not be handed to anyone.
 func (c *Core) UndoFirstKey(ctx context.Context, id string) error {
-	return c.call(ctx, "delete_key", func(ctx context.Context) error { return c.store.DeleteKey(ctx, id, true) })
+	err := c.call(ctx, "delete_key", func(ctx context.Context) error { return c.store.DeleteKey(ctx, id, true) })
+	c.keyCache.clear()
+	return err
 }
 
 // AuthenticateKey returns the API key whose secret form is secret:
 // ErrKeyInvalid when there is none, ErrKeyExpired when it has expired.
+// With Options.KeyCacheTTL, a key found in the store is kept in memory
+// for that long and not read again meanwhile (see keyCache).
 func (c *Core) AuthenticateKey(ctx context.Context, secret string) (APIKey, error) {
 	if !strings.HasPrefix(secret, KeyPrefix) {
 		secret = KeyPrefix + secret // Appwrite reads a key without a type as standard
 	}
-	var k APIKey
-	err := c.call(ctx, "key_by_hash", func(ctx context.Context) (err error) {
-		k, err = c.store.KeyByHash(ctx, sha256Sum(secret))
-		return err
-	})
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return APIKey{}, ErrKeyInvalid
-	case err != nil:
-		return APIKey{}, err
-	case !k.Expire.IsZero() && c.now().After(k.Expire):
+	hash := sha256Sum(secret)
+	now := c.now()
+	k, ok := c.keyCache.get(hash, now)
+	if !ok {
+		err := c.call(ctx, "key_by_hash", func(ctx context.Context) (err error) {
+			k, err = c.store.KeyByHash(ctx, hash)
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return APIKey{}, ErrKeyInvalid
+		case err != nil:
+			return APIKey{}, err
+		}
+		c.keyCache.put(hash, k, now)
+	}
+	if !k.Expire.IsZero() && now.After(k.Expire) {
 		return APIKey{}, ErrKeyExpired
 	}
 	return k, nil
+}
+
+// keyCache keeps the API keys recently read from the store, by the hash
+// of their secret, for ttl: an API caller pays one store read per key per
+// ttl instead of one per request. Only keys that exist are kept, so a
+// stream of wrong keys cannot fill it, and it holds at most keyCacheSize
+// of them. RevokeKey empties it, so a key revoked through this core stops
+// working at once; a key revoked through another daemon on the same
+// database works here until its entry is ttl old. Zero ttl: no cache.
+type keyCache struct {
+	ttl  time.Duration
+	mu   sync.Mutex
+	keys map[string]cachedKey
+}
+
+// keyCacheSize bounds the cache; a full cache starts again empty.
+const keyCacheSize = 1024
+
+type cachedKey struct {
+	key  APIKey
+	read time.Time
+}
+
+func (kc *keyCache) get(hash []byte, now time.Time) (APIKey, bool) {
+	if kc.ttl <= 0 {
+		return APIKey{}, false
+	}
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	e, ok := kc.keys[string(hash)]
+	if !ok || now.Sub(e.read) >= kc.ttl || now.Before(e.read) {
+		return APIKey{}, false
+	}
+	return e.key, true
+}
+
+func (kc *keyCache) put(hash []byte, k APIKey, now time.Time) {
+	if kc.ttl <= 0 {
+		return
+	}
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if kc.keys == nil || len(kc.keys) >= keyCacheSize {
+		kc.keys = make(map[string]cachedKey)
+	}
+	kc.keys[string(hash)] = cachedKey{key: k, read: now}
+}
+
+// clear forgets every key.
+func (kc *keyCache) clear() {
+	kc.mu.Lock()
+	kc.keys = nil
+	kc.mu.Unlock()
 }
 
 // ListKeys returns every API key.
@@ -88,5 +152,7 @@ func (c *Core) ListKeys(ctx context.Context) ([]APIKey, error) {
 
 // RevokeKey deletes the API key with id, or gives ErrNotFound.
 func (c *Core) RevokeKey(ctx context.Context, id string) error {
-	return c.call(ctx, "delete_key", func(ctx context.Context) error { return c.store.DeleteKey(ctx, id, false) })
+	err := c.call(ctx, "delete_key", func(ctx context.Context) error { return c.store.DeleteKey(ctx, id, false) })
+	c.keyCache.clear() // also when the outcome is unknown
+	return err
 }

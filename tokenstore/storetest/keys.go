@@ -17,6 +17,7 @@ var keyTests = []test{
 	{"Revoke", testKeyRevoke},
 	{"Expire", testKeyExpire},
 	{"FirstKeyOnce", testFirstKeyOnce},
+	{"Cache", testKeyCache},
 }
 
 var jwtTests = []test{
@@ -73,6 +74,42 @@ func testKeyRevoke(t *testing.T, s *suite) {
 	if keys, _ := e.core.ListKeys(e.ctx); len(keys) != 1 {
 		t.Fatalf("ListKeys after a revoke lists %d keys, want 1", len(keys))
 	}
+}
+
+// testKeyCache: with Options.KeyCacheTTL a key read once is not read
+// again for that long. A revoke through the same core ends it at once;
+// one through another core (another daemon on the database) ends it here
+// once the entry is KeyCacheTTL old; an expiry is checked on every use.
+func testKeyCache(t *testing.T, s *suite) {
+	const ttl = time.Second
+	a := s.env(t, tokenstore.Options{KeyCacheTTL: ttl})
+	b := a.replica(tokenstore.Options{KeyCacheTTL: ttl})
+	k, secret, err := a.core.CreateKey(a.ctx, "ci", nil, a.clock.Now().Add(time.Hour))
+	must(t, "CreateKey", err)
+	_, err = b.core.AuthenticateKey(b.ctx, secret)
+	must(t, "AuthenticateKey", err)
+	_, err = a.core.AuthenticateKey(a.ctx, secret)
+	must(t, "AuthenticateKey", err)
+	must(t, "RevokeKey", a.core.RevokeKey(a.ctx, k.ID))
+	_, err = a.core.AuthenticateKey(a.ctx, secret)
+	wantIs(t, "AuthenticateKey on the core that revoked it", err, tokenstore.ErrKeyInvalid)
+	_, err = b.core.AuthenticateKey(b.ctx, secret)
+	must(t, "AuthenticateKey on another core within the cache's time", err)
+	b.clock.Advance(ttl)
+	_, err = b.core.AuthenticateKey(b.ctx, secret)
+	wantIs(t, "AuthenticateKey on another core after the cache's time", err, tokenstore.ErrKeyInvalid)
+
+	_, secret, err = a.core.CreateKey(a.ctx, "short", nil, a.clock.Now().Add(ttl/2))
+	must(t, "CreateKey", err)
+	_, err = a.core.AuthenticateKey(a.ctx, secret)
+	must(t, "AuthenticateKey", err)
+	a.clock.Advance(ttl/2 + time.Millisecond)
+	_, err = a.core.AuthenticateKey(a.ctx, secret)
+	wantIs(t, "AuthenticateKey of a cached key past its expiry", err, tokenstore.ErrKeyExpired)
+
+	// A wrong key is never cached.
+	_, err = b.core.AuthenticateKey(b.ctx, "standard_"+strings.Repeat("0", 64))
+	wantIs(t, "AuthenticateKey of an unknown key", err, tokenstore.ErrKeyInvalid)
 }
 
 func testKeyExpire(t *testing.T, s *suite) {
