@@ -98,13 +98,20 @@
 //	                   expired tokens and oldest live ones beyond keep
 //	                   (qTokensEvict); INSERT … ON CONFLICT the token, only
 //	                   if the user exists (qTokenInsert); COMMIT
-//	Exchange        1  BEGIN; qLockUser; qExchange: DELETE … RETURNING the
-//	                   token, INSERT the session when it was live and below
-//	                   MaxAttempts, else count the failure on the user's
-//	                   other tokens (DELETE the expired and the burned,
-//	                   UPDATE attempts+1), all data-modifying CTEs of one
-//	                   statement that also answers why; delete the sessions
-//	                   beyond MaxSessions (qSessionEvict); COMMIT
+//	Exchange        1  BEGIN; qLockUser; qExchange: with a route limit,
+//	                   read its count and, past the limit, touch nothing;
+//	                   else DELETE … RETURNING the token, INSERT the
+//	                   session when it was live and below MaxAttempts and
+//	                   DELETE the limit's counter, else count the failure
+//	                   on the user's other tokens (DELETE the expired and
+//	                   the burned, UPDATE attempts+1) and on the limit's
+//	                   counter (qHit's upsert), all data-modifying CTEs of
+//	                   one statement that also answers why; delete the
+//	                   sessions beyond MaxSessions (qSessionEvict); COMMIT.
+//	                   So a limited exchange over HTTP is one transaction,
+//	                   where a Hit, the exchange and a ForgetHits were
+//	                   three; the limit's count is read after the user's
+//	                   row lock, so it is exact for the user's steps.
 //	CreateSession   1  BEGIN; qLockUser; INSERT (qSessionInsert);
 //	                   qSessionEvict; COMMIT
 //	SessionByHash   1  SELECT the session JOIN its user, by the hash index
