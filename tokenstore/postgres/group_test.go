@@ -211,18 +211,7 @@ func TestGroupCaps(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ss, err := s.Sessions(ctx, "capped")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ss) != maxSessions {
-		t.Errorf("%d sessions after %d exchanges, want the cap, %d", len(ss), n, maxSessions)
-	}
-	for i, sess := range ss {
-		if want := fmt.Sprintf("s%04d", n-maxSessions+i); sess.ID != want {
-			t.Errorf("session %d is %s, want %s (the newest stay)", i, sess.ID, want)
-		}
-	}
+	wantNewestSessions(t, s, "capped", n, maxSessions)
 	if s.Stats().Grouped == before.Grouped {
 		t.Errorf("no step shared a group")
 	}

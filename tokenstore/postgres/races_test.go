@@ -60,16 +60,23 @@ func TestSessionCapRace(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ss, err := a.Sessions(ctx, u.ID)
+	wantNewestSessions(t, a, u.ID, n, max)
+}
+
+// wantNewestSessions checks that user holds the newest max of the n
+// sessions s0000, s0001, … opened for it, oldest first.
+func wantNewestSessions(t *testing.T, s *Store, user string, n, max int) {
+	t.Helper()
+	ss, err := s.Sessions(context.Background(), user)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ss) != max {
-		t.Fatalf("%d sessions after %d racing opens, want the cap, %d", len(ss), n, max)
+		t.Fatalf("%d sessions after %d opens, want the cap, %d", len(ss), n, max)
 	}
-	for i, s := range ss {
-		if want := fmt.Sprintf("s%04d", n-max+i); s.ID != want {
-			t.Errorf("session %d is %s, want %s (the newest stay)", i, s.ID, want)
+	for i, sess := range ss {
+		if want := fmt.Sprintf("s%04d", n-max+i); sess.ID != want {
+			t.Errorf("session %d is %s, want %s (the newest stay)", i, sess.ID, want)
 		}
 	}
 }
