@@ -51,6 +51,16 @@ func insertSession(tx Tx, s tokenstore.Session, maxSessions int) error {
 	if maxSessions < 0 {
 		return nil
 	}
+	// The keys tell how many there are; only a user past the cap has
+	// their sessions read to find the oldest.
+	n := 0
+	err := tx.Scan(bucketUserData, userKindPrefix(s.UserID, kindSession), nil, func(_, _ []byte) bool {
+		n++
+		return true
+	})
+	if err != nil || n <= maxSessions {
+		return err
+	}
 	sessions, err := userSessions(tx, s.UserID)
 	if err != nil {
 		return err

@@ -83,8 +83,11 @@ func (s *Store) Exchange(ctx context.Context, x tokenstore.Exchange) (tokenstore
 // exchange is Exchange's step without the limit, in tx.
 func exchange(tx Tx, x tokenstore.Exchange) (tokenstore.ExchangeResult, error) {
 	res := tokenstore.ExchangeResult{Reason: tokenstore.ExchangeWrongSecret}
-	_, userErr := getUser(tx, x.UserID)
-	if userErr != nil && !errors.Is(userErr, tokenstore.ErrUserNotFound) {
+	_, userErr := tx.Get(bucketUsers, []byte(x.UserID)) // only whether the user exists
+	switch {
+	case errors.Is(userErr, tokenstore.ErrNotFound):
+		userErr = tokenstore.ErrUserNotFound
+	case userErr != nil:
 		return res, userErr
 	}
 	raw, err := tx.Take(bucketUserData, tokenKey(x.UserID, x.Hash))
