@@ -6,9 +6,10 @@
 // keys in named buckets; this package gives them those buckets: Open
 // returns a Store that is kvstore.Store over the file, plus Path and Stats.
 // kvstore's doc shows its layout: a user's tokens and sessions under the
-// user, so an exchange rewrites that user's leaf and one entry of the
-// session hash index, about 15 KB written per exchange at 10,000
-// signed-in users where layout 1 wrote 20 KB (BenchmarkExchangeWrites).
+// user, so an exchange rewrites that user's leaf (and its branch) and two
+// entries of the expiry index: about 10 KB written per
+// exchange at 10,000 signed-in users where layout 1 wrote 20 KB
+// (BenchmarkExchangeWrites).
 // A file of layout 1 is migrated when Open first meets it. Everything
 // below is about the buckets.
 //
@@ -25,7 +26,8 @@
 // so Sweep walks the index from its start and stops at the first entry that
 // is not yet due, without ever scanning the data. The header tells Put,
 // Delete and Take which index entry to remove when a key is overwritten or
-// goes.
+// goes. The index's pages split 90% full, not bbolt's half, since its keys
+// arrive in time order.
 //
 // # Group commit
 //

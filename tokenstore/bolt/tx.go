@@ -18,6 +18,19 @@ import (
 // bucket a caller may use contains.
 const indexBucket = "\x00expiry"
 
+// indexFill is the expiry index's split threshold. Its keys start with
+// their expiry, so each kind of record (tokens, sessions, limits) appends
+// near the end of a region of its own, where bbolt's default of half-full
+// pages would leave every page half empty.
+const indexFill = 0.9
+
+// index returns the expiry index of btx, ready to write.
+func index(btx *bbolt.Tx) *bbolt.Bucket {
+	idx := btx.Bucket([]byte(indexBucket))
+	idx.FillPercent = indexFill
+	return idx
+}
+
 // headerLen is the size of the expiry header in front of every value.
 const headerLen = 8
 
@@ -157,7 +170,7 @@ func (t *tx) put(b *bbolt.Bucket, bucket string, key, value []byte, expire time.
 		oldE = binary.BigEndian.Uint64(old)
 	}
 	if oldE != e {
-		idx := t.btx.Bucket([]byte(indexBucket))
+		idx := index(t.btx)
 		if oldE != 0 {
 			if err := idx.Delete(indexKey(oldE, bucket, key)); err != nil {
 				return err
@@ -175,7 +188,9 @@ func (t *tx) put(b *bbolt.Bucket, bucket string, key, value []byte, expire time.
 	return b.Put(key, v)
 }
 
-// Take returns the value under key and deletes it.
+// Take returns the value under key and deletes it with its index entry.
+// Leaving the entry to the sweep would save about 3 % of an exchange's
+// writes, but a deleted user's id would linger in the index until then.
 func (t *tx) Take(bucket string, key []byte) ([]byte, error) {
 	b, err := t.writeBucket(bucket, false)
 	if err != nil {
@@ -218,7 +233,7 @@ func (t *tx) Delete(bucket string, key []byte) error {
 func (t *tx) remove(b *bbolt.Bucket, bucket string, key, v []byte) error {
 	if len(v) >= headerLen {
 		if e := binary.BigEndian.Uint64(v); e != 0 {
-			if err := t.btx.Bucket([]byte(indexBucket)).Delete(indexKey(e, bucket, key)); err != nil {
+			if err := index(t.btx).Delete(indexKey(e, bucket, key)); err != nil {
 				return err
 			}
 		}
@@ -263,7 +278,7 @@ func (t *tx) Scan(bucket string, prefix, after []byte, fn func(key, value []byte
 // all) went. It reports how many of those went and how many entries it
 // took.
 func sweep(btx *bbolt.Tx, due uint64, want, maxEntries int, counted func(string) bool) (n, taken int, err error) {
-	idx := btx.Bucket([]byte(indexBucket))
+	idx := index(btx)
 	var entries [][]byte
 	c := idx.Cursor()
 	for k, _ := c.First(); k != nil && len(entries) < maxEntries; k, _ = c.Next() {

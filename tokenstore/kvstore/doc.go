@@ -11,7 +11,10 @@
 //
 // # Layout
 //
-// Values are the JSON of the tokenstore model types (User, Token, Session,
+// Tokens and sessions, which every sign-in writes, are stored in a
+// compact binary form (records.go), about a third the size of their
+// JSON; tokens and sessions an earlier build wrote as JSON still read.
+// The other values are the JSON of the tokenstore model types (User,
 // Identity, APIKey). Keys join their parts with a 0 byte; times in keys
 // are 8 bytes of big-endian unix nanoseconds, so keys sort by time. This
 // is layout 2:

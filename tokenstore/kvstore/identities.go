@@ -2,7 +2,6 @@ package kvstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -100,12 +99,8 @@ func (s *Store) SignIn(ctx context.Context, in tokenstore.SignIn) (tokenstore.Si
 		}
 		t := *in.Token
 		t.UserID = res.User.ID
-		raw, err := json.Marshal(t)
-		if err != nil {
-			return err
-		}
 		res.Minted = true
-		return putToken(tx, t.UserID, t.Hash, raw, t.Expire, in.Keep, in.Now)
+		return putToken(tx, t.UserID, t.Hash, encodeToken(t), t.Expire, in.Keep, in.Now)
 	})
 	if err != nil {
 		return tokenstore.SignInResult{}, err

@@ -2,7 +2,6 @@ package kvstore
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/handoffd/handoff/tokenstore"
 )
@@ -26,11 +25,7 @@ func (s *Store) Load(ctx context.Context, users []tokenstore.User, sessions []to
 			}
 		}
 		for _, t := range tokens {
-			raw, err := json.Marshal(t)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(bucketUserData, tokenKey(t.UserID, t.Hash), raw, t.Expire); err != nil {
+			if err := tx.Put(bucketUserData, tokenKey(t.UserID, t.Hash), encodeToken(t), t.Expire); err != nil {
 				return err
 			}
 		}

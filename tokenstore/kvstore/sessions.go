@@ -30,7 +30,7 @@ func sessionKey(userID string, hash []byte) []byte {
 // userSessions returns userID's stored sessions, oldest
 // (CreatedAt, then ID) first.
 func userSessions(tx Tx, userID string) ([]tokenstore.Session, error) {
-	sessions, err := scanJSON[tokenstore.Session](tx, bucketUserData, userKindPrefix(userID, kindSession))
+	sessions, err := scanDecode(tx, bucketUserData, userKindPrefix(userID, kindSession), decodeSession)
 	slices.SortFunc(sessions, func(a, b tokenstore.Session) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
@@ -39,7 +39,7 @@ func userSessions(tx Tx, userID string) ([]tokenstore.Session, error) {
 
 // putSession stores s under its user, expiring with it.
 func putSession(tx Tx, s tokenstore.Session) error {
-	return putJSON(tx, bucketUserData, sessionKey(s.UserID, s.Hash), s, s.Expire)
+	return tx.Put(bucketUserData, sessionKey(s.UserID, s.Hash), encodeSession(s), s.Expire)
 }
 
 // insertSession stores s and evicts the user's oldest sessions beyond
@@ -91,10 +91,13 @@ func (s *Store) SessionByHash(ctx context.Context, userID string, hash []byte) (
 		sess tokenstore.Session
 	)
 	err := s.b.View(ctx, func(tx Tx) error {
-		err := getJSON(tx, bucketUserData, sessionKey(userID, hash), &sess)
+		raw, err := tx.Get(bucketUserData, sessionKey(userID, hash))
 		if errors.Is(err, tokenstore.ErrNotFound) {
 			return tokenstore.ErrSessionNotFound
 		} else if err != nil {
+			return err
+		}
+		if sess, err = decodeSession(raw); err != nil {
 			return err
 		}
 		if subtle.ConstantTimeCompare(sess.Hash, hash) != 1 {

@@ -155,11 +155,20 @@ func deletePrefix(tx Tx, bucket string, p []byte) ([][]byte, error) {
 
 // scanJSON decodes every value under prefix p in bucket, in key order.
 func scanJSON[T any](tx Tx, bucket string, p []byte) ([]T, error) {
+	return scanDecode(tx, bucket, p, func(v []byte) (x T, err error) {
+		err = json.Unmarshal(v, &x)
+		return x, err
+	})
+}
+
+// scanDecode decodes every value under prefix p in bucket with decode, in
+// key order.
+func scanDecode[T any](tx Tx, bucket string, p []byte, decode func([]byte) (T, error)) ([]T, error) {
 	out := []T{}
 	var derr error
 	err := tx.Scan(bucket, p, nil, func(_, v []byte) bool {
 		var x T
-		if derr = json.Unmarshal(v, &x); derr != nil {
+		if x, derr = decode(v); derr != nil {
 			return false
 		}
 		out = append(out, x)

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/hmac"
-	"encoding/json"
 	"errors"
 	"math"
 	"slices"
@@ -22,10 +21,7 @@ func tokenKey(userID string, hash []byte) []byte {
 // Mint stores t for its user, evicting the user's expired tokens and the
 // oldest live ones beyond keep, in one Update.
 func (s *Store) Mint(ctx context.Context, t tokenstore.Token, keep int, now time.Time) error {
-	raw, err := json.Marshal(t)
-	if err != nil {
-		return err
-	}
+	raw := encodeToken(t)
 	return s.b.Update(ctx, func(tx Tx) error {
 		if _, err := getUser(tx, t.UserID); err != nil {
 			return err
@@ -95,8 +91,8 @@ func exchange(tx Tx, x tokenstore.Exchange) (tokenstore.ExchangeResult, error) {
 		return res, err
 	}
 	if err == nil && userErr == nil {
-		var t tokenstore.Token
-		if err := json.Unmarshal(raw, &t); err != nil {
+		t, err := decodeToken(raw)
+		if err != nil {
 			return res, err
 		}
 		// The key lookup already matched the keyed hash; the
@@ -161,7 +157,7 @@ func countFailure(tx Tx, userID string, now time.Time, maxAttempts int) (burned 
 			burned++
 			continue
 		}
-		if err := putJSON(tx, bucketUserData, k, t, t.Expire); err != nil {
+		if err := tx.Put(bucketUserData, k, encodeToken(t), t.Expire); err != nil {
 			return 0, err
 		}
 	}
@@ -201,7 +197,7 @@ func evictTokens(tx Tx, userID string, now time.Time, keep int) error {
 
 // userTokens returns every stored token of userID, expired ones included.
 func userTokens(tx Tx, userID string) ([]tokenstore.Token, error) {
-	return scanJSON[tokenstore.Token](tx, bucketUserData, userKindPrefix(userID, kindToken))
+	return scanDecode(tx, bucketUserData, userKindPrefix(userID, kindToken), decodeToken)
 }
 
 // Tokens returns every stored token of the user.

@@ -449,6 +449,15 @@ func testSweepOverwrite(t *testing.T, s *suite) {
 		return tx.Insert(bucketA, []byte("taken-reinserted"), []byte("v:taken-reinserted"), time.Time{})
 	})
 
+	// Taken, then written again with a later expiry in a later
+	// transaction: an entry Take left must not delete it.
+	putExpiring(t, st, bucketA, "taken-later", past)
+	update(t, st, func(tx kvstore.Tx) error {
+		_, err := tx.Take(bucketA, []byte("taken-later"))
+		return err
+	})
+	putExpiring(t, st, bucketA, "taken-later", future)
+
 	// Overwritten twice in one transaction: only the last expiry counts.
 	update(t, st, func(tx kvstore.Tx) error {
 		if err := tx.Put(bucketA, []byte("twice"), []byte("v:twice"), past); err != nil {
@@ -460,10 +469,10 @@ func testSweepOverwrite(t *testing.T, s *suite) {
 	sweep(t, st, now, 0, 1)
 	wantAbsent(t, st, bucketA, "shortened")
 	wantAbsent(t, st, bucketA, "deleted")
-	for _, k := range []string{"extended", "made-permanent", "taken-reinserted", "twice"} {
+	for _, k := range []string{"extended", "made-permanent", "taken-reinserted", "taken-later", "twice"} {
 		wantValue(t, st, bucketA, k, "v:"+k)
 	}
-	sweep(t, st, future.Add(time.Second), 0, 2) // extended, twice
+	sweep(t, st, future.Add(time.Second), 0, 3) // extended, taken-later, twice
 	wantValue(t, st, bucketA, "made-permanent", "v:made-permanent")
 	wantValue(t, st, bucketA, "taken-reinserted", "v:taken-reinserted")
 }
