@@ -156,6 +156,38 @@ func (s *testServer) login(userID string) string {
 	return r.json(s.t)["secret"].(string)
 }
 
+// TestStoreFigures: /metrics carries the store's own figures, bolt's
+// commits and PostgreSQL's round trips and pool, next to the core's step
+// latencies.
+func TestStoreFigures(t *testing.T) {
+	onEachStore(t, nil, func(t *testing.T, s *testServer) {
+		s.createUser("u1", "u1@example.com")
+		s.login("u1")
+		mfs := scrape(t, s)
+		value := func(name string) float64 {
+			t.Helper()
+			v, ok := metricValue(mfs, "handoff_store_"+name, nil)
+			if !ok {
+				t.Fatalf("/metrics has no handoff_store_%s", name)
+			}
+			return v
+		}
+		if strings.HasSuffix(t.Name(), "bolt") {
+			if commits, steps := value("commits_total"), value("committed_steps_total"); commits < 3 || steps < commits {
+				t.Errorf("commits %v, committed steps %v: want the user, the mint and the exchange", commits, steps)
+			}
+			return
+		}
+		if steps, trips := value("steps_total"), value("round_trips_total"); steps < 3 || trips < steps {
+			t.Errorf("steps %v, round trips %v: want the user, the mint and the exchange, a round trip each at least", steps, trips)
+		}
+		if conns := value("pool_conns"); conns < 1 {
+			t.Errorf("pool_conns = %v, want the open pool", conns)
+		}
+		value("grouped_steps_total")
+	})
+}
+
 func TestUnknownRoute(t *testing.T) {
 	s := newTestServer(t)
 	for _, r := range []req{{method: "GET", path: "/v1/nope"}, {method: "PUT", path: "/v1/account/sessions/token"}, {method: "PATCH", path: "/v1/users"}} {

@@ -74,6 +74,7 @@ func (d *Daemon) connect(ctx context.Context) error {
 	}
 	d.core = core
 	d.limits = newCounter(core)
+	d.metrics.watchStore(core.Store())
 	d.store.ready.Store(true)
 	close(d.store.opened)
 	return nil

@@ -19,9 +19,10 @@ import (
 
 // Interface guards.
 var (
-	_ tokenstore.Store = (*Store)(nil)
-	_ kvstore.Buckets  = (*buckets)(nil)
-	_ kvstore.Tx       = (*tx)(nil)
+	_ tokenstore.Store          = (*Store)(nil)
+	_ tokenstore.FigureReporter = (*Store)(nil)
+	_ kvstore.Buckets           = (*buckets)(nil)
+	_ kvstore.Tx                = (*tx)(nil)
 )
 
 // ErrLocked means the store file is held by another process (or another
@@ -159,6 +160,16 @@ func openBuckets(path string, opts Options) (*buckets, error) {
 	}
 	go s.writer()
 	return s, nil
+}
+
+// Figures reports the writer's counters for metrics: commits (each one
+// fsync) and the Update calls they carried.
+func (s *Store) Figures() []tokenstore.Figure {
+	st := s.b.stats()
+	return []tokenstore.Figure{
+		{Name: "commits_total", Help: "Write transactions the bolt store committed, one fsync each.", Counter: true, Value: float64(st.Commits)},
+		{Name: "committed_steps_total", Help: "Write steps those commits carried (group commit); over handoff_store_commits_total, the mean group size.", Counter: true, Value: float64(st.Updates)},
+	}
 }
 
 // stats returns the writer's counters.

@@ -22,8 +22,9 @@ import (
 
 // Interface guards.
 var (
-	_ tokenstore.Store  = (*Store)(nil)
-	_ tokenstore.MetaTx = (*metaTx)(nil)
+	_ tokenstore.Store          = (*Store)(nil)
+	_ tokenstore.MetaTx         = (*metaTx)(nil)
+	_ tokenstore.FigureReporter = (*Store)(nil)
 )
 
 // Errors of Open. They belong to this backend (the Store contract has no
@@ -382,6 +383,29 @@ func (s *Store) Stats() Stats {
 		IdleConns:      ps.IdleConns(),
 		AcquiredConns:  ps.AcquiredConns(),
 		EmptyAcquires:  ps.EmptyAcquireCount(),
+	}
+}
+
+// Figures reports Stats for metrics.
+func (s *Store) Figures() []tokenstore.Figure {
+	st := s.Stats()
+	counter := func(name, help string, v uint64) tokenstore.Figure {
+		return tokenstore.Figure{Name: name, Help: help, Counter: true, Value: float64(v)}
+	}
+	gauge := func(name, help string, v int32) tokenstore.Figure {
+		return tokenstore.Figure{Name: name, Help: help, Value: float64(v)}
+	}
+	return []tokenstore.Figure{
+		counter("steps_total", "Steps the PostgreSQL store ran, each attempt on a connection counted once.", st.Steps),
+		counter("round_trips_total", "Round trips those steps made to PostgreSQL.", st.RoundTrips),
+		counter("retries_total", "Steps run again because their connection broke before they could commit.", st.Retries),
+		counter("commit_unknown_total", "Writes whose commit was lost with the connection, settled by reading back.", st.CommitUnknowns),
+		counter("grouped_steps_total", "Mints and exchanges that shared a transaction and a commit with others (group commit).", st.Grouped),
+		counter("group_alone_total", "Grouped steps run again alone because their group did not commit.", st.GroupAlone),
+		counter("pool_empty_acquires_total", "Steps that waited for a pooled connection.", uint64(max(st.EmptyAcquires, 0))),
+		gauge("pool_conns", "Connections in the pool.", st.TotalConns),
+		gauge("pool_idle_conns", "Idle connections in the pool.", st.IdleConns),
+		gauge("pool_acquired_conns", "Connections in use.", st.AcquiredConns),
 	}
 }
 
