@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -293,8 +294,21 @@ func assertProvidersUp(t *testing.T, d *daemon, cfg string) {
 		if health[p.Name] != "up" {
 			t.Errorf("provider %s is %q, want up; /v1/providers: %+v", p.Name, health[p.Name], list.Providers)
 		}
-		if p.Kind == "oidc" && !strings.Contains(d.logs.String(), "discovered the identity provider") {
+		if p.Kind == "oidc" && !logsWithin(d, "discovered the identity provider", 10*time.Second) {
 			t.Errorf("provider %s never discovered its IdP stand-in", p.Name)
+		}
+	}
+}
+
+// logsWithin reports whether d's log says text within wait. A plugin logs
+// what it did at start on its own time, after the daemon is ready.
+func logsWithin(d *daemon, text string, wait time.Duration) bool {
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(d.logs.String(), text) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
 		}
 	}
 }
