@@ -210,9 +210,16 @@ func (d *Daemon) createJWT(w http.ResponseWriter, r *http.Request, c *caller) er
 func (d *Daemon) setSessionCookies(w http.ResponseWriter, r *http.Request, c *caller, cred string, expire time.Time) {
 	d.sessionCookies(w, r, c, cred, expire)
 	if !d.sameSite(r) {
-		fallback, _ := json.Marshal(map[string]string{d.cookieName(): cred})
-		w.Header().Set("X-Fallback-Cookies", string(fallback))
+		w.Header().Set("X-Fallback-Cookies", d.fallbackCookies(cred))
 	}
+}
+
+// fallbackCookies is X-Fallback-Cookies for a credential: the JSON object
+// {"a_session_<project>": cred}. The cookie name needs no escaping (the
+// project is an id), so only the credential goes through json.Marshal.
+func (d *Daemon) fallbackCookies(cred string) string {
+	value, _ := json.Marshal(cred)
+	return `{"` + d.cookieName() + `":` + string(value) + `}`
 }
 
 // sessionCookies sets Appwrite's two session cookies, a_session_<project>

@@ -99,7 +99,7 @@ func (d *Daemon) authenticate(r *http.Request) (*caller, error) {
 			return nil, err
 		}
 	}
-	if jwt := header(r, "JWT"); jwt != "" {
+	if jwt := header(r, "Jwt"); jwt != "" { // X-Appwrite-JWT, spelled canonically so Get copies nothing
 		if c.user != nil {
 			return nil, errJWTAndCookie
 		}

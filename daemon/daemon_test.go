@@ -446,6 +446,19 @@ func TestExchangeAndSessions(t *testing.T) {
 	wantError(t, s.do(req{method: "GET", path: "/v1/account", headers: auth}), 401, "general_unauthorized_scope")
 }
 
+// TestFallbackCookies: X-Fallback-Cookies is what json.Marshal makes of
+// the map {cookie name: credential}, byte for byte, whatever the
+// credential holds.
+func TestFallbackCookies(t *testing.T) {
+	d := &Daemon{cfg: config.Config{Project: "My-Project.1"}}
+	for _, cred := range []string{"", "eyJpZCI6InUxIn0=", "a+b/c==", `<"\&>`, "\u2028\x00\xff"} {
+		want, _ := json.Marshal(map[string]string{d.cookieName(): cred})
+		if got := d.fallbackCookies(cred); got != string(want) {
+			t.Errorf("fallbackCookies(%q) = %s, want %s", cred, got, want)
+		}
+	}
+}
+
 func TestJWT(t *testing.T) {
 	s := newTestServer(t)
 	s.createUser("u1", "")

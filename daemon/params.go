@@ -22,6 +22,9 @@ type params struct {
 	query url.Values
 }
 
+// errNotObject answers a body that is not a JSON object.
+var errNotObject = &apiError{400, "general_argument_invalid", "The request body must be a JSON object."}
+
 // readParams decodes the request's parameters. A body that is not a JSON
 // object is a 400; one over the size limit a 413.
 func readParams(r *http.Request) (params, error) {
@@ -49,11 +52,19 @@ func readParams(r *http.Request) (params, error) {
 		}
 		return p, nil
 	}
+	// Decoding into an interface builds the map directly, without the
+	// reflection a map[string]any target goes through.
+	var body any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	if err := dec.Decode(&p.body); err != nil || p.body == nil {
-		return p, errorf(400, "general_argument_invalid", "The request body must be a JSON object.")
+	if err := dec.Decode(&body); err != nil {
+		return p, errNotObject
 	}
+	obj, ok := body.(map[string]any)
+	if !ok {
+		return p, errNotObject
+	}
+	p.body = obj
 	return p, nil
 }
 

@@ -76,15 +76,17 @@ func (p proxies) client(r *http.Request) client {
 			cur.https = firstProto(r.Header.Values("X-Forwarded-Proto")) == "https"
 		}
 	}
-	return client{ip: cur.addr.String(), limit: p.limitKey(cur.addr), https: cur.https}
+	ip := cur.addr.String()
+	return client{ip: ip, limit: p.limitKey(cur.addr, ip), https: cur.https}
 }
 
 // limitKey is what per-IP limits count a client by: an IPv4 address, or
 // an IPv6 address's leading ipv6_prefix bits ("2001:db8:1:2::/64"), since
-// one host owns a whole /64 and would otherwise get 2^64 allowances.
-func (p proxies) limitKey(a netip.Addr) string {
+// one host owns a whole /64 and would otherwise get 2^64 allowances. ip is
+// a's text.
+func (p proxies) limitKey(a netip.Addr, ip string) string {
 	if a.Is4() || p.v6bits >= 128 {
-		return a.String()
+		return ip
 	}
 	return netip.PrefixFrom(a, p.v6bits).Masked().String()
 }

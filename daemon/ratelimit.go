@@ -48,10 +48,12 @@ func (d *Daemon) limit(w http.ResponseWriter, r *http.Request, key string, limit
 // made count hits on a limit whose window ends at end, and answers
 // errRateLimit past limit.
 func (d *Daemon) limitCounted(w http.ResponseWriter, r *http.Request, limit, count int, end time.Time) error {
+	// The names are spelled as net/http sends them, which Set would
+	// otherwise rewrite (a copy each) on every request.
 	h := w.Header()
-	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, limit-count)))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(end.Unix(), 10))
+	h.Set("X-Ratelimit-Limit", strconv.Itoa(limit))
+	h.Set("X-Ratelimit-Remaining", strconv.Itoa(max(0, limit-count)))
+	h.Set("X-Ratelimit-Reset", strconv.FormatInt(end.Unix(), 10))
 	if count > limit {
 		d.metrics.limited.WithLabelValues(r.Pattern).Inc()
 		return errRateLimit
