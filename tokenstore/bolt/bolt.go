@@ -95,7 +95,7 @@ type Stats struct {
 // directory is created with mode 0700 and the file with 0600. A file held
 // by another process gives an error matching ErrLocked after opts.Timeout.
 // A file of kvstore's layout 1 (written before the typed Store) is
-// migrated to layout 2 first (see kvstore.Open).
+// migrated to layout 3 first, and one of layout 2 marked (see kvstore.Open).
 func Open(path string, opts Options) (*Store, error) {
 	b, err := openBuckets(path, opts)
 	if err != nil {

@@ -13,11 +13,10 @@
 //
 // Tokens and sessions, which every sign-in writes, are stored in a
 // compact binary form (records.go), about a third the size of their
-// JSON; tokens and sessions an earlier build wrote as JSON still read.
-// The other values are the JSON of the tokenstore model types (User,
-// Identity, APIKey). Keys join their parts with a 0 byte; times in keys
-// are 8 bytes of big-endian unix nanoseconds, so keys sort by time. This
-// is layout 2:
+// JSON. The other values are the JSON of the tokenstore model types
+// (User, Identity, APIKey). Keys join their parts with a 0 byte; times
+// in keys are 8 bytes of big-endian unix nanoseconds, so keys sort by
+// time. This is layout 3:
 //
 //	users            userId                        -> User
 //	users_email      lower(email)                  -> userId
@@ -32,7 +31,7 @@
 //	meta             name                          -> the core's value
 //	kv               namespace 0 key               -> expire(8) value
 //	limits           key                           -> window start(8) count(8)
-//	layout           "version"                     -> "2"
+//	layout           "version"                     -> "3"
 //
 // A user's tokens and sessions sit together under the user in one bucket,
 // so a Mint or an Exchange reads and rewrites the user's few pages there
@@ -44,11 +43,16 @@
 // id, scans the user's few sessions and sorts them by CreatedAt, then ID.
 // Of concurrent exchanges of one token, one Take wins.
 //
+// Layout 2 is layout 3 with tokens and sessions as JSON. The binary form
+// reads beside the JSON one, so Open only marks such a file as layout 3
+// (which keeps the builds of layout 2 from opening it) and its records
+// are rewritten in binary as they are next written.
+//
 // Layout 1 (the v1 core's) kept tokens in "tokens" (userId 0 hmac),
 // sessions by id in "sessions", with "sessions_hash" (hash -> id) and
 // "user_sessions" (userId 0 created(8) id) beside them: four trees, each
 // written at a random page by every exchange. Open moves such a file to
-// layout 2 in transactions of a bounded number of records, resuming where
+// layout 3 in transactions of a bounded number of records, resuming where
 // it stopped if interrupted, and marks it; the values are unchanged.
 //
 // A plugin value carries its own expiry in front of it, so a read hides

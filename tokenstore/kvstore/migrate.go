@@ -11,8 +11,15 @@ import (
 	"github.com/handoffd/handoff/tokenstore"
 )
 
-// layoutVersion is the layout this package reads and writes.
-const layoutVersion = "2"
+// layoutVersion is the layout this package reads and writes. Layout 3 is
+// layout 2 with tokens and sessions in their binary form (records.go);
+// since their JSON form still reads, a layout 2 file needs only the mark,
+// which keeps builds of layout 2, which cannot read the binary form, from
+// opening it.
+const (
+	layoutVersion = "3"
+	layout2       = "2"
+)
 
 // layoutKey holds the layout's version in bucketLayout.
 var layoutKey = []byte("version")
@@ -29,10 +36,11 @@ var testHookMigrated func() error
 
 // Open returns the typed store over b, first moving a file of layout 1
 // (tokens, sessions and their indexes in buckets of their own) to layout
-// 2, in transactions of at most a few migrateChunk records; the last one
+// 3, in transactions of at most a few migrateChunk records; the last one
 // marks the layout. A migration that stopped (a crash, a full disk) goes
-// on from where it was at the next Open. A backend that holds a layout
-// newer than this code gives an error.
+// on from where it was at the next Open. A file of layout 2 is marked
+// layout 3 in one small transaction. A backend that holds a layout newer
+// than this code gives an error.
 func Open(ctx context.Context, b Buckets) (*Store, error) {
 	s := New(b)
 	if err := s.migrate(ctx); err != nil {
@@ -52,6 +60,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	switch {
 	case err == nil && string(version) == layoutVersion:
 		return nil
+	case err == nil && string(version) == layout2:
+		return s.b.Update(ctx, func(tx Tx) error {
+			return tx.Put(bucketLayout, layoutKey, []byte(layoutVersion), time.Time{})
+		})
 	case err == nil:
 		return fmt.Errorf("the store has layout %q, which this version does not know", version)
 	case !errors.Is(err, tokenstore.ErrNotFound):

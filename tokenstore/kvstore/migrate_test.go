@@ -48,7 +48,7 @@ var errCrash = errors.New("crash")
 
 // TestMigrateResumes: a migration of one record per transaction that
 // stops half-way (as a crash would) leaves a file the next Open finishes,
-// with every token and session where layout 2 has it, and the Open after
+// with every token and session where layout 3 has it, and the Open after
 // that has nothing to do.
 func TestMigrateResumes(t *testing.T) {
 	ctx := context.Background()
@@ -112,12 +112,12 @@ func TestNewerLayout(t *testing.T) {
 	s, err := bolt.Open(path, bolt.Options{})
 	must(t, err)
 	must(t, s.Buckets().Update(context.Background(), func(tx kvstore.Tx) error {
-		return tx.Put("layout", []byte("version"), []byte("3"), time.Time{})
+		return tx.Put("layout", []byte("version"), []byte("4"), time.Time{})
 	}))
 	must(t, s.Close())
 	_, err = bolt.Open(path, bolt.Options{})
-	if err == nil || !strings.Contains(err.Error(), `layout "3"`) {
-		t.Fatalf("Open of a layout 3 file = %v", err)
+	if err == nil || !strings.Contains(err.Error(), `layout "4"`) {
+		t.Fatalf("Open of a layout 4 file = %v", err)
 	}
 	// The failed Open let go of the file.
 	_, err = bolt.Open(path, bolt.Options{Timeout: 100 * time.Millisecond})

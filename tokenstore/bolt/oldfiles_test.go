@@ -19,8 +19,9 @@ import (
 	"github.com/handoffd/handoff/tokenstore"
 )
 
-// v1Fixture is testdata/v1.json: what v1fixture made in testdata/v1.db.
-type v1Fixture struct {
+// fileFixture is testdata/NAME.json: what v1fixture made in
+// testdata/NAME.db with the code of its time.
+type fileFixture struct {
 	Now         time.Time `json:"now"`
 	Alice       string    `json:"alice"`
 	Bob         string    `json:"bob"`
@@ -33,14 +34,14 @@ type v1Fixture struct {
 	APIKeyID    string    `json:"apiKeyId"`
 }
 
-// openV1 opens a copy of testdata/v1.db and reads its fixture.
-func openV1(t *testing.T) (*Store, v1Fixture) {
+// openFixture opens a copy of testdata/NAME.db and reads its fixture.
+func openFixture(t *testing.T, name string) (*Store, fileFixture) {
 	t.Helper()
-	var f v1Fixture
-	raw, err := os.ReadFile("testdata/v1.json")
+	var f fileFixture
+	raw, err := os.ReadFile("testdata/" + name + ".json")
 	must(t, err)
 	must(t, json.Unmarshal(raw, &f))
-	db, err := os.ReadFile("testdata/v1.db")
+	db, err := os.ReadFile("testdata/" + name + ".db")
 	must(t, err)
 	path := filepath.Join(t.TempDir(), "handoff.db")
 	must(t, os.WriteFile(path, db, 0o600))
@@ -50,9 +51,9 @@ func openV1(t *testing.T) (*Store, v1Fixture) {
 	return s, f
 }
 
-// v1Pepper reads the file's pepper, stored plain by a core without a
+// filePepper reads the file's pepper, stored plain by a core without a
 // Sealer.
-func v1Pepper(t *testing.T, s *Store) []byte {
+func filePepper(t *testing.T, s *Store) []byte {
 	t.Helper()
 	var pepper []byte
 	must(t, s.Meta(context.Background(), func(m tokenstore.MetaTx) (err error) {
@@ -81,22 +82,30 @@ func credentialHash(t *testing.T, cred string) []byte {
 	return sha256Of(c.Secret)
 }
 
-// TestV1File: a store file written by the v1 core (layout 1) is migrated
-// at Open, every record reads back through the typed steps, and the
-// token, session and API key made before work.
-func TestV1File(t *testing.T) {
-	s, f := openV1(t)
-	ctx := context.Background()
-	pepper := v1Pepper(t, s)
+// TestOldFiles: store files written by earlier code, v1.db by the v1 core
+// (layout 1) and v2.db by the build before tokens and sessions were
+// stored in binary (layout 2, their JSON), open as layout 3; every record
+// reads back through the typed steps, and the tokens, session and API key
+// made before work.
+func TestOldFiles(t *testing.T) {
+	for _, name := range []string{"v1", "v2"} {
+		t.Run(name, func(t *testing.T) { testOldFile(t, name) })
+	}
+}
 
-	// Open moved layout 1's buckets into layout 2's and marked it.
+func testOldFile(t *testing.T, name string) {
+	s, f := openFixture(t, name)
+	ctx := context.Background()
+	pepper := filePepper(t, s)
+
+	// Open moved layout 1's buckets into user_data and marked the file.
 	must(t, s.b.db.View(func(btx *bbolt.Tx) error {
 		for _, name := range []string{"tokens", "sessions", "sessions_hash", "user_sessions", "failures"} {
 			if b := btx.Bucket([]byte(name)); b != nil && b.Stats().KeyN != 0 {
 				t.Errorf("layout 1's bucket %s holds %d keys after Open", name, b.Stats().KeyN)
 			}
 		}
-		if v := btx.Bucket([]byte("layout")).Get([]byte("version")); len(v) < headerLen || string(v[headerLen:]) != "2" {
+		if v := btx.Bucket([]byte("layout")).Get([]byte("version")); len(v) < headerLen || string(v[headerLen:]) != "3" {
 			t.Errorf("layout version = %q", v)
 		}
 		if n := btx.Bucket([]byte("user_data")).Stats().KeyN; n != 4 {
@@ -116,7 +125,7 @@ func TestV1File(t *testing.T) {
 		t.Fatalf("ScanUsers = %q", order)
 	}
 
-	// The session opened by a v1 exchange authenticates.
+	// The session opened by an old exchange authenticates.
 	u, sess, err := s.SessionByHash(ctx, f.Alice, credentialHash(t, f.Credential))
 	must(t, err)
 	if u.ID != f.Alice || sess.ID != f.SessionID || sess.Provider != "token" || sess.UserAgent != "fixture" {
@@ -135,15 +144,23 @@ func TestV1File(t *testing.T) {
 		t.Fatalf("Tokens = %+v", toks)
 	}
 
-	// The live token of a v1 mint exchanges once.
+	// The live token of an old mint exchanges once, and its session is
+	// written in binary.
 	now := f.Now.Add(5 * time.Minute)
 	x := tokenstore.Exchange{UserID: f.Alice, Hash: tokenHash(pepper, f.TokenSecret), Now: now, MaxAttempts: 10, MaxSessions: 10,
 		Session: tokenstore.Session{ID: "v2session", UserID: f.Alice, Hash: []byte("v2hash"), CreatedAt: now, UpdatedAt: now, Expire: now.Add(time.Hour), Provider: "token", Factors: []string{"token"}}}
 	res, err := s.Exchange(ctx, x)
 	must(t, err)
 	if !res.OK || res.Session.ID != "v2session" {
-		t.Fatalf("Exchange of the v1 token = %+v", res)
+		t.Fatalf("Exchange of the old token = %+v", res)
 	}
+	must(t, s.b.db.View(func(btx *bbolt.Tx) error {
+		key := append([]byte(f.Alice+"\x00s"), x.Session.Hash...)
+		if v := btx.Bucket([]byte("user_data")).Get(key); len(v) <= headerLen || v[headerLen] == '{' {
+			t.Errorf("the new session is stored as %q, want the binary form", v)
+		}
+		return nil
+	}))
 	if res, err := s.Exchange(ctx, x); err != nil || res.OK || res.Reason != tokenstore.ExchangeWrongSecret {
 		t.Fatalf("second Exchange = %+v, %v", res, err)
 	}
@@ -177,16 +194,16 @@ func TestV1File(t *testing.T) {
 		t.Fatalf("KVGet = %q", v)
 	}
 	if _, err := s.KVGet(ctx, "plugin", "ttl", f.Now.Add(25*time.Hour)); !errors.Is(err, tokenstore.ErrNotFound) {
-		t.Fatalf("KVGet of an expired v1 value = %v", err)
+		t.Fatalf("KVGet of an expired old value = %v", err)
 	}
 	if n, err := s.KVAdd(ctx, "plugin", "counter", 1, now, time.Time{}); err != nil || n != 42 {
 		t.Fatalf("KVAdd = %d, %v", n, err)
 	}
 	start := f.Now.Truncate(time.Hour)
 	if n, err := s.Hit(ctx, "route:ip", start, start.Add(time.Hour)); err != nil || n != 2 {
-		t.Fatalf("Hit in the v1 counter's window = %d, %v", n, err)
+		t.Fatalf("Hit in the old counter's window = %d, %v", n, err)
 	}
-	if !bytes.Equal(v1Pepper(t, s), pepper) {
+	if !bytes.Equal(filePepper(t, s), pepper) {
 		t.Fatal("the pepper changed")
 	}
 }
