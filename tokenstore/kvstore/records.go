@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"time"
 
@@ -49,26 +48,20 @@ func encodeToken(t tokenstore.Token) []byte {
 
 // decodeToken reads a token in either stored form.
 func decodeToken(raw []byte) (tokenstore.Token, error) {
-	var t tokenstore.Token
-	if isJSON(raw) {
-		err := json.Unmarshal(raw, &t)
-		return t, err
-	}
-	r := reader{b: raw}
-	r.tag(tagToken)
-	t.ID = r.string()
-	t.UserID = r.string()
-	t.Hash = r.bytes()
-	t.CreatedAt = r.time()
-	t.Expire = r.time()
-	t.Provider = r.string()
-	t.ProviderUID = r.string()
-	t.ProviderTokens = r.bytes()
-	t.SessionID = r.string()
-	t.IP = r.string()
-	t.UserAgent = r.string()
-	t.Attempts = r.int()
-	return t, r.done("token")
+	return decodeRecord(raw, tagToken, func(r *reader, t *tokenstore.Token) {
+		t.ID = r.string()
+		t.UserID = r.string()
+		t.Hash = r.bytes()
+		t.CreatedAt = r.time()
+		t.Expire = r.time()
+		t.Provider = r.string()
+		t.ProviderUID = r.string()
+		t.ProviderTokens = r.bytes()
+		t.SessionID = r.string()
+		t.IP = r.string()
+		t.UserAgent = r.string()
+		t.Attempts = r.int()
+	})
 }
 
 // encodeSession is s's stored form.
@@ -99,33 +92,41 @@ func encodeSession(s tokenstore.Session) []byte {
 
 // decodeSession reads a session in either stored form.
 func decodeSession(raw []byte) (tokenstore.Session, error) {
-	var s tokenstore.Session
+	return decodeRecord(raw, tagSession, func(r *reader, s *tokenstore.Session) {
+		s.ID = r.string()
+		s.UserID = r.string()
+		s.Hash = r.bytes()
+		s.CreatedAt = r.time()
+		s.UpdatedAt = r.time()
+		s.Expire = r.time()
+		s.Provider = r.string()
+		s.ProviderUID = r.string()
+		s.ProviderTokens = r.bytes()
+		if n := r.int(); n > 0 && n <= len(r.b) { // each factor takes a byte at least
+			s.Factors = make([]string, n)
+			for i := range s.Factors {
+				s.Factors[i] = r.string()
+			}
+		} else if n > 0 {
+			r.fail()
+		}
+		s.IP = r.string()
+		s.UserAgent = r.string()
+	})
+}
+
+// decodeRecord reads a record of either stored form: JSON, or the binary
+// form tagged tag, whose fields read reads in order.
+func decodeRecord[T any](raw []byte, tag byte, read func(*reader, *T)) (T, error) {
+	var x T
 	if isJSON(raw) {
-		err := json.Unmarshal(raw, &s)
-		return s, err
+		err := json.Unmarshal(raw, &x)
+		return x, err
 	}
 	r := reader{b: raw}
-	r.tag(tagSession)
-	s.ID = r.string()
-	s.UserID = r.string()
-	s.Hash = r.bytes()
-	s.CreatedAt = r.time()
-	s.UpdatedAt = r.time()
-	s.Expire = r.time()
-	s.Provider = r.string()
-	s.ProviderUID = r.string()
-	s.ProviderTokens = r.bytes()
-	if n := r.int(); n > 0 && n <= len(r.b) { // each factor takes a byte at least
-		s.Factors = make([]string, n)
-		for i := range s.Factors {
-			s.Factors[i] = r.string()
-		}
-	} else if n > 0 {
-		r.fail()
-	}
-	s.IP = r.string()
-	s.UserAgent = r.string()
-	return s, r.done("session")
+	r.tag(tag)
+	read(&r, &x)
+	return x, r.done()
 }
 
 // isJSON reports whether raw is a record of the JSON form.
@@ -218,9 +219,9 @@ func (r *reader) time() time.Time {
 }
 
 // done reports whether the whole record decoded, with nothing left over.
-func (r *reader) done(what string) error {
+func (r *reader) done() error {
 	if r.bad || len(r.b) != 0 {
-		return fmt.Errorf("%w: %s", errBadRecord, what)
+		return errBadRecord
 	}
 	return nil
 }
