@@ -18,7 +18,9 @@ import (
 // records share fewer leaf pages, and it costs a fraction of JSON's CPU
 // in the writer. Records written as JSON (before this form, or by layout
 // 1) start with '{' and still read; they are rewritten in binary when
-// next written.
+// next written. A record must decode exactly, with nothing left over, so
+// a new field takes a new tag (and layout), never bytes an older build
+// would drop.
 const (
 	tagToken   byte = 0x01
 	tagSession byte = 0x02
