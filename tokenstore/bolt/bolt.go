@@ -162,12 +162,12 @@ func openBuckets(path string, opts Options) (*buckets, error) {
 	return s, nil
 }
 
-// Figures reports the writer's counters for metrics: commits (each one
-// fsync) and the Update calls they carried.
+// Figures reports the writer's counters for metrics: commits (each
+// synced to disk) and the Update calls they carried.
 func (s *Store) Figures() []tokenstore.Figure {
 	st := s.b.stats()
 	return []tokenstore.Figure{
-		{Name: "commits_total", Help: "Write transactions the bolt store committed, one fsync each.", Counter: true, Value: float64(st.Commits)},
+		{Name: "commits_total", Help: "Write transactions the bolt store committed, each synced to disk.", Counter: true, Value: float64(st.Commits)},
 		{Name: "committed_steps_total", Help: "Write steps those commits carried (group commit); over handoff_store_commits_total, the mean group size.", Counter: true, Value: float64(st.Updates)},
 	}
 }
